@@ -1,0 +1,131 @@
+"""``mmssl run | train | eval | list | show``.
+
+mmssl run recipes/quickstart.yaml train.steps=200 out_dir=runs/try
+mmssl run image/moco_v2 method.negatives=memory_bank      # recipe names resolve under recipes/
+mmssl train RECIPE [overrides]      # pretrain only
+mmssl eval RECIPE ckpt=PATH         # evaluate a checkpoint or encoder.pt (and random init)
+mmssl list                          # recipes, methods, encoders, datasets, evaluators
+mmssl show RECIPE [overrides]       # the resolved config
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from mmssl.config import ConfigError, dump, load_recipe
+from mmssl.registry import DATASETS, ENCODERS, EVALUATORS, METHODS, RegistryError
+
+
+def recipe_dirs() -> list[Path]:
+    """Where recipe names are looked up: ./recipes, then the source checkout's recipes/."""
+    here = Path(__file__).resolve().parent.parent / "recipes"
+    dirs = [Path.cwd() / "recipes", here]
+    return [
+        d for i, d in enumerate(dirs) if d.is_dir() and d.resolve() not in [x.resolve() for x in dirs[:i]]
+    ]
+
+
+def resolve_recipe(name: str) -> Path:
+    path = Path(name)
+    if path.is_file():
+        return path
+    for d in recipe_dirs():
+        for candidate in (d / name, d / f"{name}.yaml"):
+            if candidate.is_file():
+                return candidate
+    known = ", ".join(sorted(list_recipes())) or "(none found)"
+    raise ConfigError(f"recipe '{name}' not found (a path, or a name under recipes/: {known})")
+
+
+def list_recipes() -> list[str]:
+    names = set()
+    for d in recipe_dirs():
+        names.update(str(p.relative_to(d).with_suffix("")) for p in d.rglob("*.yaml"))
+    return sorted(names)
+
+
+def _load(args: argparse.Namespace):
+    return load_recipe(resolve_recipe(args.recipe), args.overrides)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from mmssl import pipeline
+
+    pipeline.run(_load(args))
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from mmssl import pipeline
+
+    cfg = _load(args)
+    _, _, result, run_dir = pipeline.train(cfg)
+    pipeline.plot_loss_curve(run_dir)
+    print(f"trained {result.steps} steps, final loss {result.final_loss}; run directory: {run_dir}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from mmssl import pipeline
+
+    pipeline.eval_checkpoint(_load(args))
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    print(dump(_load(args)), end="")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    print("recipes:")
+    for r in list_recipes():
+        print(f"  {r}")
+    for title, reg in (
+        ("methods", METHODS),
+        ("encoders", ENCODERS),
+        ("datasets", DATASETS),
+        ("evaluators", EVALUATORS),
+    ):
+        print(f"{title}:")
+        for n in reg.names():
+            print(f"  {n:<24} {reg.modality_of(n) or 'any modality'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mmssl", description="Self-supervised learning beyond still images."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, fn, text in (
+        ("run", cmd_run, "pretrain, then run the recipe's evaluations"),
+        ("train", cmd_train, "pretrain only"),
+        ("eval", cmd_eval, "evaluate ckpt=PATH with the recipe's evaluations"),
+        ("show", cmd_show, "print the resolved config"),
+    ):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("recipe", help="a recipe path or a name under recipes/ (e.g. image/simclr)")
+        p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.steps=200 out_dir=runs/x")
+        p.set_defaults(fn=fn)
+    p = sub.add_parser("list", help="recipes, methods, encoders, datasets and evaluators")
+    p.set_defaults(fn=cmd_list)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except (ConfigError, RegistryError) as err:
+        print(f"mmssl: config error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mmssl: interrupted (resume with resume=auto)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

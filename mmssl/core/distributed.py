@@ -1,0 +1,159 @@
+"""Process-group helpers: the only place in mmssl that talks to ``torch.distributed`` directly.
+
+Everything here degrades to a no-op (or the identity) in a plain single process, so the same training
+code runs under ``torchrun`` and without it.
+
+The one subtle piece is :func:`gather_with_grad`. ``torch.distributed.all_gather`` returns tensors that
+are cut off from autograd, so a contrastive loss that uses other processes' embeddings as negatives
+would silently drop the gradient flowing *to those embeddings*. Each process computes a loss
+``L_r`` that depends on every process's embeddings ``z_s``; the gradient the optimiser needs for
+``z_r`` is ``sum_s dL_s/dz_r``. The backward of :class:`_GatherWithGrad` therefore all-reduces
+(sums) the incoming gradient and returns this rank's slice. Combined with DDP's averaging of
+parameter gradients, this reproduces exactly the gradient of the loss averaged over processes,
+i.e. the single-process gradient on the whole global batch.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+_ENV_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
+
+
+def is_distributed() -> bool:
+    """True when a default process group is initialised."""
+    return dist.is_available() and dist.is_initialized()
+
+
+def get_rank() -> int:
+    """Global rank of this process (0 when not distributed)."""
+    return dist.get_rank() if is_distributed() else 0
+
+
+def get_world_size() -> int:
+    """Number of processes (1 when not distributed)."""
+    return dist.get_world_size() if is_distributed() else 1
+
+
+def is_main_process() -> bool:
+    """True on rank 0; use it to guard logging, checkpoint writes and figures."""
+    return get_rank() == 0
+
+
+def _launched_by_torchrun() -> bool:
+    return all(v in os.environ for v in _ENV_VARS) and int(os.environ["WORLD_SIZE"]) > 1
+
+
+def init_distributed(backend: str | None = None) -> torch.device:
+    """Join the process group described by torchrun's environment and return this process's device.
+
+    Reads ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` (``MASTER_ADDR``/``MASTER_PORT`` are read by
+    ``init_method="env://"``). The backend defaults to ``nccl`` when CUDA is available and ``gloo``
+    otherwise. Without those variables (or with ``WORLD_SIZE=1``) nothing is initialised and the
+    single-process device is returned (``cuda`` when available, else ``cpu``).
+    """
+    cuda = torch.cuda.is_available()
+    if not _launched_by_torchrun():
+        return torch.device("cuda", torch.cuda.current_device()) if cuda else torch.device("cpu")
+
+    local_rank = int(os.environ["LOCAL_RANK"])
+    if cuda:
+        # Bind the device before creating the group so NCCL picks the right GPU.
+        torch.cuda.set_device(local_rank)
+        device = torch.device("cuda", local_rank)
+    else:
+        device = torch.device("cpu")
+    if not is_distributed():
+        backend = backend or ("nccl" if cuda else "gloo")
+        dist.init_process_group(
+            backend=backend,
+            init_method="env://",
+            rank=int(os.environ["RANK"]),
+            world_size=int(os.environ["WORLD_SIZE"]),
+        )
+    return device
+
+
+def cleanup_distributed() -> None:
+    """Destroy the process group if one exists (safe to call in a single process)."""
+    if is_distributed():
+        dist.destroy_process_group()
+
+
+def barrier() -> None:
+    """Synchronise all processes; no-op in a single process."""
+    if is_distributed():
+        dist.barrier()
+
+
+def all_reduce_mean(t: Tensor) -> Tensor:
+    """Mean of ``t`` over processes, as a new tensor (no gradient); ``t`` itself is left unchanged."""
+    out = t.detach().clone()
+    if get_world_size() == 1:
+        return out
+    dist.all_reduce(out, op=dist.ReduceOp.SUM)
+    return out / get_world_size()
+
+
+class _GatherWithGrad(torch.autograd.Function):
+    """all_gather along dim 0 whose backward sums the gradient over processes and keeps this rank's rows."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:  # type: ignore[override]
+        x = x.contiguous()
+        parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, x)
+        ctx.batch = x.shape[0]
+        return torch.cat(parts, dim=0)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:  # type: ignore[override]
+        grad = grad.contiguous().clone()
+        # Every process's loss may depend on our rows: their gradient is the sum over processes.
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        start = dist.get_rank() * ctx.batch
+        return grad[start : start + ctx.batch]
+
+
+def gather_with_grad(x: Tensor) -> Tensor:
+    """Concatenate ``x`` [B, ...] from all processes along dim 0, keeping exact gradients.
+
+    The result is [world_size * B, ...] with rank ``r``'s rows at ``r*B : (r+1)*B``. All processes
+    must pass the same shape. Identity when not distributed.
+    """
+    if get_world_size() == 1:
+        return x
+    return _GatherWithGrad.apply(x)
+
+
+@torch.no_grad()
+def gather_no_grad(x: Tensor) -> Tensor:
+    """Concatenate ``x`` [B, ...] from all processes along dim 0, detached (for queues and banks)."""
+    x = x.detach()
+    if get_world_size() == 1:
+        return x
+    x = x.contiguous()
+    parts = [torch.empty_like(x) for _ in range(get_world_size())]
+    dist.all_gather(parts, x)
+    return torch.cat(parts, dim=0)
+
+
+def convert_sync_batchnorm(module: nn.Module) -> nn.Module:
+    """Replace BatchNorm layers by SyncBatchNorm so batch statistics span all processes.
+
+    Only done when several processes run on CUDA: PyTorch's SyncBatchNorm has no CPU kernel, so on
+    CPU (gloo) the module is returned unchanged and each process normalises with its own batch.
+    """
+    if get_world_size() > 1 and torch.cuda.is_available():
+        return nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    return module
+
+
+def unwrap_model(module: nn.Module) -> nn.Module:
+    """The module inside a DistributedDataParallel / DataParallel wrapper (or ``module`` itself)."""
+    wrappers = (nn.parallel.DistributedDataParallel, nn.DataParallel)
+    return module.module if isinstance(module, wrappers) else module

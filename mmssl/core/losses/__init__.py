@@ -1,0 +1,15 @@
+"""Modality-free self-supervised objectives, one per file."""
+
+from mmssl.core.losses.info_nce import info_nce, nt_xent
+from mmssl.core.losses.masked_reconstruction import masked_reconstruction_loss
+from mmssl.core.losses.pairwise_group import pairwise_group_contrastive
+from mmssl.core.losses.regression import byol_regression, simsiam_loss
+
+__all__ = [
+    "byol_regression",
+    "info_nce",
+    "masked_reconstruction_loss",
+    "nt_xent",
+    "pairwise_group_contrastive",
+    "simsiam_loss",
+]

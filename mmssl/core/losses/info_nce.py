@@ -1,0 +1,94 @@
+"""InfoNCE and NT-Xent: softmax cross-entropy over cosine similarities.
+
+InfoNCE (Oord et al. 2018; MoCo, He et al. 2020, eq. 1), for a query ``q`` with positive key ``k+``
+and negatives ``k-``::
+
+    L_q = -log( exp(q.k+ / t) / (exp(q.k+ / t) + sum_{k-} exp(q.k- / t)) )
+
+NT-Xent (SimCLR, Chen et al. 2020, eq. 1) is the same loss over the 2N views of a batch: each view's
+positive is the other view of its sample, the remaining 2N-2 views are the negatives, and the anchor's
+similarity with itself is left out of the denominator. It is averaged over all 2N anchors, i.e. over
+both directions.
+
+Both losses L2-normalise their inputs and compute logits and softmax in float32, also under autocast:
+with t = 0.07 the logits reach ~14 and half precision would lose the small differences that carry
+the gradient.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from mmssl.core.distributed import gather_with_grad, get_rank
+
+
+def info_nce(
+    query: Tensor,
+    key: Tensor,
+    negatives: Tensor | None = None,
+    temperature: float = 0.07,
+    gather: bool = False,
+) -> Tensor:
+    """InfoNCE loss, mean over the queries.
+
+    Args:
+        query: [B, D] queries.
+        key: [B, D] positive keys; row i is the positive of query i.
+        negatives: optional [K, D] extra negatives (momentum queue or memory bank). When given, the
+            logits of query i are ``[q_i.k_i, q_i.n_1 ... q_i.n_K]`` (MoCo) and ``gather`` is not used:
+            a queue is already shared across processes when it is filled.
+            When None, the other keys of the batch are the negatives (MoCo's "end-to-end" variant).
+        temperature: softmax temperature t.
+        gather: with in-batch negatives, use the keys of all processes as negatives (gathered with
+            exact gradients); the positive of query i on rank r sits at column ``r*B + i``.
+
+    Returns:
+        scalar loss (float32).
+    """
+    with torch.autocast(device_type=query.device.type, enabled=False):
+        q = F.normalize(query.float(), dim=1)
+        k = F.normalize(key.float(), dim=1)
+        if negatives is not None:
+            n = F.normalize(negatives.float(), dim=1)
+            pos = (q * k).sum(dim=1, keepdim=True)  # [B, 1]
+            logits = torch.cat([pos, q @ n.t()], dim=1) / temperature  # [B, 1 + K]
+            labels = torch.zeros(q.shape[0], dtype=torch.long, device=q.device)
+        else:
+            offset = 0
+            if gather:
+                k = gather_with_grad(k)
+                offset = get_rank() * q.shape[0]
+            logits = q @ k.t() / temperature  # [B, B * world]
+            labels = torch.arange(q.shape[0], device=q.device) + offset
+        return F.cross_entropy(logits, labels)
+
+
+def nt_xent(z1: Tensor, z2: Tensor, temperature: float = 0.5, gather: bool = False) -> Tensor:
+    """SimCLR's NT-Xent loss over the 2N views ``z1`` [N, D] and ``z2`` [N, D], mean over 2N anchors.
+
+    With ``gather=True`` the views of all processes (2 * N * world in total) serve as negatives; the
+    gather keeps exact gradients, so averaging this loss over processes (as DDP does for gradients)
+    equals the loss on the global batch.
+    """
+    with torch.autocast(device_type=z1.device.type, enabled=False):
+        a1 = F.normalize(z1.float(), dim=1)
+        a2 = F.normalize(z2.float(), dim=1)
+        n = a1.shape[0]
+        b1, b2, offset = a1, a2, 0
+        if gather:
+            b1, b2 = gather_with_grad(a1), gather_with_grad(a2)
+            offset = get_rank() * n
+        total = b1.shape[0]  # N * world
+        anchors = torch.cat([a1, a2], dim=0)  # [2N, D], this process's views
+        candidates = torch.cat([b1, b2], dim=0)  # [2 N world, D], all views
+        logits = anchors @ candidates.t() / temperature
+
+        # Column of each anchor's own view in `candidates`, and of its positive (the other view).
+        idx = torch.arange(n, device=a1.device) + offset
+        self_col = torch.cat([idx, idx + total])
+        pos_col = torch.cat([idx + total, idx])
+        rows = torch.arange(2 * n, device=a1.device)
+        logits[rows, self_col] = float("-inf")  # exp(-inf) = 0: self-similarity leaves the denominator
+        return F.cross_entropy(logits, pos_col)

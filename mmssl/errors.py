@@ -1,0 +1,24 @@
+"""Errors raised by data loaders, shared by every modality.
+
+Both derive from ``ValueError`` so callers that only know "bad input" can catch them generically,
+while the CLI can single them out and print the message (which always names the offending file or
+folder) without a traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class DataError(ValueError):
+    """A dataset cannot be built: missing folder, no samples, mismatched splits, bad option."""
+
+
+class CorruptFileError(ValueError):
+    """One file could not be decoded. ``path`` is the file; the message names it too."""
+
+    def __init__(self, path: str | Path, reason: str = "") -> None:
+        self.path = Path(path)
+        self.reason = reason
+        message = f"corrupt or unreadable file: {self.path}"
+        super().__init__(f"{message} ({reason})" if reason else message)

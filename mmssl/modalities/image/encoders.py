@@ -1,0 +1,374 @@
+"""Image encoders, registered in ``mmssl.registry.ENCODERS`` with ``modality="image"``.
+
+Every encoder follows the toolkit contract: an ``nn.Module`` with ``out_dim`` whose ``forward(x)``
+takes ``[B, C, H, W]`` and returns ``{"global": [B, out_dim], "tokens": [B, N, out_dim]}``, where
+the tokens are the cells of the final feature map (CNNs) or the patch outputs (ViT).
+
+- ``resnet18`` / ``resnet50``: torchvision ResNets, never pretrained, classifier removed; the
+  ``small_stem`` variant (3x3 conv, stride 1, no max-pool) is the CIFAR ResNet used by SimCLR and
+  solo-learn for 32-px images.
+- ``small_cnn``: a few conv-BN-ReLU blocks, for CPU demos.
+- ``vit_tiny`` / ``vit_small``: a plain pre-norm ViT with fixed 2-D sin-cos positions (as MAE)
+  whose pieces (``patch_embed``, ``pos_embed``, ``cls_token``, ``blocks``, ``norm``,
+  ``forward_tokens``) are exposed so masked image modelling can encode only visible patches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.models import resnet as tv_resnet
+
+from mmssl.registry import ENCODERS
+
+
+def _feature_map_outputs(fmap: torch.Tensor) -> dict[str, torch.Tensor]:
+    """``[B, C, h, w]`` -> global average pool ``[B, C]`` and cell tokens ``[B, h*w, C]``."""
+    return {"global": fmap.mean(dim=(2, 3)), "tokens": fmap.flatten(2).transpose(1, 2)}
+
+
+# --------------------------------------------------------------------------------------- ResNet
+
+
+class ResNetEncoder(nn.Module):
+    """A torchvision ResNet trunk (everything before the classifier).
+
+    With ``small_stem`` the 7x7/2 convolution and the 3x3/2 max-pool are replaced by one 3x3/1
+    convolution, so a 32x32 input leaves the trunk as a 4x4 map (total stride 8) instead of 1x1
+    (total stride 32).
+    """
+
+    def __init__(
+        self,
+        arch: str = "resnet18",
+        small_stem: bool = False,
+        zero_init_residual: bool = False,
+        in_channels: int = 3,
+    ) -> None:
+        super().__init__()
+        builders = {
+            "resnet18": tv_resnet.resnet18,
+            "resnet34": tv_resnet.resnet34,
+            "resnet50": tv_resnet.resnet50,
+        }
+        if arch not in builders:
+            raise ValueError(f"unknown ResNet '{arch}'; available: {', '.join(builders)}")
+        # weights=None: random init, nothing is ever downloaded.
+        net = builders[arch](weights=None, zero_init_residual=zero_init_residual)
+        if small_stem or in_channels != 3:
+            kernel, stride, padding = (3, 1, 1) if small_stem else (7, 2, 3)
+            net.conv1 = nn.Conv2d(in_channels, 64, kernel, stride=stride, padding=padding, bias=False)
+            nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")
+        if small_stem:
+            net.maxpool = nn.Identity()
+        net.fc = nn.Identity()
+        self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
+        self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
+        self.out_dim: int = 512 * (4 if arch == "resnet50" else 1)
+        self.small_stem = small_stem
+
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return _feature_map_outputs(self.feature_map(x))
+
+
+@ENCODERS.register("resnet18", modality="image")
+def resnet18(
+    small_stem: bool = False, zero_init_residual: bool = False, in_channels: int = 3
+) -> ResNetEncoder:
+    """ResNet-18 trunk, ``out_dim`` 512.
+
+    ``small_stem``: CIFAR variant (3x3/1 stem, no max-pool) for 32-px inputs.
+    ``zero_init_residual``: start each residual block's last BN at zero (block = identity).
+    ``in_channels``: input channels (3 for RGB).
+    """
+    return ResNetEncoder("resnet18", small_stem, zero_init_residual, in_channels)
+
+
+@ENCODERS.register("resnet50", modality="image")
+def resnet50(
+    small_stem: bool = False, zero_init_residual: bool = False, in_channels: int = 3
+) -> ResNetEncoder:
+    """ResNet-50 trunk, ``out_dim`` 2048. Options as for ``resnet18``."""
+    return ResNetEncoder("resnet50", small_stem, zero_init_residual, in_channels)
+
+
+# ------------------------------------------------------------------------------------ Small CNN
+
+
+class SmallCNN(nn.Module):
+    """``len(widths)`` blocks of conv3x3-BN-ReLU (x ``convs_per_block``), 2x2 max-pool between
+    blocks, global average pool. With the default widths a 32x32 image ends as a 4x4x256 map;
+    about 15 MMAC per image, so it trains on a laptop CPU.
+
+    ``stem_stride=2`` lets the first convolution downsample: on CPU the full-resolution first block
+    (BN/ReLU over 32x32 maps) costs as much time as the rest, so this roughly halves a step.
+    """
+
+    def __init__(
+        self,
+        widths: Sequence[int] = (32, 64, 128, 256),
+        in_channels: int = 3,
+        convs_per_block: int = 1,
+        stem_stride: int = 1,
+    ):
+        super().__init__()
+        if not widths:
+            raise ValueError("small_cnn needs at least one width")
+        layers: list[nn.Module] = []
+        c_in = in_channels
+        for i, width in enumerate(widths):
+            if i > 0:
+                layers.append(nn.MaxPool2d(2))
+            for j in range(convs_per_block):
+                stride = stem_stride if i == 0 and j == 0 else 1
+                layers += [
+                    nn.Conv2d(c_in, width, 3, stride=stride, padding=1, bias=False),
+                    nn.BatchNorm2d(width),
+                    nn.ReLU(inplace=True),
+                ]
+                c_in = width
+        self.features = nn.Sequential(*layers)
+        self.out_dim: int = int(widths[-1])
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return _feature_map_outputs(self.features(x))
+
+
+@ENCODERS.register("small_cnn", modality="image")
+def small_cnn(
+    widths: Sequence[int] = (32, 64, 128, 256),
+    in_channels: int = 3,
+    convs_per_block: int = 1,
+    stem_stride: int = 1,
+) -> SmallCNN:
+    """A small fast CNN for CPU demos; ``out_dim`` = ``widths[-1]`` (256 by default).
+
+    ``widths``: channels of each block (a 2x2 max-pool separates blocks).
+    ``convs_per_block``: conv-BN-ReLU layers per block.
+    ``stem_stride``: stride of the first convolution (2 = faster, coarser: 2x2 final map at 32 px).
+    """
+    return SmallCNN(tuple(widths), in_channels, convs_per_block, stem_stride)
+
+
+# ------------------------------------------------------------------------------------------ ViT
+
+
+def sincos_pos_embed_2d(embed_dim: int, grid_size: int, cls_token: bool = True) -> torch.Tensor:
+    """Fixed 2-D sine-cosine positions (Vaswani et al. 2017, extended to 2-D as in MAE).
+
+    Patch ``(r, c)`` (row-major order) gets ``[sin(r w), cos(r w), sin(c w), cos(c w)]`` with
+    frequencies ``w_k = 10000^(-k / (D/4))``, ``k = 0..D/4-1``: the first half of the channels
+    encodes the row, the second half the column. The CLS position (first row) is all zeros.
+    Returns ``[1 + N, D]`` (or ``[N, D]`` without the CLS row).
+    """
+    if embed_dim % 4 != 0:
+        raise ValueError(f"sin-cos positions need embed_dim divisible by 4, got {embed_dim}")
+    quarter = embed_dim // 4
+    omega = 1.0 / 10000 ** (torch.arange(quarter, dtype=torch.float64) / quarter)
+    coords = torch.arange(grid_size, dtype=torch.float64)
+    rows, cols = torch.meshgrid(coords, coords, indexing="ij")
+
+    def encode(pos: torch.Tensor) -> torch.Tensor:  # [N] -> [N, D/2]
+        angles = pos.reshape(-1, 1) * omega.reshape(1, -1)
+        return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+    emb = torch.cat([encode(rows), encode(cols)], dim=1).float()
+    if cls_token:
+        emb = torch.cat([torch.zeros(1, embed_dim), emb], dim=0)
+    return emb
+
+
+class PatchEmbed(nn.Module):
+    """Non-overlapping ``patch_size`` patches, each projected linearly: ``[B, C, H, W] -> [B, N, D]``."""
+
+    def __init__(self, img_size: int, patch_size: int, in_channels: int, embed_dim: int) -> None:
+        super().__init__()
+        if img_size % patch_size != 0:
+            raise ValueError(f"img_size {img_size} is not a multiple of patch_size {patch_size}")
+        self.img_size, self.patch_size = img_size, patch_size
+        self.grid_size = img_size // patch_size
+        self.num_patches = self.grid_size**2
+        self.proj = nn.Conv2d(in_channels, embed_dim, patch_size, stride=patch_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-2:] != (self.img_size, self.img_size):
+            raise ValueError(
+                f"ViT built for {self.img_size}x{self.img_size} inputs got {tuple(x.shape[-2:])}; "
+                "set the encoder's img_size to the image size"
+            )
+        return self.proj(x).flatten(2).transpose(1, 2)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention, softmax(Q K^T / sqrt(d)) V, via ``F.scaled_dot_product_attention``."""
+
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True) -> None:
+        super().__init__()
+        if dim % num_heads != 0:
+            raise ValueError(f"embed_dim {dim} is not divisible by num_heads {num_heads}")
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, d = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4)
+        out = F.scaled_dot_product_attention(q, k, v)  # [B, heads, N, d_head]
+        return self.proj(out.transpose(1, 2).reshape(b, n, d))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: ``x + Attn(LN(x))`` then ``x + MLP(LN(x))``."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True) -> None:
+        super().__init__()
+        hidden = int(dim * mlp_ratio)
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.attn = Attention(dim, num_heads, qkv_bias)
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class VisionTransformer(nn.Module):
+    """Plain ViT (Dosovitskiy et al., 2021) with a CLS token and a final LayerNorm.
+
+    ``forward(x)``: ``t = patch_embed(x) + pos_embed[:, 1:]`` then ``forward_tokens(t)``;
+    returns ``{"global": CLS output, "tokens": patch outputs}``.
+    ``pos_embed`` is ``[1, 1 + N, D]`` with the CLS position first; with ``pos_embed="sincos"``
+    (default, as MAE) it is a fixed, non-trainable parameter.
+    """
+
+    def __init__(
+        self,
+        img_size: int = 32,
+        patch_size: int = 4,
+        in_channels: int = 3,
+        embed_dim: int = 192,
+        depth: int = 12,
+        num_heads: int = 3,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        pos_embed: str = "sincos",
+    ) -> None:
+        super().__init__()
+        if pos_embed not in ("sincos", "learned"):
+            raise ValueError(f"pos_embed must be 'sincos' or 'learned', got '{pos_embed}'")
+        self.patch_embed = PatchEmbed(img_size, patch_size, in_channels, embed_dim)
+        num_patches = self.patch_embed.num_patches
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        if pos_embed == "sincos":
+            table = sincos_pos_embed_2d(embed_dim, self.patch_embed.grid_size).unsqueeze(0)
+            self.pos_embed = nn.Parameter(table, requires_grad=False)
+        else:
+            self.pos_embed = nn.Parameter(torch.zeros(1, 1 + num_patches, embed_dim))
+            nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        self.blocks = nn.ModuleList(Block(embed_dim, num_heads, mlp_ratio, qkv_bias) for _ in range(depth))
+        self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
+        self.embed_dim = embed_dim
+        self.out_dim: int = embed_dim
+        self.num_patches = num_patches
+        self.patch_size = patch_size
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        # MAE / timm recipe: patch projection like a Linear (xavier on the flattened kernel),
+        # CLS ~ N(0, 0.02), Linear xavier-uniform with zero bias, LayerNorm (1, 0).
+        w = self.patch_embed.proj.weight
+        nn.init.xavier_uniform_(w.view(w.shape[0], -1))
+        nn.init.zeros_(self.patch_embed.proj.bias)
+        nn.init.normal_(self.cls_token, std=0.02)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def forward_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``[B, M, D]`` patch tokens that already carry their positions (any subset, any order)
+        -> ``[B, 1 + M, D]``: CLS (+ its position) prepended, blocks, final norm."""
+        cls = (self.cls_token + self.pos_embed[:, :1]).expand(tokens.shape[0], -1, -1)
+        x = torch.cat([cls, tokens], dim=1)
+        for block in self.blocks:
+            x = block(x)
+        return self.norm(x)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        tokens = self.patch_embed(x) + self.pos_embed[:, 1:]
+        out = self.forward_tokens(tokens)
+        return {"global": out[:, 0], "tokens": out[:, 1:]}
+
+
+# (width, default depth, heads) per size, as in DeiT / timm.
+_VIT_SIZES = {"vit_tiny": (192, 12, 3), "vit_small": (384, 12, 6)}
+
+
+@ENCODERS.register("vit_tiny", modality="image")
+def vit_tiny(
+    img_size: int = 32,
+    patch_size: int = 4,
+    depth: int = 12,
+    in_channels: int = 3,
+    mlp_ratio: float = 4.0,
+    pos_embed: str = "sincos",
+) -> VisionTransformer:
+    """ViT-Tiny: width 192, 3 heads, ``depth`` blocks (12 by default); ``out_dim`` 192.
+
+    ``img_size`` must equal the input side; ``patch_size`` 4 gives 64 patches on 32-px images
+    (16 is the ImageNet choice at 224 px). ``pos_embed``: ``"sincos"`` (fixed) or ``"learned"``.
+    """
+    dim, _, heads = _VIT_SIZES["vit_tiny"]
+    return VisionTransformer(img_size, patch_size, in_channels, dim, depth, heads, mlp_ratio, True, pos_embed)
+
+
+@ENCODERS.register("vit_small", modality="image")
+def vit_small(
+    img_size: int = 32,
+    patch_size: int = 4,
+    depth: int = 12,
+    in_channels: int = 3,
+    mlp_ratio: float = 4.0,
+    pos_embed: str = "sincos",
+) -> VisionTransformer:
+    """ViT-Small: width 384, 6 heads, ``depth`` blocks (12 by default); ``out_dim`` 384.
+    Options as for ``vit_tiny``."""
+    dim, _, heads = _VIT_SIZES["vit_small"]
+    return VisionTransformer(img_size, patch_size, in_channels, dim, depth, heads, mlp_ratio, True, pos_embed)
+
+
+def num_parameters(module: nn.Module, trainable_only: bool = True) -> int:
+    """Parameter count (for logs and benchmark tables)."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
+
+
+__all__ = [
+    "ResNetEncoder",
+    "SmallCNN",
+    "VisionTransformer",
+    "PatchEmbed",
+    "Block",
+    "Attention",
+    "sincos_pos_embed_2d",
+    "num_parameters",
+    "resnet18",
+    "resnet50",
+    "small_cnn",
+    "vit_tiny",
+    "vit_small",
+]

@@ -1,0 +1,235 @@
+"""From a validated recipe to a run directory: build, pretrain, evaluate, report.
+
+``run(cfg)`` is what ``mmssl run`` does::
+
+    data = DATASETS[cfg.data.name](...)          # a DataBundle
+    encoder = ENCODERS[cfg.encoder.name](...)     # seeded; an untrained copy is kept as the baseline
+    method = METHODS[cfg.method.name](encoder, ...)
+    Trainer(cfg.train, method, data.pretrain).fit()
+    evaluate(method.encoder) and evaluate(random-init encoder) with every evaluator in cfg.eval
+    write metrics.json, encoder.pt, loss_curve.png; print a table
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from mmssl.config import RecipeConfig, dump
+from mmssl.core import distributed as dist
+from mmssl.data import DataBundle
+from mmssl.registry import DATASETS, ENCODERS, EVALUATORS, METHODS
+from mmssl.train.checkpoint import load_checkpoint, load_encoder, save_encoder
+from mmssl.train.trainer import Trainer, TrainResult, pick_device, seed_everything
+
+
+def run_dir_for(cfg: RecipeConfig) -> Path:
+    return Path(cfg.out_dir) if cfg.out_dir else Path("runs") / cfg.name
+
+
+def _call_with_provided(builder, kwargs: dict[str, Any], provided: dict[str, Any]) -> Any:
+    """Call a builder with recipe kwargs plus the runner-provided values it accepts."""
+    params = inspect.signature(builder).parameters
+    extra = {k: v for k, v in provided.items() if k in params and k not in kwargs}
+    return builder(**extra, **kwargs)
+
+
+def build_data(cfg: RecipeConfig) -> DataBundle:
+    name, kwargs = cfg.component("data")
+    return _call_with_provided(DATASETS.get(name), kwargs, {"seed": cfg.train.seed})
+
+
+def build_encoder(cfg: RecipeConfig) -> nn.Module:
+    name, kwargs = cfg.component("encoder")
+    return ENCODERS.build(name, **kwargs)
+
+
+def build_method(cfg: RecipeConfig, encoder: nn.Module, data: DataBundle) -> nn.Module:
+    name, kwargs = cfg.component("method")
+    provided = {"num_samples": len(data.pretrain), "num_classes": data.num_classes}
+    return _call_with_provided(METHODS.get(name), kwargs, {"encoder": encoder, **provided})
+
+
+def encoder_spec(cfg: RecipeConfig) -> dict[str, Any]:
+    name, kwargs = cfg.component("encoder")
+    return {"name": name, "kwargs": kwargs}
+
+
+def evaluate(
+    cfg: RecipeConfig, encoder: nn.Module, data: DataBundle, device: torch.device
+) -> dict[str, float]:
+    """Run every evaluator named in ``cfg.eval`` on one encoder; merged metric dict."""
+    results: dict[str, float] = {}
+    for name, options in cfg.eval.items():
+        if name in ("baselines", "batch_size"):
+            continue
+        fn = EVALUATORS.get(name)
+        opts = dict(options or {})
+        if "batch_size" in cfg.eval and "batch_size" in inspect.signature(fn).parameters:
+            opts.setdefault("batch_size", cfg.eval["batch_size"])
+        results.update(fn(encoder, data, device=device, seed=cfg.train.seed, **opts))
+    return results
+
+
+def train(
+    cfg: RecipeConfig, data: DataBundle | None = None
+) -> tuple[nn.Module, nn.Module, TrainResult, Path]:
+    """Pretrain; returns (method, untrained encoder copy, result, run_dir)."""
+    run_dir = run_dir_for(cfg)
+    data = data or build_data(cfg)
+    seed_everything(cfg.train.seed)
+    encoder = build_encoder(cfg)
+    untrained = copy.deepcopy(encoder)
+    method = build_method(cfg, encoder, data)
+    if dist.is_main_process():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(dump(cfg))
+    trainer = Trainer(
+        cfg.train,
+        method,
+        data.pretrain,
+        run_dir=run_dir,
+        resume=cfg.resume,
+        extra_state={"config": cfg.to_dict(), "encoder_spec": encoder_spec(cfg)},
+        collate_fn=data.info.get("collate_fn"),
+    )
+    result = trainer.fit()
+    if dist.is_main_process():
+        save_encoder(trainer.method.encoder, encoder_spec(cfg), run_dir / "encoder.pt")
+    return trainer.method, untrained, result, run_dir
+
+
+def _device(cfg: RecipeConfig) -> torch.device:
+    return (
+        pick_device(cfg.train.device)
+        if not torch.cuda.is_available() or not dist.is_distributed()
+        else torch.device("cuda", torch.cuda.current_device())
+    )
+
+
+def report(
+    cfg: RecipeConfig,
+    encoder: nn.Module,
+    untrained: nn.Module | None,
+    data: DataBundle,
+    run_dir: Path,
+    result: TrainResult | None,
+) -> dict[str, Any]:
+    """Evaluate trained and baseline encoders, write metrics.json and figures, print a table."""
+    device = _device(cfg)
+    t0 = time.perf_counter()
+    metrics: dict[str, Any] = {
+        "recipe": cfg.name,
+        "method": cfg.method["name"],
+        "encoder": cfg.encoder["name"],
+        "modality": cfg.modality,
+        "steps": cfg.train.steps,
+        "final_loss": result.final_loss if result else None,
+        "train_seconds": round(result.seconds, 2) if result else None,
+        "train_samples_per_s": round(result.samples_per_s, 1) if result else None,
+        "eval": evaluate(cfg, encoder.to(device), data, device),
+        "baselines": {},
+    }
+    if untrained is not None and "random_init" in cfg.eval.get("baselines", []):
+        metrics["baselines"]["random_init"] = evaluate(cfg, untrained.to(device), data, device)
+    metrics["eval_seconds"] = round(time.perf_counter() - t0, 2)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    plot_loss_curve(run_dir)
+    print(format_table(metrics))
+    print(f"run directory: {run_dir}")
+    return metrics
+
+
+def run(cfg: RecipeConfig) -> dict[str, Any] | None:
+    """``mmssl run``: pretrain, then evaluate against the random-init baseline."""
+    data = build_data(cfg)
+    method, untrained, result, run_dir = train(cfg, data)
+    if not dist.is_main_process():
+        dist.cleanup_distributed()
+        return None
+    metrics = report(cfg, method.encoder, untrained, data, run_dir, result)
+    dist.cleanup_distributed()
+    return metrics
+
+
+def eval_checkpoint(cfg: RecipeConfig) -> dict[str, Any]:
+    """``mmssl eval RECIPE ckpt=PATH``: evaluate a saved training checkpoint or encoder file."""
+    if not cfg.ckpt:
+        raise ValueError("mmssl eval needs ckpt=PATH (a checkpoints/last.pt or an encoder.pt)")
+    data = build_data(cfg)
+    seed_everything(cfg.train.seed)
+    path = Path(cfg.ckpt)
+    raw = torch.load(path, map_location="cpu", weights_only=True) if path.is_file() else None
+    if isinstance(raw, dict) and raw.get("format", "").startswith("mmssl-encoder"):
+        encoder = load_encoder(path)
+    else:
+        ckpt = load_checkpoint(path)
+        encoder = build_encoder(cfg)
+        method = build_method(cfg, encoder, data)
+        method.load_state_dict(ckpt["model"])
+        encoder = method.encoder
+    seed_everything(cfg.train.seed)
+    untrained = build_encoder(cfg)
+    run_dir = run_dir_for(cfg)
+    return report(cfg, encoder, untrained, data, run_dir, None)
+
+
+def plot_loss_curve(run_dir: Path) -> Path | None:
+    log = run_dir / "metrics.jsonl"
+    if not log.is_file():
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    by_step = {
+        r["step"]: r["loss"] for r in rows if "loss" in r
+    }  # a resumed run re-logs steps: keep the last
+    if not by_step:
+        return None
+    steps = sorted(by_step)
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(steps, [by_step[s] for s in steps])
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss")
+    ax.set_title(run_dir.name)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    out = run_dir / "loss_curve.png"
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
+def _fmt(value: Any, std: Any = None) -> str:
+    if value is None:
+        return "-"
+    if std is not None:
+        return f"{100 * value:.1f} ± {100 * std:.1f}"
+    return f"{100 * value:.1f}" if isinstance(value, float) and 0 <= value <= 1 else f"{value:.4g}"
+
+
+def format_table(metrics: dict[str, Any]) -> str:
+    """A plain-text table: one row per metric, pretrained vs random init (percent for accuracies)."""
+    ours, base = metrics["eval"], metrics["baselines"].get("random_init", {})
+    names = [k for k in ours if not k.endswith("_std")]
+    header = f"{'metric':<22} {metrics['method'] + ' (' + metrics['encoder'] + ')':>24} {'random init':>16}"
+    lines = [header, "-" * len(header)]
+    for k in names:
+        std_key = k[: -len("_mean")] + "_std" if k.endswith("_mean") else None
+        label = k[: -len("_mean")] if std_key else k
+        lines.append(
+            f"{label:<22} {_fmt(ours[k], ours.get(std_key) if std_key else None):>24} "
+            f"{_fmt(base.get(k), base.get(std_key) if std_key else None):>16}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,136 @@
+"""The one checkpoint format: a plain dict of tensors and primitives, written atomically.
+
+``torch.load(path, weights_only=True)`` reads it: loading a checkpoint never runs code.
+
+Keys: ``format``, ``step``, ``model`` (the method's state dict, encoder included under
+``encoder.``), ``optimizer``, ``scheduler``, ``rng`` (torch / CUDA / numpy / python states),
+``data_position`` (epoch, offset of the sampler), ``config`` (the resolved recipe), ``encoder_spec``
+(name and kwargs to rebuild the encoder alone).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+FORMAT = "mmssl-checkpoint-v1"
+
+
+def atomic_save(obj: Any, path: str | Path) -> None:
+    """Write to a temporary file in the same folder, fsync, then rename over ``path``.
+
+    A run killed mid-write leaves the previous file intact (``os.replace`` is atomic on POSIX).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def rng_state() -> dict[str, Any]:
+    np_state = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "key": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
+        "python": _python_state_to_list(random.getstate()),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _python_state_to_list(state: tuple) -> list:
+    version, internal, gauss = state
+    return [version, list(internal), gauss]
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np_s = state["numpy"]
+    np.random.set_state(
+        (
+            "MT19937",
+            np_s["key"].numpy().astype(np.uint32),
+            np_s["pos"],
+            np_s["has_gauss"],
+            np_s["cached_gaussian"],
+        )
+    )
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read an mmssl checkpoint (weights only); a clear error for a missing or foreign file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # truncated or not a torch file
+        raise ValueError(f"cannot read checkpoint {path}: {err}") from err
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise ValueError(f"{path} is not an mmssl checkpoint (expected format '{FORMAT}')")
+    return ckpt
+
+
+ENCODER_FORMAT = "mmssl-encoder-v1"
+
+
+def save_encoder(encoder: torch.nn.Module, spec: dict[str, Any], path: str | Path) -> None:
+    """Save an encoder alone, with the registry name and kwargs that rebuild it."""
+    atomic_save(
+        {
+            "format": ENCODER_FORMAT,
+            "name": spec["name"],
+            "kwargs": spec.get("kwargs", {}),
+            "state_dict": encoder.state_dict(),
+        },
+        path,
+    )
+
+
+def load_encoder(path: str | Path, map_location: str | torch.device = "cpu") -> torch.nn.Module:
+    """Rebuild a pretrained encoder from ``encoder.pt`` (or a training checkpoint) for downstream use.
+
+    >>> encoder = load_encoder("runs/quickstart/encoder.pt")
+    >>> features = encoder(images)["global"]
+    """
+    from mmssl.registry import ENCODERS
+
+    path = Path(path)
+    raw = torch.load(path, map_location=map_location, weights_only=True)
+    if isinstance(raw, dict) and raw.get("format") == FORMAT:
+        spec, state = (
+            raw["encoder_spec"],
+            {k[len("encoder.") :]: v for k, v in raw["model"].items() if k.startswith("encoder.")},
+        )
+    elif isinstance(raw, dict) and raw.get("format") == ENCODER_FORMAT:
+        spec, state = {"name": raw["name"], "kwargs": raw["kwargs"]}, raw["state_dict"]
+    else:
+        raise ValueError(f"{path} is neither an mmssl encoder file nor an mmssl checkpoint")
+    encoder = ENCODERS.build(spec["name"], **spec["kwargs"])
+    encoder.load_state_dict(state)
+    return encoder

@@ -1,0 +1,132 @@
+"""Optimisers (SGD, LARS, AdamW) and the warm-up + cosine learning-rate schedule."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from mmssl.config import TrainConfig
+
+
+class LARS(torch.optim.Optimizer):
+    """Layer-wise Adaptive Rate Scaling (You et al., 2017), as used by SimCLR and BYOL.
+
+    For every parameter tensor ``w`` with gradient ``g`` (weight decay ``wd`` folded in):
+
+        g' = g + wd * w
+        trust = eta * ||w|| / ||g'||       (1 when either norm is 0)
+        v = momentum * v + trust * g'
+        w = w - lr * v
+
+    Groups with ``lars_adapt=False`` (biases and normalisation parameters, following the SimCLR
+    reference) get neither weight decay nor the trust ratio: plain momentum SGD.
+    """
+
+    def __init__(
+        self,
+        params,
+        lr: float,
+        momentum: float = 0.9,
+        weight_decay: float = 0.0,
+        eta: float = 0.001,
+        nesterov: bool = False,
+    ) -> None:
+        defaults = dict(
+            lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta, nesterov=nesterov, lars_adapt=True
+        )
+        super().__init__(params, defaults)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                grad = p.grad
+                if group["lars_adapt"]:
+                    grad = grad.add(p, alpha=group["weight_decay"])
+                    w_norm = torch.linalg.vector_norm(p)
+                    g_norm = torch.linalg.vector_norm(grad)
+                    trust = torch.where(
+                        (w_norm > 0) & (g_norm > 0), group["eta"] * w_norm / g_norm, torch.ones_like(w_norm)
+                    )
+                    grad = grad.mul(trust)
+                state = self.state[p]
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = grad.clone()
+                else:
+                    state["momentum_buffer"].mul_(group["momentum"]).add_(grad)
+                buf = state["momentum_buffer"]
+                update = grad.add(buf, alpha=group["momentum"]) if group["nesterov"] else buf
+                p.add_(update, alpha=-group["lr"])
+        return loss
+
+
+def _is_bias_or_norm(name: str, param: nn.Parameter) -> bool:
+    return param.ndim <= 1 or name.endswith(".bias")
+
+
+def parameter_groups(model: nn.Module, weight_decay: float, exclude_bias_and_norm: bool) -> list[dict]:
+    """Split trainable parameters into decayed weights and (optionally) undecayed biases/norms."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        (no_decay if exclude_bias_and_norm and _is_bias_or_norm(name, param) else decay).append(param)
+    groups = [{"params": decay, "weight_decay": weight_decay}]
+    if no_decay:
+        groups.append({"params": no_decay, "weight_decay": 0.0, "lars_adapt": False})
+    return groups
+
+
+def effective_lr(cfg: TrainConfig, world_size: int = 1) -> float:
+    """The peak learning rate: ``lr``, or ``lr * global_batch / 256`` under linear scaling."""
+    if cfg.lr_scaling == "linear":
+        return cfg.lr * cfg.batch_size * cfg.accumulate * world_size / 256
+    return cfg.lr
+
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig, world_size: int = 1) -> torch.optim.Optimizer:
+    lr = effective_lr(cfg, world_size)
+    groups = parameter_groups(model, cfg.weight_decay, cfg.exclude_bias_and_norm)
+    if cfg.optimizer == "sgd":
+        for g in groups:
+            g.pop("lars_adapt", None)
+        return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
+    if cfg.optimizer == "lars":
+        return LARS(
+            groups, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=cfg.nesterov
+        )
+    if cfg.optimizer == "adamw":
+        for g in groups:
+            g.pop("lars_adapt", None)
+        return torch.optim.AdamW(groups, lr=lr, betas=tuple(cfg.betas))
+    raise ValueError(f"unknown optimizer '{cfg.optimizer}'")
+
+
+def lr_factor(step: int, total_steps: int, warmup_steps: int, schedule: str, min_ratio: float = 0.0) -> float:
+    """Multiplier of the peak lr at ``step``: linear warm-up, then cosine decay to ``min_ratio``.
+
+    cosine: f(t) = min + (1 - min) * (1 + cos(pi * t)) / 2, t = (step - warmup) / (total - warmup)
+    (Loshchilov & Hutter, SGDR, without restarts).
+    """
+    if warmup_steps > 0 and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if schedule == "constant":
+        return 1.0
+    span = max(1, total_steps - warmup_steps)
+    t = min(1.0, (step - warmup_steps) / span)
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * t))
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> torch.optim.lr_scheduler.LambdaLR:
+    def factor(step: int) -> float:
+        return lr_factor(step, cfg.steps, cfg.warmup_steps, cfg.schedule, cfg.min_lr_ratio)
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

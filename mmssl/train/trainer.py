@@ -1,0 +1,305 @@
+"""The one trainer: every method, every modality.
+
+The loop is deliberately plain (torchvision references / nanoGPT style)::
+
+    for step in range(start, steps):
+        for micro in range(accumulate):
+            out = model(next(batches)); check loss is finite; (out["loss"] / accumulate).backward()
+        clip; optimizer.step(); scheduler.step(); method.on_train_step_end(step + 1, steps)
+        log every log_every; checkpoint every ckpt_every (atomic)
+
+Device: CUDA with bf16 autocast when present, else CPU fp32. Distributed: launched by ``torchrun``
+(DDP, gloo on CPU / NCCL on GPU); the same call works as one process. Only rank 0 logs and writes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from mmssl.config import TrainConfig
+from mmssl.core import distributed as dist
+from mmssl.train.checkpoint import FORMAT, atomic_save, load_checkpoint, rng_state, set_rng_state
+from mmssl.train.data import ResumableSampler, SeededDataset, move_to_device
+from mmssl.train.optim import build_optimizer, build_scheduler
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or Inf; the last good checkpoint is left untouched."""
+
+
+def pick_device(choice: str = "auto") -> torch.device:
+    if choice == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("train.device=cuda but CUDA is not available")
+    return torch.device(choice)
+
+
+def autocast_context(device: torch.device, precision: str):
+    """bf16 autocast on CUDA (``auto`` or ``bf16``); plain fp32 elsewhere."""
+    if device.type == "cuda" and precision in ("auto", "bf16"):
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    if device.type == "cpu" and precision == "bf16":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def seed_everything(seed: int) -> None:
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class RunLogger:
+    """metrics.jsonl + TensorBoard on rank 0; a no-op elsewhere."""
+
+    def __init__(self, run_dir: Path | None, enabled: bool) -> None:
+        self.enabled = enabled and run_dir is not None
+        self.tb = None
+        if self.enabled:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            self.path = run_dir / "metrics.jsonl"
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+            except ImportError:  # tensorboard is a declared dependency; stay usable without it
+                self.tb = None
+
+    def log(self, step: int, values: dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        with open(self.path, "a") as f:
+            f.write(json.dumps({"step": step, **values}) + "\n")
+        if self.tb is not None:
+            for k, v in values.items():
+                self.tb.add_scalar(f"train/{k}", v, step)
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    final_loss: float | None
+    history: list[dict[str, float]] = field(default_factory=list)
+    seconds: float = 0.0
+    samples_per_s: float = 0.0
+    checkpoint: Path | None = None
+
+
+class Trainer:
+    """Trains a method (``forward(batch) -> {"loss": ...}``) on a dataset.
+
+    Args:
+        cfg: the recipe's ``train`` section.
+        method: the method module; exposes ``encoder`` and optionally ``on_train_step_end``.
+        dataset: the pretraining dataset (items are whatever ``method.forward`` expects).
+        run_dir: where checkpoints and logs go (``None``: nothing is written).
+        resume: ``None``, ``"auto"`` (continue from ``run_dir/checkpoints/last.pt`` when present)
+            or a checkpoint path.
+        extra_state: plain data stored in every checkpoint (resolved config, encoder spec).
+        collate_fn: optional collate for the DataLoader.
+    """
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        method: nn.Module,
+        dataset: Dataset,
+        run_dir: str | Path | None = None,
+        resume: str | None = None,
+        extra_state: dict[str, Any] | None = None,
+        collate_fn: Callable | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.method = method
+        self.dataset = dataset
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.resume = resume
+        self.extra_state = extra_state or {}
+        self.collate_fn = collate_fn
+        launched = int(os.environ.get("WORLD_SIZE", "1")) > 1  # started by torchrun
+        self.device = dist.init_distributed() if launched else pick_device(cfg.device)
+        self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
+        self.is_main = self.rank == 0
+
+    # ------------------------------------------------------------------ checkpoints
+    @property
+    def ckpt_dir(self) -> Path | None:
+        return self.run_dir / "checkpoints" if self.run_dir is not None else None
+
+    def _resume_path(self) -> Path | None:
+        if self.resume in (None, "", "none", "never"):
+            return None
+        if self.resume == "auto":
+            last = self.ckpt_dir / "last.pt" if self.ckpt_dir is not None else None
+            return last if last is not None and last.is_file() else None
+        return Path(self.resume)
+
+    def save_checkpoint(self, step: int, epoch_offset: tuple[int, int]) -> Path | None:
+        if not self.is_main or self.ckpt_dir is None:
+            return None
+        state = {
+            "format": FORMAT,
+            "step": step,
+            "model": self.method.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": rng_state(),
+            "data_position": {"epoch": epoch_offset[0], "offset": epoch_offset[1]},
+            **self.extra_state,
+        }
+        path = self.ckpt_dir / "last.pt"
+        atomic_save(state, path)
+        return path
+
+    # ------------------------------------------------------------------ loop
+    def fit(self) -> TrainResult:
+        cfg = self.cfg
+        seed_everything(cfg.seed + self.rank)
+        method = self.method.to(self.device)
+        if self.world_size > 1 and cfg.sync_bn:
+            method = dist.convert_sync_batchnorm(method)
+            self.method = method
+        model: nn.Module = method
+        if self.world_size > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            model = nn.parallel.DistributedDataParallel(method, device_ids=ids)
+        forward = torch.compile(model) if cfg.compile else model
+
+        self.optimizer = build_optimizer(method, cfg, self.world_size)
+        self.scheduler = build_scheduler(self.optimizer, cfg)
+        sampler = ResumableSampler(
+            len(self.dataset), cfg.batch_size, seed=cfg.seed, rank=self.rank, world_size=self.world_size
+        )
+
+        start = 0
+        resume_path = self._resume_path()
+        if resume_path is not None:
+            ckpt = load_checkpoint(resume_path)
+            method.load_state_dict(ckpt["model"])
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+            self.scheduler.load_state_dict(ckpt["scheduler"])
+            set_rng_state(ckpt["rng"])
+            start = int(ckpt["step"])
+            pos = ckpt["data_position"]
+            sampler.start_epoch, sampler.start_offset = pos["epoch"], pos["offset"]
+            if self.is_main:
+                print(f"resumed from {resume_path} at step {start}/{cfg.steps}")
+        elif self.is_main and self.ckpt_dir is not None and (self.ckpt_dir / "last.pt").exists():
+            last = self.ckpt_dir / "last.pt"
+            print(f"note: starting afresh; {last} will be overwritten (resume=auto continues a run)")
+
+        loader = DataLoader(
+            SeededDataset(self.dataset, cfg.seed),
+            batch_size=cfg.batch_size,
+            sampler=sampler,
+            num_workers=cfg.num_workers,
+            pin_memory=self.device.type == "cuda",
+            drop_last=True,
+            persistent_workers=cfg.num_workers > 0,
+            collate_fn=self.collate_fn,
+            # Its own generator, so creating the iterator does not draw from the global RNG
+            # (a resumed run must see the same global RNG stream as an uninterrupted one).
+            generator=torch.Generator().manual_seed(cfg.seed),
+        )
+        batches = iter(loader)
+        logger = RunLogger(self.run_dir, self.is_main)
+        progress = None
+        if self.is_main and cfg.progress:
+            from tqdm.auto import tqdm
+
+            progress = tqdm(total=cfg.steps, initial=start, desc="train", dynamic_ncols=True)
+
+        samples_per_step = cfg.batch_size * cfg.accumulate * self.world_size
+        on_step_end = getattr(method, "on_train_step_end", None)
+        history: list[dict[str, float]] = []
+        final_loss = None
+        ckpt_path = None
+        t_start = t_window = time.perf_counter()
+        window_steps = 0
+        model.train()
+        try:
+            for step in range(start, cfg.steps):
+                logs: dict[str, float] = {}
+                for _ in range(cfg.accumulate):
+                    batch = move_to_device(next(batches), self.device)
+                    with autocast_context(self.device, cfg.precision):
+                        out = forward(batch)
+                    loss = out["loss"]
+                    loss_value = loss.detach().float().item()
+                    if not math.isfinite(loss_value):
+                        last = self.ckpt_dir / "last.pt" if self.ckpt_dir is not None else None
+                        kept = (
+                            f"last good checkpoint kept at {last}"
+                            if last and last.exists()
+                            else "no checkpoint yet"
+                        )
+                        raise NonFiniteLossError(
+                            f"loss is {loss_value} at step {step + 1}; training stopped ({kept}). "
+                            "Lower train.lr, set train.clip_grad, or check the data."
+                        )
+                    (loss / cfg.accumulate).backward()
+                    for k, v in out.items():
+                        if k != "loss":
+                            v = float(v.detach().float()) if torch.is_tensor(v) else float(v)
+                            logs[k] = logs.get(k, 0.0) + v / cfg.accumulate
+                    logs["loss"] = logs.get("loss", 0.0) + loss_value / cfg.accumulate
+                if cfg.clip_grad:
+                    logs["grad_norm"] = float(nn.utils.clip_grad_norm_(method.parameters(), cfg.clip_grad))
+                self.optimizer.step()
+                self.optimizer.zero_grad(set_to_none=True)
+                logs["lr"] = self.optimizer.param_groups[0]["lr"]
+                self.scheduler.step()
+                if on_step_end is not None:
+                    on_step_end(step + 1, cfg.steps)
+                final_loss = logs["loss"]
+                window_steps += 1
+                done = step + 1
+                if progress is not None:
+                    progress.update(1)
+                if done % cfg.log_every == 0 or done == cfg.steps:
+                    now = time.perf_counter()
+                    logs["samples_per_s"] = window_steps * samples_per_step / max(now - t_window, 1e-9)
+                    t_window, window_steps = now, 0
+                    history.append({"step": done, **logs})
+                    logger.log(done, logs)
+                    if progress is not None:
+                        progress.set_postfix(loss=f"{logs['loss']:.4f}", sps=f"{logs['samples_per_s']:.0f}")
+                if cfg.ckpt_every and (done % cfg.ckpt_every == 0 or done == cfg.steps):
+                    consumed = done * cfg.batch_size * cfg.accumulate
+                    ckpt_path = self.save_checkpoint(done, sampler.position(consumed)) or ckpt_path
+                    dist.barrier()
+        finally:
+            if progress is not None:
+                progress.close()
+            logger.close()
+        seconds = time.perf_counter() - t_start
+        trained = cfg.steps - start
+        return TrainResult(
+            steps=cfg.steps,
+            final_loss=final_loss,
+            history=history,
+            seconds=seconds,
+            samples_per_s=trained * samples_per_step / max(seconds, 1e-9),
+            checkpoint=ckpt_path,
+        )

@@ -1,0 +1,233 @@
+"""Image data: procedural dataset determinism and caching, ImageFolder reader, registered builders."""
+
+from __future__ import annotations
+
+import io
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader
+
+from mmssl.data import DataBundle
+from mmssl.errors import CorruptFileError, DataError
+from mmssl.modalities.image import data as image_data
+from mmssl.modalities.image.data import SHAPE_CLASSES, ImageFolderDataset, ProceduralShapes
+from mmssl.registry import DATASETS
+
+CIFAR = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "images" / "cifar10_jpg"
+CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+def need_cifar() -> Path:
+    if not CIFAR.is_dir():
+        pytest.skip(f"CIFAR-10 JPEG sample not found: {CIFAR}")
+    return CIFAR
+
+
+# ------------------------------------------------------------------------------ procedural shapes
+
+
+def test_procedural_deterministic_and_splits_differ() -> None:
+    a = ProceduralShapes(3, use_cache=False)
+    b = ProceduralShapes(3, use_cache=False)
+    assert a.images.dtype == torch.uint8 and a.images.shape == (30, 3, 32, 32)
+    assert a.images.numpy().tobytes() == b.images.numpy().tobytes()
+    test = ProceduralShapes(3, split="test", use_cache=False)
+    other_seed = ProceduralShapes(3, seed=1, use_cache=False)
+    for other in (test, other_seed):
+        # no image of one draw appears in the other
+        same = (a.images[:, None] == other.images[None]).flatten(2).all(-1)
+        assert not same.any()
+    # a sample depends on (seed, split, index) only, not on how many are drawn
+    more = ProceduralShapes(5, use_cache=False)
+    assert torch.equal(more.images[:30], a.images)
+
+
+def test_procedural_balanced_labels_and_item() -> None:
+    ds = ProceduralShapes(4, num_classes=6, image_size=24, use_cache=False)
+    assert ds.class_names == list(SHAPE_CLASSES[:6])
+    assert torch.bincount(ds.labels).tolist() == [4] * 6
+    img, label = ds[7]
+    assert img.shape == (3, 24, 24) and img.dtype == torch.uint8 and label == 7 % 6
+    assert isinstance(label, int)
+    assert img.float().std() > 10  # actually drawn, not blank
+    with pytest.raises(DataError, match="num_classes"):
+        ProceduralShapes(2, num_classes=len(SHAPE_CLASSES) + 1, use_cache=False)
+
+
+def test_procedural_colour_does_not_reveal_class() -> None:
+    # Colours are random per sample: a classifier on per-image mean colour should be near chance (0.1).
+    from sklearn.linear_model import LogisticRegression
+
+    train = ProceduralShapes(30, use_cache=False)
+    test = ProceduralShapes(20, split="test", use_cache=False)
+
+    def mean_colour(ds: ProceduralShapes) -> np.ndarray:
+        return ds.images.float().mean(dim=(2, 3)).numpy() / 255
+
+    clf = LogisticRegression(max_iter=1000).fit(mean_colour(train), train.targets)
+    assert clf.score(mean_colour(test), test.targets) < 0.25
+
+
+def test_procedural_cache_hit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    first = ProceduralShapes(2, cache_dir=tmp_path)
+    assert first.cache_path is not None and first.cache_path.is_file()
+    assert first.cache_path.parent == tmp_path and "seed0" in first.cache_path.name
+
+    def boom(self, n):  # a cache hit must not render again
+        raise AssertionError("rendered despite a cache hit")
+
+    monkeypatch.setattr(ProceduralShapes, "render", boom)
+    second = ProceduralShapes(2, cache_dir=tmp_path)
+    assert second.images.numpy().tobytes() == first.images.numpy().tobytes()
+    # another parameter is another key
+    with pytest.raises(AssertionError, match="rendered"):
+        ProceduralShapes(2, cache_dir=tmp_path, seed=3)
+
+
+def test_procedural_cache_location_and_corrupt_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MMSSL_CACHE", str(tmp_path))
+    ds = ProceduralShapes(2)
+    assert ds.cache_path is not None and ds.cache_path.parent == tmp_path / "procedural_shapes"
+    reference = ds.images.clone()
+    ds.cache_path.write_bytes(b"not a numpy file")
+    again = ProceduralShapes(2)  # re-rendered, and identical
+    assert torch.equal(again.images, reference)
+    assert np.load(ds.cache_path).shape == (20, 3, 32, 32)  # and the cache was repaired
+
+
+# ------------------------------------------------------------------------------------ ImageFolder
+
+
+def test_image_folder_on_cifar_sample() -> None:
+    root = need_cifar()
+    train = ImageFolderDataset(root / "train")
+    test = ImageFolderDataset(root / "test")
+    assert train.classes == CIFAR_CLASSES and test.classes == CIFAR_CLASSES
+    assert len(train) == 300 and len(test) == 100
+    assert np.bincount(train.targets).tolist() == [30] * 10
+    img, label = train[35]
+    assert img.shape == (3, 32, 32) and img.dtype == torch.uint8 and label == 1  # automobile
+    with Image.open(train.samples[35][0]) as ref:
+        assert torch.equal(img, torch.from_numpy(np.array(ref.convert("RGB"))).permute(2, 0, 1))
+
+
+def _jpeg_bytes(colour: tuple[int, int, int]) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 16), colour).save(buf, format="JPEG")
+    return buf.getvalue()
+
+
+@pytest.fixture
+def folder_with_bad_files(tmp_path: Path) -> Path:
+    (tmp_path / "cat").mkdir()
+    (tmp_path / "dog").mkdir()
+    (tmp_path / "cat" / "a_good.jpg").write_bytes(_jpeg_bytes((200, 10, 10)))
+    (tmp_path / "cat" / "b_garbage.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not a jpeg")
+    good = _jpeg_bytes((10, 200, 10))
+    (tmp_path / "dog" / "a_truncated.jpg").write_bytes(good[: len(good) // 2])
+    Image.new("RGB", (16, 16), (10, 10, 200)).save(tmp_path / "dog" / "b_good.png")
+    (tmp_path / "dog" / "notes.txt").write_text("not an image, not listed")
+    return tmp_path
+
+
+def test_corrupt_file_raises_naming_it(folder_with_bad_files: Path) -> None:
+    ds = ImageFolderDataset(folder_with_bad_files)
+    assert len(ds) == 4 and ds.classes == ["cat", "dog"]
+    assert ds[0][0].shape == (3, 16, 16)
+    for index, name in [(1, "b_garbage.jpg"), (2, "a_truncated.jpg")]:
+        with pytest.raises(CorruptFileError) as info:
+            ds[index]
+        assert str(folder_with_bad_files / ds.classes[ds.targets[index]] / name) in str(info.value)
+        assert info.value.path.name == name
+
+
+def test_skip_bad_returns_next_good_and_counts(folder_with_bad_files: Path, caplog) -> None:
+    ds = ImageFolderDataset(folder_with_bad_files, skip_bad=True)
+    with caplog.at_level(logging.WARNING):
+        items = [ds[i] for i in range(len(ds))]
+    assert ds.num_skipped == 2
+    assert "b_garbage.jpg" in caplog.text and "a_truncated.jpg" in caplog.text
+    # a skipped index yields the next readable sample, with that sample's own label
+    blue = items[3][0]
+    assert items[1][1] == 1 and items[2][1] == 1 and torch.equal(items[1][0], blue)
+    assert blue[2].float().mean() > 150  # the blue PNG
+    ds[1]
+    assert ds.num_skipped == 2  # distinct files, not events
+
+
+def test_image_folder_errors(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="not found"):
+        ImageFolderDataset(tmp_path / "missing")
+    with pytest.raises(DataError, match="no class sub-folders"):
+        ImageFolderDataset(tmp_path)
+    (tmp_path / "a").mkdir()
+    with pytest.raises(DataError, match="no images"):
+        ImageFolderDataset(tmp_path)
+
+
+# ---------------------------------------------------------------------------------- builders
+
+
+def test_procedural_bundle_contract(tmp_path: Path) -> None:
+    bundle = DATASETS.build("procedural_shapes", train_per_class=2, test_per_class=1, cache_dir=str(tmp_path))
+    assert isinstance(bundle, DataBundle) and bundle.num_classes == 10
+    assert len(bundle.pretrain) == 20 and len(bundle.eval_train) == 20 and len(bundle.eval_test) == 10
+    assert bundle.info["class_names"] == list(SHAPE_CLASSES)
+    item = bundle.pretrain[3]
+    assert set(item) == {"views", "index"} and item["index"] == 3
+    assert [v.shape for v in item["views"]] == [(3, 32, 32)] * 2
+    batch = next(iter(DataLoader(bundle.pretrain, batch_size=4)))
+    assert len(batch["views"]) == 2 and batch["views"][0].shape == (4, 3, 32, 32)
+    labelled = bundle.eval_train[3]
+    assert set(labelled) == {"input", "label"} and labelled["label"] == 3
+    assert labelled["input"].dtype == torch.float32
+    # evaluation items are deterministic; pretraining views are not
+    assert torch.equal(bundle.eval_train[3]["input"], labelled["input"])
+    # the same train images feed pretraining and eval_train; test images differ
+    train_img = bundle.eval_train.base.images[3]
+    assert torch.equal(bundle.pretrain.base.images[3], train_img)
+    assert not torch.equal(bundle.eval_test.base.images[3], train_img)
+
+
+def test_single_image_mode_and_bad_views(tmp_path: Path) -> None:
+    bundle = DATASETS.build(
+        "procedural_shapes", views=None, train_per_class=1, test_per_class=1, cache_dir=str(tmp_path)
+    )
+    item = bundle.pretrain[4]
+    assert set(item) == {"image", "label", "index"} and item["label"] == 4 and item["index"] == 4
+    assert torch.equal(item["image"], bundle.eval_train[4]["input"])
+    with pytest.raises(DataError, match="unknown views"):
+        DATASETS.build("procedural_shapes", views="simclrr", cache_dir=str(tmp_path))
+
+
+def test_image_folder_bundle_on_cifar_sample() -> None:
+    root = need_cifar()
+    bundle = DATASETS.build("image_folder", root=str(root), views="byol")
+    assert bundle.num_classes == 10 and bundle.info["class_names"] == CIFAR_CLASSES
+    assert len(bundle.pretrain) == 300 and len(bundle.eval_test) == 100
+    v1, v2 = bundle.pretrain[0]["views"]
+    assert v1.shape == v2.shape == (3, 32, 32)
+    assert bundle.eval_test[99]["label"] == 9
+
+
+def test_image_folder_bundle_mismatched_classes(tmp_path: Path) -> None:
+    for split, cls in [("train", "a"), ("train", "b"), ("test", "a")]:
+        (tmp_path / split / cls).mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(tmp_path / split / cls / "x.png")
+    with pytest.raises(DataError, match="class folders differ"):
+        DATASETS.build("image_folder", root=str(tmp_path))
+    with pytest.raises(DataError, match="root not found"):
+        DATASETS.build("image_folder", root=str(tmp_path / "nope"))
+
+
+def test_render_is_a_function_of_the_generator() -> None:
+    # Same generator state -> same picture; the module's own sample_rng is what makes indices reproducible.
+    a = image_data.render_shape_image(3, image_data.sample_rng(0, "train", 5), 32)
+    b = image_data.render_shape_image(3, image_data.sample_rng(0, "train", 5), 32)
+    c = image_data.render_shape_image(3, image_data.sample_rng(0, "test", 5), 32)
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
