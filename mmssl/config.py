@@ -218,17 +218,45 @@ def from_dict(raw: dict[str, Any], source: str = "<recipe>") -> RecipeConfig:
     return cfg
 
 
+def _check_baselines(baselines: list[Any], source: str) -> None:
+    """Baselines are ``random_init`` or ``{name: [overrides]}`` (the recipe retrained with overrides)."""
+    if not isinstance(baselines, list):
+        raise ConfigError(f"{source}: 'eval.baselines' must be a list")
+    for b in baselines:
+        if isinstance(b, dict) and len(b) == 1:
+            ((name, overrides),) = b.items()
+            if not isinstance(overrides, list) or not all(isinstance(o, str) and "=" in o for o in overrides):
+                raise ConfigError(
+                    f"{source}: baseline 'eval.baselines.{name}' must list overrides like 'method.lambda_u=0'"
+                )
+        elif b not in BASELINES:
+            raise ConfigError(
+                f"{source}: unknown baseline 'eval.baselines: {b}'{closest(str(b), BASELINES)}; use "
+                f"{', '.join(BASELINES)} or a mapping {{name: [overrides]}} (retrain with overrides)"
+            )
+
+
+def retrain_baselines(cfg: RecipeConfig) -> dict[str, RecipeConfig]:
+    """Recipes of the baselines that retrain the recipe with overrides (validated, own out_dir)."""
+    out: dict[str, RecipeConfig] = {}
+    for b in cfg.eval.get("baselines", []) or []:
+        if isinstance(b, dict):
+            ((name, overrides),) = b.items()
+            raw = cfg.to_dict()
+            raw["eval"] = {k: v for k, v in raw["eval"].items() if k != "baselines"}
+            raw["resume"] = raw["ckpt"] = None
+            raw = apply_overrides(raw, list(overrides))
+            out[name] = from_dict(raw, source=f"baseline '{name}'")
+    return out
+
+
 def _check_eval(evals: dict[str, Any], source: str) -> None:
     if not isinstance(evals, dict):
         raise ConfigError(f"{source}: section 'eval' must map evaluator names to options")
     valid = list(EVAL_RESERVED) + EVALUATORS.names()
     for key, options in evals.items():
         if key == "baselines":
-            for b in options or []:
-                if b not in BASELINES:
-                    raise ConfigError(
-                        f"{source}: unknown baseline 'eval.baselines: {b}'{closest(b, BASELINES)}"
-                    )
+            _check_baselines(options or [], source)
             continue
         if key in EVAL_RESERVED:
             continue

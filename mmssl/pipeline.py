@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from mmssl.config import RecipeConfig, dump
+from mmssl.config import RecipeConfig, dump, retrain_baselines
 from mmssl.core import distributed as dist
 from mmssl.data import DataBundle
 from mmssl.registry import DATASETS, ENCODERS, EVALUATORS, METHODS
@@ -63,18 +63,32 @@ def encoder_spec(cfg: RecipeConfig) -> dict[str, Any]:
 
 
 def evaluate(
-    cfg: RecipeConfig, encoder: nn.Module, data: DataBundle, device: torch.device
+    cfg: RecipeConfig,
+    method: nn.Module,
+    data: DataBundle,
+    device: torch.device,
+    figures_dir: Path | None = None,
 ) -> dict[str, float]:
-    """Run every evaluator named in ``cfg.eval`` on one encoder; merged metric dict."""
+    """Run every evaluator named in ``cfg.eval`` on ``method.encoder``; merged metric dict.
+
+    Evaluators that declare a ``method`` parameter (e.g. a semi-supervised classifier's accuracy)
+    also receive the whole method; those that declare ``figures_dir`` receive the folder where
+    they may save PNG figures (None: save nothing).
+    """
     results: dict[str, float] = {}
     for name, options in cfg.eval.items():
         if name in ("baselines", "batch_size"):
             continue
         fn = EVALUATORS.get(name)
+        params = inspect.signature(fn).parameters
         opts = dict(options or {})
-        if "batch_size" in cfg.eval and "batch_size" in inspect.signature(fn).parameters:
+        if "batch_size" in cfg.eval and "batch_size" in params:
             opts.setdefault("batch_size", cfg.eval["batch_size"])
-        results.update(fn(encoder, data, device=device, seed=cfg.train.seed, **opts))
+        if "method" in params:
+            opts["method"] = method
+        if "figures_dir" in params:
+            opts["figures_dir"] = figures_dir
+        results.update(fn(method.encoder, data, device=device, seed=cfg.train.seed, **opts))
     return results
 
 
@@ -99,6 +113,7 @@ def train(
         resume=cfg.resume,
         extra_state={"config": cfg.to_dict(), "encoder_spec": encoder_spec(cfg)},
         collate_fn=data.info.get("collate_fn"),
+        batch_transform=data.batch_transform,
     )
     result = trainer.fit()
     if dist.is_main_process():
@@ -116,13 +131,17 @@ def _device(cfg: RecipeConfig) -> torch.device:
 
 def report(
     cfg: RecipeConfig,
-    encoder: nn.Module,
+    method: nn.Module,
     untrained: nn.Module | None,
     data: DataBundle,
     run_dir: Path,
     result: TrainResult | None,
 ) -> dict[str, Any]:
-    """Evaluate trained and baseline encoders, write metrics.json and figures, print a table."""
+    """Evaluate the trained method and the baselines, write metrics.json and figures, print a table.
+
+    Baselines: ``random_init`` evaluates the same architecture untrained; a mapping
+    ``{name: [overrides]}`` retrains the recipe with those overrides (e.g. supervised-only).
+    """
     device = _device(cfg)
     t0 = time.perf_counter()
     metrics: dict[str, Any] = {
@@ -134,12 +153,23 @@ def report(
         "final_loss": result.final_loss if result else None,
         "train_seconds": round(result.seconds, 2) if result else None,
         "train_samples_per_s": round(result.samples_per_s, 1) if result else None,
-        "eval": evaluate(cfg, encoder.to(device), data, device),
+        "eval": evaluate(cfg, method.to(device), data, device, figures_dir=run_dir / "figures"),
         "baselines": {},
     }
     if untrained is not None and "random_init" in cfg.eval.get("baselines", []):
-        metrics["baselines"]["random_init"] = evaluate(cfg, untrained.to(device), data, device)
+        seed_everything(cfg.train.seed)
+        baseline = build_method(cfg, untrained, data).to(device)
+        metrics["baselines"]["random_init"] = evaluate(cfg, baseline, data, device)
+    for name, bcfg in retrain_baselines(cfg).items():
+        bcfg.out_dir = str(run_dir / "baselines" / name)
+        print(f"baseline '{name}': retraining with its overrides")
+        bmethod, _, _, _ = train(bcfg, data if bcfg.data == cfg.data else None)
+        bdata = data if bcfg.data == cfg.data else build_data(bcfg)
+        metrics["baselines"][name] = evaluate(bcfg, bmethod.to(device), bdata, device)
     metrics["eval_seconds"] = round(time.perf_counter() - t0, 2)
+    # Methods with pictures to show (reconstructions, colourisations ...) save them here.
+    if hasattr(method, "save_figures"):
+        method.save_figures(run_dir / "figures", data, device)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     plot_loss_curve(run_dir)
@@ -155,7 +185,7 @@ def run(cfg: RecipeConfig) -> dict[str, Any] | None:
     if not dist.is_main_process():
         dist.cleanup_distributed()
         return None
-    metrics = report(cfg, method.encoder, untrained, data, run_dir, result)
+    metrics = report(cfg, method, untrained, data, run_dir, result)
     dist.cleanup_distributed()
     return metrics
 
@@ -168,18 +198,16 @@ def eval_checkpoint(cfg: RecipeConfig) -> dict[str, Any]:
     seed_everything(cfg.train.seed)
     path = Path(cfg.ckpt)
     raw = torch.load(path, map_location="cpu", weights_only=True) if path.is_file() else None
+    encoder = build_encoder(cfg)
+    method = build_method(cfg, encoder, data)
     if isinstance(raw, dict) and raw.get("format", "").startswith("mmssl-encoder"):
-        encoder = load_encoder(path)
+        method.encoder.load_state_dict(load_encoder(path).state_dict())
     else:
-        ckpt = load_checkpoint(path)
-        encoder = build_encoder(cfg)
-        method = build_method(cfg, encoder, data)
-        method.load_state_dict(ckpt["model"])
-        encoder = method.encoder
+        method.load_state_dict(load_checkpoint(path)["model"])
     seed_everything(cfg.train.seed)
     untrained = build_encoder(cfg)
     run_dir = run_dir_for(cfg)
-    return report(cfg, encoder, untrained, data, run_dir, None)
+    return report(cfg, method, untrained, data, run_dir, None)
 
 
 def plot_loss_curve(run_dir: Path) -> Path | None:
@@ -220,16 +248,16 @@ def _fmt(value: Any, std: Any = None) -> str:
 
 
 def format_table(metrics: dict[str, Any]) -> str:
-    """A plain-text table: one row per metric, pretrained vs random init (percent for accuracies)."""
-    ours, base = metrics["eval"], metrics["baselines"].get("random_init", {})
-    names = [k for k in ours if not k.endswith("_std")]
-    header = f"{'metric':<22} {metrics['method'] + ' (' + metrics['encoder'] + ')':>24} {'random init':>16}"
+    """A plain-text table: one row per metric; the method, then each baseline (accuracies in %)."""
+    columns = [(f"{metrics['method']} ({metrics['encoder']})", metrics["eval"])]
+    columns += [(name.replace("_", " "), vals) for name, vals in metrics["baselines"].items()]
+    names = [k for k in metrics["eval"] if not k.endswith("_std")]
+    widths = [max(16, len(title) + 2) for title, _ in columns]
+    header = f"{'metric':<22}" + "".join(f"{t:>{w}}" for (t, _), w in zip(columns, widths))
     lines = [header, "-" * len(header)]
     for k in names:
         std_key = k[: -len("_mean")] + "_std" if k.endswith("_mean") else None
         label = k[: -len("_mean")] if std_key else k
-        lines.append(
-            f"{label:<22} {_fmt(ours[k], ours.get(std_key) if std_key else None):>24} "
-            f"{_fmt(base.get(k), base.get(std_key) if std_key else None):>16}"
-        )
+        cells = [_fmt(vals.get(k), vals.get(std_key) if std_key else None) for _, vals in columns]
+        lines.append(f"{label:<22}" + "".join(f"{c:>{w}}" for c, w in zip(cells, widths)))
     return "\n".join(lines)

@@ -118,6 +118,8 @@ class Trainer:
             or a checkpoint path.
         extra_state: plain data stored in every checkpoint (resolved config, encoder spec).
         collate_fn: optional collate for the DataLoader.
+        batch_transform: optional callable applied (without gradients) to each batch once it is on
+            the training device, e.g. batched GPU augmentation.
     """
 
     def __init__(
@@ -129,6 +131,7 @@ class Trainer:
         resume: str | None = None,
         extra_state: dict[str, Any] | None = None,
         collate_fn: Callable | None = None,
+        batch_transform: Callable | None = None,
     ) -> None:
         self.cfg = cfg
         self.method = method
@@ -137,6 +140,7 @@ class Trainer:
         self.resume = resume
         self.extra_state = extra_state or {}
         self.collate_fn = collate_fn
+        self.batch_transform = batch_transform
         launched = int(os.environ.get("WORLD_SIZE", "1")) > 1  # started by torchrun
         self.device = dist.init_distributed() if launched else pick_device(cfg.device)
         self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
@@ -243,6 +247,9 @@ class Trainer:
                 logs: dict[str, float] = {}
                 for _ in range(cfg.accumulate):
                     batch = move_to_device(next(batches), self.device)
+                    if self.batch_transform is not None:
+                        with torch.no_grad():
+                            batch = self.batch_transform(batch)
                     with autocast_context(self.device, cfg.precision):
                         out = forward(batch)
                     loss = out["loss"]
