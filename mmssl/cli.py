@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from mmssl.config import ConfigError, dump, load_recipe
+from mmssl.errors import CorruptFileError, DataError
 from mmssl.registry import DATASETS, ENCODERS, EVALUATORS, METHODS, RegistryError
 
 
@@ -116,12 +117,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from mmssl.train.trainer import NonFiniteLossError
+
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
+    except NonFiniteLossError as err:
+        print(f"mmssl: training stopped: {err}", file=sys.stderr)
+        return 1
     except (ConfigError, RegistryError) as err:
         print(f"mmssl: config error: {err}", file=sys.stderr)
         return 2
+    except (CorruptFileError, DataError, FileNotFoundError) as err:
+        print(f"mmssl: data error: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("mmssl: interrupted (resume with resume=auto)", file=sys.stderr)
         return 130

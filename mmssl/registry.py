@@ -107,6 +107,7 @@ _BUILTIN_MODULES = (
     "mmssl.core.siamese",
     "mmssl.eval",
     "mmssl.modalities.image",
+    "mmssl.modalities.image.methods",
 )
 _loaded = False
 

@@ -3,7 +3,12 @@
 Base datasets (``ProceduralShapes``, ``ImageFolderDataset``) yield ``(uint8 tensor [3, H, W], label)``;
 small wrappers turn them into what the toolkit's contracts expect:
 
-- pretraining, two-view methods: ``{"views": [v1, v2], "index": i}``
+- pretraining, two-view methods, ``augment="batch"`` (default): ``{"images": uint8 [3, S, S], "index": i}``
+  per item, and the bundle's ``batch_transform``
+  (:func:`~mmssl.modalities.image.batch_views.build_batch_views`) turns each batch into
+  ``{"views": [v1, v2], "index": ...}`` on the training device;
+- pretraining, two-view methods, ``augment="per_sample"``: ``{"views": [v1, v2], "index": i}`` per item
+  (``transforms.v2`` in the data-loader workers);
 - pretraining, single-image methods (``views=None``: rotation, MAE ...):
   ``{"image": tensor, "label": int, "index": i}``
 - evaluation: ``{"input": tensor, "label": int}`` with the deterministic ``eval_transform``.
@@ -29,7 +34,14 @@ from torchvision.transforms.v2 import functional as TF
 
 from mmssl.data import DataBundle
 from mmssl.errors import CorruptFileError, DataError
-from mmssl.modalities.image.views import VIEW_NAMES, build_views, eval_transform
+from mmssl.modalities.image.batch_views import build_batch_views
+from mmssl.modalities.image.views import (
+    SINGLE_VIEW_NAMES,
+    VIEW_NAMES,
+    build_single_view,
+    build_views,
+    eval_transform,
+)
 from mmssl.registry import DATASETS
 
 log = logging.getLogger(__name__)
@@ -381,6 +393,31 @@ class TwoViewDataset(Dataset):
         return {"views": self.two_views(img), "index": index}
 
 
+class ImageBatchDataset(Dataset):
+    """``base[i] = (img, label)`` -> ``{"images": img, "index": i}`` with ``img`` uint8 ``[3, S, S]``
+    (labels withheld), for batched augmentation after collation.
+
+    Images whose size differs from ``S = image_size`` get the evaluation geometry: shorter side
+    resized to ``S`` (antialiased), then the central ``S x S`` square, so images of any size stack
+    into one batch. The random resized crop of the batched views then samples from that square:
+    at most ``S x S`` source pixels, and nothing outside the centre square of a non-square image
+    (the per-sample pipelines crop from the full-resolution image).
+    """
+
+    def __init__(self, base: Dataset, image_size: int) -> None:
+        self.base, self.image_size = base, image_size
+
+    def __len__(self) -> int:
+        return len(self.base)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        img, _ = self.base[index]
+        s = self.image_size
+        if tuple(img.shape[-2:]) != (s, s):
+            img = TF.center_crop(TF.resize(img, s, antialias=True), [s, s])
+        return {"images": img, "index": index}
+
+
 class SingleImageDataset(Dataset):
     """``{"image": transform(img), "label": label, "index": i}``, for methods that build their own
     inputs from one image (rotation, masked modelling)."""
@@ -414,15 +451,32 @@ class LabelledDataset(Dataset):
 def _check_views(views: str | None) -> str | None:
     if views is None or (isinstance(views, str) and views.lower() in ("none", "null", "")):
         return None
-    if views not in VIEW_NAMES:
-        raise DataError(f"unknown views '{views}'; choose one of {', '.join(VIEW_NAMES)} or null")
+    if views not in VIEW_NAMES + SINGLE_VIEW_NAMES:
+        names = ", ".join(VIEW_NAMES + SINGLE_VIEW_NAMES)
+        raise DataError(f"unknown views '{views}'; choose one of {names} or null")
     return views
 
 
-def _pretrain_dataset(base: Dataset, views: str | None, image_size: int) -> Dataset:
+AUGMENT_MODES: tuple[str, ...] = ("batch", "per_sample")
+
+
+def _check_augment(augment: str) -> str:
+    if augment not in AUGMENT_MODES:
+        raise DataError(f"unknown augment '{augment}'; choose one of {', '.join(AUGMENT_MODES)}")
+    return augment
+
+
+def _pretrain_dataset(
+    base: Dataset, views: str | None, image_size: int, augment: str
+) -> tuple[Dataset, Callable[[Any], Any] | None]:
+    """The pretraining dataset and the bundle's ``batch_transform`` (None: items are final)."""
     if views is None:
-        return SingleImageDataset(base, eval_transform(image_size))
-    return TwoViewDataset(base, build_views(views, image_size))
+        return SingleImageDataset(base, eval_transform(image_size)), None
+    if views in SINGLE_VIEW_NAMES:  # one augmented image per sample (masked image modelling)
+        return SingleImageDataset(base, build_single_view(views, image_size)), None
+    if augment == "batch":
+        return ImageBatchDataset(base, image_size), build_batch_views(views, image_size)
+    return TwoViewDataset(base, build_views(views, image_size)), None
 
 
 # ---------------------------------------------------------------------------------- builders
@@ -437,30 +491,39 @@ def procedural_shapes(
     test_per_class: int = 100,
     seed: int = 0,
     cache_dir: str | None = None,
+    augment: str = "batch",
 ) -> DataBundle:
     """Built-in shapes-and-textures images (see :class:`ProceduralShapes`); no download.
 
-    ``views``: two-view recipe for pretraining (``simclr``, ``moco_v2``, ``byol``) or null for
-    single images ``{"image", "label", "index"}``. Pretraining and ``eval_train`` use the same
-    train images; ``eval_test`` is a disjoint test draw. ``cache_dir``: where rendered splits are
-    stored (default ``$MMSSL_CACHE/procedural_shapes`` or ``~/.cache/mmssl/procedural_shapes``).
+    ``views``: two-view recipe for pretraining (``simclr``, ``moco_v2``, ``byol``), a one-image
+    recipe (``mae``: crop + flip) or null (no augmentation), the last two giving single images
+    ``{"image", "label", "index"}``. Pretraining and ``eval_train`` use the same train images;
+    ``eval_test`` is a disjoint test draw. ``cache_dir``: where rendered splits are stored
+    (default ``$MMSSL_CACHE/procedural_shapes`` or ``~/.cache/mmssl/procedural_shapes``).
+    ``augment``: ``"batch"`` (pretraining items are uint8 images; the bundle's ``batch_transform``
+    makes both views of a whole batch on the training device) or ``"per_sample"`` (each item's views
+    are made by ``transforms.v2`` in the data-loader workers). Ignored for single images.
     """
     views = _check_views(views)
+    augment = _check_augment(augment)
     common = dict(image_size=image_size, num_classes=num_classes, seed=seed, cache_dir=cache_dir)
     train = ProceduralShapes(train_per_class, split="train", **common)  # type: ignore[arg-type]
     test = ProceduralShapes(test_per_class, split="test", **common)  # type: ignore[arg-type]
     evaluation = eval_transform(image_size)
+    pretrain, batch_transform = _pretrain_dataset(train, views, image_size, augment)
     return DataBundle(
-        pretrain=_pretrain_dataset(train, views, image_size),
+        pretrain=pretrain,
         eval_train=LabelledDataset(train, evaluation),
         eval_test=LabelledDataset(test, evaluation),
         num_classes=num_classes,
+        batch_transform=batch_transform,
         info={
             "modality": "image",
             "dataset": "procedural_shapes",
             "class_names": train.class_names,
             "image_size": image_size,
             "views": views,
+            "augment": augment if views is not None else None,
             "num_train": len(train),
             "num_test": len(test),
         },
@@ -475,14 +538,20 @@ def image_folder(
     train_subdir: str = "train",
     test_subdir: str = "test",
     skip_bad: bool = False,
+    augment: str = "batch",
 ) -> DataBundle:
     """Real images in ``root/<train_subdir>/<class>/*`` and ``root/<test_subdir>/<class>/*``.
 
-    ``views`` as for ``procedural_shapes``. Images of any size are cropped (pretraining) or
-    resized and centre-cropped (evaluation) to ``image_size``. ``skip_bad``: skip undecodable
-    files with a warning instead of raising :class:`~mmssl.errors.CorruptFileError`.
+    ``views`` and ``augment`` as for ``procedural_shapes``. Evaluation images are resized (shorter
+    side) and centre-cropped to ``image_size``. Pretraining with ``augment="per_sample"`` takes the
+    random resized crop from the full-resolution image; with ``augment="batch"`` images are first
+    resized and centre-cropped to ``image_size`` (where their size differs) so that they stack into
+    a batch, and the crop is taken from that square (see :class:`ImageBatchDataset`).
+    ``skip_bad``: skip undecodable files with a warning instead of raising
+    :class:`~mmssl.errors.CorruptFileError`.
     """
     views = _check_views(views)
+    augment = _check_augment(augment)
     base = Path(root).expanduser()
     if not base.is_dir():
         raise DataError(f"image_folder root not found: {base}")
@@ -494,11 +563,13 @@ def image_folder(
             f"and {base / test_subdir} ({', '.join(test.classes)})"
         )
     evaluation = eval_transform(image_size)
+    pretrain, batch_transform = _pretrain_dataset(train, views, image_size, augment)
     return DataBundle(
-        pretrain=_pretrain_dataset(train, views, image_size),
+        pretrain=pretrain,
         eval_train=LabelledDataset(train, evaluation),
         eval_test=LabelledDataset(test, evaluation),
         num_classes=len(train.classes),
+        batch_transform=batch_transform,
         info={
             "modality": "image",
             "dataset": "image_folder",
@@ -506,6 +577,7 @@ def image_folder(
             "class_names": train.classes,
             "image_size": image_size,
             "views": views,
+            "augment": augment if views is not None else None,
             "num_train": len(train),
             "num_test": len(test),
         },

@@ -41,6 +41,8 @@ IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 VIEW_NAMES: tuple[str, ...] = ("simclr", "moco_v2", "byol")
+# Recipes giving one augmented image per sample (``{"image": ...}`` items), e.g. for masked modelling.
+SINGLE_VIEW_NAMES: tuple[str, ...] = ("mae",)
 
 # At or below this side length the two-view recipes switch Gaussian blur off (see module docstring).
 SMALL_IMAGE_SIZE = 32
@@ -169,6 +171,26 @@ def byol_views(
         )
         for blur_p, solar_p in zip(blur_probs, solarize_probs, strict=True)
     )
+
+
+def mae_view(
+    size: int,
+    crop_scale: Sequence[float] = (0.2, 1.0),
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> v2.Compose:
+    """MAE (He et al., 2022, appendix A.1): random resized crop (area 0.2-1) and horizontal flip
+    only; masking is the augmentation, colour distortion does not help."""
+    return augmentation_view(
+        size, crop_scale=crop_scale, jitter_prob=0.0, grayscale_prob=0.0, mean=mean, std=std
+    )
+
+
+def build_single_view(name: str, size: int) -> v2.Compose:
+    """The one-image transform of a named recipe in :data:`SINGLE_VIEW_NAMES` (``"mae"``)."""
+    if name == "mae":
+        return mae_view(size)
+    raise ValueError(f"unknown single-view recipe '{name}'; available: {', '.join(SINGLE_VIEW_NAMES)}")
 
 
 class TwoViews:

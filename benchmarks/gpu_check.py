@@ -1,0 +1,238 @@
+"""GPU smoke check: a few training steps of every recipe through the real pipeline, then throughput.
+
+For each ``recipes/**/*.yaml`` (or the recipes named on the command line) a fresh subprocess runs
+``mmssl.pipeline.train`` on the recipe with ``train.steps=N train.ckpt_every=0 train.progress=false
+train.log_every=N/2 out_dir=<tmp>``: the same data, encoder, method and trainer as ``mmssl train``,
+with the trainer's bf16 autocast on CUDA. A subprocess per recipe keeps a sticky CUDA error in one
+recipe from poisoning the next and gives each recipe its own peak-memory counter. samples/s is
+measured over the second half of the steps (the first half warms up cuDNN and the allocator).
+
+Prints ``recipe | steps | samples/s | peak GPU memory (MB) | status`` and exits non-zero when any
+recipe fails; CUDA errors are named as such and their traceback is printed. A recipe whose data or
+optional dependency is missing on this machine (FileNotFoundError / ImportError) is reported as
+skipped. Finally runs ``benchmarks/throughput.py --device cuda``.
+
+Without CUDA it prints "no CUDA device; nothing to check" and exits 0. ``--device cpu`` runs the
+same harness on the CPU (with ``--steps 2`` it is a quick test of the script itself).
+
+    bash benchmarks/gpu_check.sh                      # all recipes, 20 steps each, then throughput
+    .venv/bin/python benchmarks/gpu_check.py image/simclr quickstart --steps 10 --no-throughput
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULT_TAG = "RESULT "
+EXIT_OK, EXIT_FAILED, EXIT_SKIPPED = 0, 1, 3
+CUDA_MARKERS = ("CUDA", "cuDNN", "CUBLAS", "cuBLAS", "NCCL", "device-side assert", "cudaError")
+
+
+def discover_recipes(names: list[str]) -> list[tuple[str, Path]]:
+    """``(name, path)`` of the named recipes, or of every ``recipes/**/*.yaml``."""
+    recipes_dir = ROOT / "recipes"
+    if not names:
+        return [
+            (str(p.relative_to(recipes_dir).with_suffix("")), p) for p in sorted(recipes_dir.rglob("*.yaml"))
+        ]
+    from mmssl.cli import resolve_recipe
+
+    out = []
+    for name in names:
+        path = resolve_recipe(name)
+        try:
+            label = str(path.resolve().relative_to(recipes_dir.resolve()).with_suffix(""))
+        except ValueError:
+            label = str(path)
+        out.append((label, path))
+    return out
+
+
+def is_cuda_error(err: BaseException) -> bool:
+    """True when ``err`` (or an exception it was raised from) comes from CUDA / cuDNN / NCCL."""
+    import torch
+
+    kinds = tuple(
+        k
+        for k in (getattr(torch.cuda, "OutOfMemoryError", None), getattr(torch, "AcceleratorError", None))
+        if k
+    )
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if (kinds and isinstance(err, kinds)) or any(m in str(err) for m in CUDA_MARKERS):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
+
+
+def check_one(path: Path, steps: int, out_dir: Path, device: str) -> tuple[int, dict[str, Any]]:
+    """Train ``steps`` steps of one recipe in this process; ``(exit code, result)``."""
+    import torch
+
+    try:
+        from mmssl import pipeline
+        from mmssl.config import load_recipe
+
+        overrides = [
+            f"train.steps={steps}",
+            "train.ckpt_every=0",
+            "train.progress=false",
+            f"train.log_every={steps // 2}",
+            f"train.device={device}",
+            f"out_dir={out_dir}",
+            "resume=null",
+        ]
+        cfg = load_recipe(path, overrides)
+        cuda = device == "cuda"
+        if cuda:
+            torch.cuda.reset_peak_memory_stats()
+        _, _, result, _ = pipeline.train(cfg)
+        if cuda:
+            torch.cuda.synchronize()  # surface asynchronous kernel errors here, not later
+        timed = result.history[-1]["samples_per_s"] if result.history else result.samples_per_s
+        return EXIT_OK, {
+            "status": "ok",
+            "steps": result.steps,
+            "samples_per_s": timed,
+            "peak_mb": torch.cuda.max_memory_allocated() / 2**20 if cuda else None,
+            "final_loss": result.final_loss,
+            "batch_size": cfg.train.batch_size * cfg.train.accumulate,
+        }
+    except Exception as err:  # report every failure; the parent decides the exit status
+        traceback.print_exc()
+        message = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
+        if is_cuda_error(err):
+            return EXIT_FAILED, {"status": "cuda_error", "error": message}
+        if isinstance(err, (FileNotFoundError, ImportError)):
+            return EXIT_SKIPPED, {"status": "skipped", "error": message}
+        return EXIT_FAILED, {"status": "error", "error": message}
+
+
+def run_child(path: Path, args: argparse.Namespace, out_dir: Path) -> tuple[dict[str, Any], str]:
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--one",
+        str(path),
+        "--steps",
+        str(args.steps),
+        "--device",
+        args.device,
+        "--out",
+        str(out_dir),
+    ]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, cwd=ROOT)
+    except subprocess.TimeoutExpired as exc:
+        stderr = exc.stderr.decode() if isinstance(exc.stderr, bytes) else (exc.stderr or "")
+        return {"status": "error", "error": f"timed out after {args.timeout} s"}, stderr
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(RESULT_TAG)]
+    if not lines:  # crashed before reporting (segfault, killed, import error)
+        return {"status": "error", "error": f"exit {proc.returncode}, no result"}, proc.stderr
+    return json.loads(lines[-1][len(RESULT_TAG) :]), proc.stderr
+
+
+def _status(r: dict[str, Any]) -> str:
+    if r["status"] == "ok":
+        return f"ok (loss {r['final_loss']:.4g}, batch {r['batch_size']})"
+    label = {"cuda_error": "CUDA ERROR", "error": "FAILED", "skipped": "skipped"}[r["status"]]
+    return f"{label}: {r['error']}".replace("|", "/")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("recipes", nargs="*", help="recipe names or paths (default: every recipes/**/*.yaml)")
+    p.add_argument("--steps", type=int, default=20, help="training steps per recipe (even, >= 2)")
+    p.add_argument("--device", default="cuda", choices=("cuda", "cpu"), help="cpu: test the harness itself")
+    p.add_argument("--timeout", type=int, default=300, help="seconds allowed per recipe")
+    p.add_argument("--no-throughput", action="store_true", help="skip benchmarks/throughput.py at the end")
+    p.add_argument("--one", type=Path, help=argparse.SUPPRESS)  # child mode: one recipe
+    p.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.steps < 2 or args.steps % 2:
+        p.error("--steps must be even and >= 2 (the second half is timed)")
+
+    if args.one is not None:
+        code, result = check_one(args.one, args.steps, args.out, args.device)
+        print(RESULT_TAG + json.dumps(result), flush=True)
+        return code
+
+    import torch
+
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("no CUDA device; nothing to check")
+        return 0
+    if args.device == "cuda":
+        print(
+            f"device: {torch.cuda.get_device_name()} (CUDA {torch.version.cuda}), torch {torch.__version__}"
+        )
+    else:
+        print(f"device: cpu (harness test), torch {torch.__version__}")
+    recipes = discover_recipes(args.recipes)
+    if not recipes:
+        print(f"no recipes found under {ROOT / 'recipes'}", file=sys.stderr)
+        return 1
+
+    rows, failures = [], []
+    with tempfile.TemporaryDirectory(prefix="mmssl_gpu_check_") as tmp:
+        for i, (name, path) in enumerate(recipes):
+            t0 = time.perf_counter()
+            result, stderr = run_child(path, args, Path(tmp) / f"run{i}")
+            print(
+                f"[{i + 1}/{len(recipes)}] {name}: {_status(result)} ({time.perf_counter() - t0:.0f} s)",
+                flush=True,
+            )
+            if result["status"] != "ok":
+                # Fail loudly: the child's traceback, whatever the kind of failure.
+                print(f"----- traceback of {name} -----\n{stderr[-6000:].rstrip()}\n-----", file=sys.stderr)
+            if result["status"] in ("cuda_error", "error"):
+                failures.append((name, result["status"]))
+            rows.append((name, result))
+
+    print()
+    print("| recipe | steps | samples/s | peak GPU memory (MB) | status |")
+    print("|---|---:|---:|---:|---|")
+    for name, r in rows:
+        ok = r["status"] == "ok"
+        sps = f"{r['samples_per_s']:.0f}" if ok else "-"
+        mem = f"{r['peak_mb']:.0f}" if ok and r.get("peak_mb") is not None else "-"
+        print(
+            f"| {name} | {r.get('steps', args.steps) if ok else args.steps} | {sps} | {mem} | {_status(r)} |"
+        )
+    print()
+
+    code = 0
+    if failures:
+        cuda_failures = [n for n, s in failures if s == "cuda_error"]
+        if cuda_failures:
+            print(f"CUDA errors in: {', '.join(cuda_failures)}", file=sys.stderr)
+        print(
+            f"{len(failures)} of {len(rows)} recipes failed: {', '.join(n for n, _ in failures)}",
+            file=sys.stderr,
+        )
+        code = 1
+
+    if not args.no_throughput:
+        print("throughput benchmark:", flush=True)
+        bench = [sys.executable, str(ROOT / "benchmarks" / "throughput.py"), "--device", args.device]
+        if args.device == "cpu":
+            bench += ["--batch-size", "8", "--steps", "1", "--warmup", "1"]  # harness test only
+        rc = subprocess.run(bench, cwd=ROOT).returncode
+        if rc != 0:
+            print(f"throughput benchmark failed (exit {rc})", file=sys.stderr)
+            code = 1
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,183 @@
+"""Data distillation (Radosavovic et al., CVPR 2018): one model, many transforms, ensembled labels.
+
+1. Train a teacher on the labelled data (the first ``teacher_fraction`` of training).
+2. Run the teacher on several transforms of every unlabelled input (flips, scales), map each prediction
+   back to the original frame where that matters (dense outputs are un-flipped / resized; class
+   scores are invariant), and average the probabilities: ``p(y|u) = 1/T sum_t T_t^{-1} f(T_t(u))``.
+3. Keep pseudo-labels whose ensembled confidence is >= ``threshold``; with ``balance`` the kept set is
+   further cut so its class proportions match the labelled set's ("statistically like the labelled
+   data", the paper's criterion for its threshold).
+4. Retrain a student (from its initial weights with ``reinit_student``) on labelled + pseudo-labelled.
+
+:func:`ensemble_predictions` and :class:`TTATransform` are generic over ``[B, C]`` and ``[B, C, H, W]``
+outputs; :func:`image_transforms` builds the flip x scale set for image inputs ``[B, C, H, W]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+
+from mmssl.data import DataBundle
+from mmssl.eval.features import move_to
+from mmssl.registry import METHODS
+from mmssl.semi.base import PseudoLabelMethod
+from mmssl.semi.ood import OODGuard
+from mmssl.semi.pseudo_label import balance_to_prior
+from mmssl.semi.self_training import STUDENT_VIEWS
+
+
+@dataclass(frozen=True)
+class TTATransform:
+    """One test-time transform of an image batch and the map of its prediction back.
+
+    ``flip``: horizontal flip; ``scale``: bilinear resize factor. ``apply`` transforms the input;
+    ``invert`` maps an output back: class scores ``[B, C]`` are returned unchanged, dense outputs
+    ``[B, C, h, w]`` are un-flipped and resized to ``out_size`` (the un-transformed output's size).
+    """
+
+    flip: bool = False
+    scale: float = 1.0
+
+    def apply(self, x: Tensor) -> Tensor:
+        if self.scale != 1.0:
+            size = [max(1, round(s * self.scale)) for s in x.shape[-2:]]
+            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=self.scale < 1)
+        return x.flip(-1) if self.flip else x
+
+    def invert(self, y: Tensor, out_size: Sequence[int] | None = None) -> Tensor:
+        if y.ndim < 4:
+            return y  # class scores: flips and scales do not move them
+        if self.flip:
+            y = y.flip(-1)
+        if out_size is not None and tuple(y.shape[-2:]) != tuple(out_size):
+            y = F.interpolate(y, size=list(out_size), mode="bilinear", align_corners=False)
+        return y
+
+
+def image_transforms(flips: bool = True, scales: Sequence[float] = (1.0,)) -> list[TTATransform]:
+    """Every (scale, flip) combination: ``len(scales) * (2 if flips else 1)`` transforms."""
+    return [TTATransform(flip=f, scale=float(s)) for s in scales for f in ((False, True) if flips else (False,))]
+
+
+@torch.no_grad()
+def ensemble_predictions(
+    predict: Callable[[Tensor], Tensor], x: Tensor, transforms: Sequence[TTATransform]
+) -> Tensor:
+    """Average of ``softmax`` over the class dimension (dim 1) of ``predict(T(x))`` mapped back by ``T^{-1}``.
+
+    Works for class logits ``[B, C]`` and dense logits ``[B, C, H, W]`` (the output size of the first
+    transform whose scale is 1, else of the first transform, is the reference frame).
+    """
+    if not transforms:
+        raise ValueError("data distillation needs at least one transform")
+    ref = next((t for t in transforms if t.scale == 1.0), transforms[0])
+    ref_out = predict(ref.apply(x))
+    out_size = ref_out.shape[-2:] if ref_out.ndim >= 4 else None
+    total = torch.zeros_like(ref_out, dtype=torch.float32)
+    for t in transforms:
+        y = ref_out if t is ref else predict(t.apply(x))
+        total += F.softmax(t.invert(y, out_size).float(), dim=1)
+    return total / len(transforms)
+
+
+class DataDistillation(PseudoLabelMethod):
+    """Data distillation; see the module docstring. Arguments as :func:`data_distillation`."""
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        num_classes: int,
+        data: DataBundle | None = None,
+        *,
+        teacher_fraction: float = 0.4,
+        transforms: Sequence[TTATransform] = (TTATransform(),),
+        threshold: float = 0.5,
+        balance: bool = True,
+        **kw,
+    ) -> None:
+        if not 0.0 < teacher_fraction < 1.0:
+            raise ValueError(f"method.teacher_fraction must be in (0, 1), got {teacher_fraction}")
+        super().__init__(encoder, num_classes, data, **kw)
+        self.teacher_fraction, self.transforms = teacher_fraction, list(transforms)
+        self.threshold, self.balance = threshold, balance
+
+    def boundaries(self, total_steps: int) -> list[int]:
+        b = max(1, round(self.teacher_fraction * total_steps))
+        return [b] if b < total_steps else []
+
+    def labelled_prior(self) -> Tensor:
+        targets = getattr(self.labelled, "targets", None)
+        if not targets:
+            targets = [int(item["label"]) for item in self.labelled]  # type: ignore[union-attr]
+        return torch.bincount(torch.as_tensor(targets), minlength=self.num_classes).float()
+
+    @torch.no_grad()
+    def compute_pseudo_labels(self) -> tuple[Tensor, Tensor]:
+        teacher = self.student()
+        was_training = teacher.training
+        teacher.eval()
+        probs = []
+        try:
+            for batch in DataLoader(self.pool, batch_size=self.pool_batch_size, shuffle=False):
+                x = move_to(batch["input"], self.device)
+                probs.append(ensemble_predictions(lambda z: self.classify(teacher, z), x, self.transforms))
+        finally:
+            teacher.train(was_training)
+        p = torch.cat(probs).cpu()
+        confidence, labels = p.max(dim=1)
+        keep = confidence >= self.threshold
+        keep &= self.ood_keep.cpu()  # balance among what the guard lets through
+        if self.balance:
+            keep = balance_to_prior(labels, confidence, keep, self.labelled_prior())
+        return labels, keep.float()
+
+
+@METHODS.register("data_distillation", modality="image")
+def data_distillation(
+    encoder: nn.Module,
+    num_classes: int = 10,
+    data: DataBundle | None = None,
+    unlabelled_weight: float = 1.0,
+    teacher_fraction: float = 0.4,
+    flips: bool = True,
+    scales: Sequence[float] = (0.75, 1.0, 1.25),
+    threshold: float = 0.5,
+    balance: bool = True,
+    reinit_student: bool = True,
+    student_view: str = "weak",
+    ood_guard: str = "none",
+    ood_threshold: float | None = None,
+    ood_quantile: float = 0.95,
+    ood_k: int = 5,
+    pool_batch_size: int = 256,
+) -> DataDistillation:
+    """Data distillation: teacher on labelled data for ``teacher_fraction`` of training, then a student.
+
+    Pseudo-labels: the teacher's softmax averaged over ``scales`` x (identity, horizontal flip if
+    ``flips``); kept if the ensembled confidence is >= ``threshold``; ``balance`` matches the kept
+    set's class proportions to the labelled set's. ``reinit_student``: the student starts from the
+    initial weights (as the paper retrains). ``student_view``: ``weak`` or ``strong``.
+    ``unlabelled_weight``: lambda_u (0 = supervised only). ``ood_guard`` etc. as :func:`self_training`.
+    """
+    if student_view not in STUDENT_VIEWS:
+        raise ValueError(f"method.student_view must be one of {', '.join(STUDENT_VIEWS)}, got '{student_view}'")
+    return DataDistillation(
+        encoder,
+        num_classes,
+        data,
+        teacher_fraction=teacher_fraction,
+        transforms=image_transforms(flips, scales),
+        threshold=threshold,
+        balance=balance,
+        unlabelled_weight=unlabelled_weight,
+        guard=OODGuard(ood_guard, ood_threshold, ood_quantile, k=ood_k),
+        reinit_student=reinit_student,
+        student_view=STUDENT_VIEWS[student_view],
+        pool_batch_size=pool_batch_size,
+    )
