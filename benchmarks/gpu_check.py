@@ -9,8 +9,8 @@ measured over the second half of the steps (the first half warms up cuDNN and th
 
 Prints ``recipe | steps | samples/s | peak GPU memory (MB) | status`` and exits non-zero when any
 recipe fails; CUDA errors are named as such and their traceback is printed. A recipe whose data or
-optional dependency is missing on this machine (FileNotFoundError / ImportError) is reported as
-skipped. Finally runs ``benchmarks/throughput.py --device cuda``.
+optional dependency is missing on this machine (FileNotFoundError, ImportError, or a DataError
+saying "not found") is reported as skipped. Finally runs ``benchmarks/throughput.py --device cuda``.
 
 Without CUDA it prints "no CUDA device; nothing to check" and exits 0. ``--device cpu`` runs the
 same harness on the CPU (with ``--steps 2`` it is a quick test of the script itself).
@@ -75,6 +75,16 @@ def is_cuda_error(err: BaseException) -> bool:
     return False
 
 
+def is_missing_input(err: BaseException) -> bool:
+    """True when the recipe's data or an optional dependency is absent on this machine (a skip, not
+    a failure): FileNotFoundError, ImportError, or mmssl's DataError saying something was not found."""
+    if isinstance(err, (FileNotFoundError, ImportError)):
+        return True
+    from mmssl.errors import DataError
+
+    return isinstance(err, DataError) and "not found" in str(err)
+
+
 def check_one(path: Path, steps: int, out_dir: Path, device: str) -> tuple[int, dict[str, Any]]:
     """Train ``steps`` steps of one recipe in this process; ``(exit code, result)``."""
     import torch
@@ -113,7 +123,7 @@ def check_one(path: Path, steps: int, out_dir: Path, device: str) -> tuple[int, 
         message = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
         if is_cuda_error(err):
             return EXIT_FAILED, {"status": "cuda_error", "error": message}
-        if isinstance(err, (FileNotFoundError, ImportError)):
+        if is_missing_input(err):
             return EXIT_SKIPPED, {"status": "skipped", "error": message}
         return EXIT_FAILED, {"status": "error", "error": message}
 
@@ -162,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.steps < 2 or args.steps % 2:
         p.error("--steps must be even and >= 2 (the second half is timed)")
 
+    sys.stdout.reconfigure(line_buffering=True)  # table lines and tracebacks stay in order in logs
     if args.one is not None:
         code, result = check_one(args.one, args.steps, args.out, args.device)
         print(RESULT_TAG + json.dumps(result), flush=True)

@@ -18,6 +18,8 @@ own subprocess so that allocator caches and peak-memory counters do not leak bet
 forward/backward passes through the trunk. Peak memory is ``torch.cuda.max_memory_allocated`` on
 CUDA; on CPU it is the growth of the resident set (peak RSS during the loop minus RSS just before
 it), read from ``/proc/self/status`` after resetting the high-water mark (``ru_maxrss`` elsewhere).
+"images per CPU-s" divides by the process's CPU time (all threads) instead of wall-clock time: on a
+machine shared with other jobs it is the steadier figure for comparing the loops.
 
 Usage (from the repository root)::
 
@@ -174,6 +176,20 @@ class CpuPeakMemory:
 # ------------------------------------------------------------------------------------------ loops
 
 
+class Stopwatch:
+    """Wall-clock and process CPU time (all threads) between ``start()`` and ``stop()``.
+
+    CPU time is the contention-robust figure on a shared machine: time a loop spends waiting for a
+    core that another process holds is not counted.
+    """
+
+    def start(self) -> None:
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+
+    def stop(self) -> dict[str, float]:
+        return {"seconds": time.perf_counter() - self.wall, "cpu_seconds": time.process_time() - self.cpu}
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -207,11 +223,11 @@ def plain_loop(
     optimizer = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
     batches = forever(_loader(dataset, args.batch_size, device, args.seed))
     total_loss = torch.zeros((), device=device)
-    t0 = None
+    watch = Stopwatch()
     for step in range(args.warmup + args.steps):
         if step == args.warmup:
             _sync(device)
-            t0 = time.perf_counter()
+            watch.start()
         x0, x1 = (v.to(device, non_blocking=True) for v in next(batches)["views"])
         with _autocast(device):
             z0, z1 = model(x0), model(x1)
@@ -221,8 +237,7 @@ def plain_loop(
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
     _sync(device)
-    seconds = time.perf_counter() - t0
-    return {"seconds": seconds, "final_loss": float(loss.detach())}
+    return watch.stop() | {"final_loss": float(loss.detach())}
 
 
 def run_bare(dataset: Dataset, args: argparse.Namespace, device: torch.device) -> dict[str, float]:
@@ -268,18 +283,21 @@ def run_mmssl(dataset: Dataset, args: argparse.Namespace, device: torch.device) 
     )
     # Time exactly the steps after warm-up, from inside the trainer: its end-of-step hook runs
     # after optimizer.step(), so wrapping it marks the same points as the plain loops' timers.
-    marks: dict[str, float] = {}
+    watch, timing = Stopwatch(), {}
     inner = method.on_train_step_end
 
     def timed_hook(step: int, total_steps: int) -> None:
         inner(step, total_steps)
         if step == args.warmup or step == total_steps:
             _sync(device)
-            marks["t0" if step == args.warmup else "t1"] = time.perf_counter()
+            if step == args.warmup:
+                watch.start()
+            else:
+                timing.update(watch.stop())
 
     method.on_train_step_end = timed_hook
     result = Trainer(cfg, method, dataset, run_dir=None).fit()
-    return {"seconds": marks["t1"] - marks["t0"], "final_loss": float(result.final_loss)}
+    return timing | {"final_loss": float(result.final_loss)}
 
 
 RUNNERS = {"mmssl": run_mmssl, "lightly": run_lightly, "bare": run_bare}
@@ -302,7 +320,9 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
         "loop": args.loop,
         "images_per_s": args.steps * args.batch_size / out["seconds"],
         "peak_mb": peak / 2**20,
+        "images_per_cpu_s": args.steps * args.batch_size / out["cpu_seconds"],
         "seconds": out["seconds"],
+        "cpu_seconds": out["cpu_seconds"],
         "final_loss": out["final_loss"],
     }
 
@@ -367,22 +387,31 @@ def run_all(args: argparse.Namespace) -> int:
         print(f"load average at end: {os.getloadavg()[0]:.2f}")
 
     best = {
-        loop: max(runs, key=lambda r: r["images_per_s"]) | {"peak_mb": max(r["peak_mb"] for r in runs)}
+        loop: max(runs, key=lambda r: r["images_per_s"])
+        | {
+            "peak_mb": max(r["peak_mb"] for r in runs),
+            "images_per_cpu_s": max(r["images_per_cpu_s"] for r in runs),
+        }
         for loop, runs in results.items()
         if runs
     }
     bare = best.get("bare", {}).get("images_per_s")
+    bare_cpu = best.get("bare", {}).get("images_per_cpu_s")
     mem_label = "peak memory (MB)" if args.device == "cuda" else "peak RSS increase (MB)"
     print()
-    print(f"| loop | images/s | relative to bare | {mem_label} |")
-    print("|---|---:|---:|---:|")
+    print(f"| loop | images/s | relative to bare | {mem_label} | images per CPU-s | relative to bare |")
+    print("|---|---:|---:|---:|---:|---:|")
     for loop in loops:
         if loop not in best:
-            print(f"| {loop} | failed | - | - |")
+            print(f"| {loop} | failed | - | - | - | - |")
             continue
         r = best[loop]
         rel = f"{r['images_per_s'] / bare:.2f}x" if bare else "-"
-        print(f"| {loop} | {r['images_per_s']:.1f} | {rel} | {r['peak_mb']:.0f} |")
+        rel_cpu = f"{r['images_per_cpu_s'] / bare_cpu:.2f}x" if bare_cpu else "-"
+        print(
+            f"| {loop} | {r['images_per_s']:.1f} | {rel} | {r['peak_mb']:.0f} "
+            f"| {r['images_per_cpu_s']:.1f} | {rel_cpu} |"
+        )
     print()
     print("command: " + shlex.join(["python", *sys.argv]))
     return 1 if failed else 0

@@ -101,7 +101,7 @@ COMPONENT_SECTIONS = {"method": METHODS, "encoder": ENCODERS, "data": DATASETS}
 EVAL_RESERVED = ("baselines", "batch_size")
 BASELINES = ("random_init",)
 # Keys a builder receives from the runner rather than from the recipe.
-RUNNER_PROVIDED = ("encoder", "num_samples", "num_classes")
+RUNNER_PROVIDED = ("encoder", "num_samples", "num_classes", "data")
 
 
 def _is_optional(tp: Any) -> tuple[bool, Any]:

@@ -53,7 +53,9 @@ def build_encoder(cfg: RecipeConfig) -> nn.Module:
 
 def build_method(cfg: RecipeConfig, encoder: nn.Module, data: DataBundle) -> nn.Module:
     name, kwargs = cfg.component("method")
-    provided = {"num_samples": len(data.pretrain), "num_classes": data.num_classes}
+    # ``data``: the whole DataBundle, for methods that read more than batches (e.g. semi-supervised
+    # methods that pseudo-label their unlabelled pool at phase boundaries).
+    provided = {"num_samples": len(data.pretrain), "num_classes": data.num_classes, "data": data}
     return _call_with_provided(METHODS.get(name), kwargs, {"encoder": encoder, **provided})
 
 

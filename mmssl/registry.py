@@ -108,6 +108,7 @@ _BUILTIN_MODULES = (
     "mmssl.eval",
     "mmssl.modalities.image",
     "mmssl.modalities.image.methods",
+    "mmssl.semi",
 )
 _loaded = False
 

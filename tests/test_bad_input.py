@@ -12,9 +12,17 @@ from mmssl.cli import main
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 CIFAR = SHARED / "images" / "cifar10_jpg"
 
-TINY = ["train.steps=2", "train.batch_size=16", "train.progress=false", "train.num_workers=0",
-        "data.image_size=32", "eval.few_shot.shots=[1]", "eval.few_shot.seeds=2", "eval.knn.k=3",
-        "eval.linear.epochs=2"]
+TINY = [
+    "train.steps=2",
+    "train.batch_size=16",
+    "train.progress=false",
+    "train.num_workers=0",
+    "data.image_size=32",
+    "eval.few_shot.shots=[1]",
+    "eval.few_shot.seeds=2",
+    "eval.knn.k=3",
+    "eval.linear.epochs=2",
+]
 
 
 @pytest.fixture
@@ -35,8 +43,15 @@ def small_folder(tmp_path):
 def test_corrupt_image_is_named(small_folder, capsys):
     bad = small_folder / "train" / "cat" / "broken.jpg"
     bad.write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
-    code = main(["run", "quickstart", *_folder_overrides(small_folder), *TINY,
-                 f"out_dir={small_folder.parent / 'run'}"])
+    code = main(
+        [
+            "run",
+            "quickstart",
+            *_folder_overrides(small_folder),
+            *TINY,
+            f"out_dir={small_folder.parent / 'run'}",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 1
     assert "broken.jpg" in err
@@ -44,8 +59,16 @@ def test_corrupt_image_is_named(small_folder, capsys):
 
 def test_corrupt_image_skipped_under_skip_bad(small_folder, capsys):
     (small_folder / "train" / "cat" / "broken.jpg").write_bytes(b"not an image")
-    code = main(["run", "quickstart", *_folder_overrides(small_folder), "data.skip_bad=true", *TINY,
-                 f"out_dir={small_folder.parent / 'run'}"])
+    code = main(
+        [
+            "run",
+            "quickstart",
+            *_folder_overrides(small_folder),
+            "data.skip_bad=true",
+            *TINY,
+            f"out_dir={small_folder.parent / 'run'}",
+        ]
+    )
     assert code == 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -118,3 +119,36 @@ def test_killed_run_resumes_to_identical_weights(tmp_path):
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
+
+
+@pytest.mark.distributed
+def test_torchrun_two_processes(tmp_path):
+    """The same command under torchrun (2 gloo processes): trains, rank 0 alone writes the run."""
+    out = tmp_path / "ddp"
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(port),
+        "-m",
+        "mmssl.cli",
+        "run",
+        "quickstart",
+        *TINY,
+        "train.batch_size=12",
+        "train.steps=3",
+        "train.ckpt_every=3",
+        f"out_dir={out}",
+    ]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert load_checkpoint(out / "checkpoints" / "last.pt")["step"] == 3
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 3  # one writer: rank 0
+    assert json.loads((out / "metrics.json").read_text())["eval"]["knn_top1"] >= 0

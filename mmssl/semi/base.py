@@ -161,7 +161,7 @@ class SemiMethod(nn.Module):
     def predict(
         self, dataset: Dataset, model: nn.Module | None = None, with_features: bool = False
     ) -> tuple[Tensor, Tensor | None]:
-        """``(logits [N, C], features [N, D] or None)`` of a dataset of ``{"input": ...}`` items, eval mode."""
+        """``(logits [N, C], features [N, D] or None)`` of ``{"input": ...}`` items, in eval mode."""
         model = model if model is not None else self.eval_model()
         was_training = model.training
         model.eval()

@@ -5,10 +5,12 @@ images per class and an unlabelled pool of all other train images (labels withhe
 Optionally a fraction of the pool is replaced by images from another domain (``ood_kind``), marked in
 ``info`` for reporting only.
 
-A training item pairs one labelled image with ``mu`` unlabelled ones (FixMatch's unlabelled ratio)::
+A training item pairs one labelled image with ``mu`` unlabelled ones (FixMatch's unlabelled ratio),
+as uint8 images; the bundle's ``batch_transform`` (:class:`~mmssl.semi.augment.SemiBatchViews`) makes
+the views of a whole batch at once on the training device, so a method receives::
 
-    {"x_l": weak view [3, H, W], "y_l": int,
-     "u_weak": [mu, 3, H, W], "u_strong": [mu, 3, H, W], "u_index": [mu] (positions in the pool)}
+    {"x_l": weak view [B, 3, H, W], "y_l": [B],
+     "u_weak": [B, mu, 3, H, W], "u_strong": [B, mu, 3, H, W], "u_index": [B, mu] (positions in the pool)}
 
 An epoch covers the unlabelled pool once (``len = pool // mu``; the pool is cut into fixed random
 groups of ``mu``); the labelled image is drawn with replacement from the item's seeded RNG, so every
@@ -16,7 +18,8 @@ step sees ``batch_size`` labelled and ``mu * batch_size`` unlabelled images.
 
 Views follow FixMatch (Sohn et al. 2020, sec. 2.3): weak = random horizontal flip and a random
 translation of up to 12.5% (reflect-pad and crop); strong = weak + RandAugment (two random operations
-at a random magnitude) + Cutout (a grey square of side up to ``cutout * size``).
+at a random magnitude) + Cutout (a grey square of side up to ``cutout * size``); see
+:mod:`mmssl.semi.augment`.
 
 ``info`` carries what the methods and evaluators need beyond the contract:
 ``unlabelled_pool`` (a Dataset of ``{"input": eval view, "index": i}``), ``unlabelled_is_ood`` (bool
@@ -33,13 +36,14 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
-from torchvision.transforms import v2
 
 from mmssl.data import DataBundle
 from mmssl.errors import DataError
+from mmssl.modalities.image.batch_views import normalize, to_float
 from mmssl.modalities.image.data import SHAPE_CLASSES, ProceduralShapes
-from mmssl.modalities.image.views import IMAGENET_MEAN, IMAGENET_STD, eval_transform
+from mmssl.modalities.image.views import IMAGENET_MEAN, IMAGENET_STD
 from mmssl.registry import DATASETS
+from mmssl.semi.augment import SemiBatchViews
 
 STRONG_VIEWS = ("randaugment", "weak", "none")
 OOD_KINDS = ("noise", "unseen_classes")
@@ -48,90 +52,36 @@ OOD_KINDS = ("noise", "unseen_classes")
 # ------------------------------------------------------------------------------------------- views
 
 
-class RandomMagnitudeRandAugment(nn.Module):
-    """RandAugment whose magnitude is drawn uniformly from ``1..max_magnitude`` on every call.
+def normalise_uint8(image: Tensor) -> Tensor:
+    """The evaluation view of an image already at the training size: ``(x / 255 - mean) / std``.
 
-    FixMatch's RandAugment variant samples the magnitude at random instead of tuning it; torchvision's
-    ``RandAugment`` has a fixed magnitude, so one instance per magnitude is kept and one is picked with
-    torch's RNG (reproducible under the trainer's per-sample seeding).
+    Equal to :func:`~mmssl.modalities.image.views.eval_transform` for such images, without the
+    per-sample ``transforms.v2`` overhead (the whole pool is predicted at every phase boundary).
     """
-
-    def __init__(self, num_ops: int = 2, max_magnitude: int = 10) -> None:
-        super().__init__()
-        self.ops = nn.ModuleList(
-            v2.RandAugment(num_ops=num_ops, magnitude=m, num_magnitude_bins=max_magnitude + 1)
-            for m in range(1, max_magnitude + 1)
-        )
-
-    def forward(self, img: Any) -> Any:
-        return self.ops[int(torch.randint(len(self.ops), ()))](img)
-
-
-def weak_view(size: int) -> v2.Compose:
-    """FixMatch's weak augmentation: flip (p=0.5) and translation up to 12.5% (reflect padding)."""
-    return v2.Compose(
-        [
-            v2.ToImage(),
-            v2.RandomHorizontalFlip(p=0.5),
-            v2.RandomCrop(size, padding=max(1, round(0.125 * size)), padding_mode="reflect"),
-            v2.ToDtype(torch.float32, scale=True),
-            v2.Normalize(mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD)),
-            v2.ToPureTensor(),
-        ]
-    )
-
-
-def strong_view(size: int, num_ops: int = 2, cutout: float = 0.5) -> v2.Compose:
-    """FixMatch's strong augmentation: weak + RandAugment (random magnitude) + Cutout.
-
-    Cutout: a square of side ``v * size``, ``v ~ U(0, cutout)`` in area terms approximated by
-    ``RandomErasing`` with area fraction in ``[0.01, cutout^2]``, filled with grey (0.5 before
-    normalisation, as FixMatch's 127).
-    """
-    steps: list[Any] = [
-        v2.ToImage(),
-        v2.RandomHorizontalFlip(p=0.5),
-        v2.RandomCrop(size, padding=max(1, round(0.125 * size)), padding_mode="reflect"),
-        RandomMagnitudeRandAugment(num_ops=num_ops),  # on uint8: posterize / equalize need it
-        v2.ToDtype(torch.float32, scale=True),
-    ]
-    if cutout > 0:
-        steps.append(
-            v2.RandomErasing(p=1.0, scale=(min(0.01, cutout**2), cutout**2), ratio=(1.0, 1.0), value=0.5)
-        )
-    steps += [v2.Normalize(mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD)), v2.ToPureTensor()]
-    return v2.Compose(steps)
+    return normalize(to_float(image.unsqueeze(0)), IMAGENET_MEAN, IMAGENET_STD)[0]
 
 
 # ---------------------------------------------------------------------------------------- datasets
 
 
 class SemiTrainSet(Dataset):
-    """Items ``{"x_l", "y_l", "u_weak", "u_strong", "u_index"}`` (see the module docstring).
+    """Items ``{"x_l": uint8 [3, H, W], "y_l": int, "u": uint8 [mu, 3, H, W], "u_index": [mu]}``.
+
+    The views are made per batch by :class:`~mmssl.semi.augment.SemiBatchViews` (the bundle's
+    ``batch_transform``), which turns ``u`` into ``u_weak`` / ``u_strong``.
 
     Args:
         labelled: uint8 images ``[L, 3, H, W]``; labels: ``[L]``.
         unlabelled: uint8 images ``[U, 3, H, W]`` (labels never stored here).
-        mu: unlabelled images per labelled one. weak / strong: per-image transforms (strong None:
-            no ``u_strong`` key). seed: fixes the grouping of the pool into ``mu``-tuples.
+        mu: unlabelled images per labelled one. seed: fixes the grouping of the pool into ``mu``-tuples.
     """
 
-    def __init__(
-        self,
-        labelled: Tensor,
-        labels: Tensor,
-        unlabelled: Tensor,
-        mu: int,
-        weak: Callable[[Tensor], Tensor],
-        strong: Callable[[Tensor], Tensor] | None,
-        seed: int = 0,
-    ) -> None:
+    def __init__(self, labelled: Tensor, labels: Tensor, unlabelled: Tensor, mu: int, seed: int = 0) -> None:
         if mu < 1:
             raise DataError(f"mu must be >= 1, got {mu}")
         if len(unlabelled) < mu:
             raise DataError(f"the unlabelled pool ({len(unlabelled)}) is smaller than mu={mu}")
-        self.labelled, self.labels, self.unlabelled = labelled, labels.long(), unlabelled
-        self.mu, self.weak, self.strong = mu, weak, strong
+        self.labelled, self.labels, self.unlabelled, self.mu = labelled, labels.long(), unlabelled, mu
         self.order = torch.randperm(len(unlabelled), generator=torch.Generator().manual_seed(seed + 1))
 
     def __len__(self) -> int:
@@ -140,16 +90,12 @@ class SemiTrainSet(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         j = int(torch.randint(len(self.labelled), ()))  # seeded per (seed, epoch, index) by the trainer
         u_index = self.order[index * self.mu : (index + 1) * self.mu]
-        u_imgs = [self.unlabelled[i] for i in u_index]
-        item = {
-            "x_l": self.weak(self.labelled[j]),
+        return {
+            "x_l": self.labelled[j],
             "y_l": int(self.labels[j]),
-            "u_weak": torch.stack([self.weak(u) for u in u_imgs]),
+            "u": self.unlabelled[u_index],
             "u_index": u_index.clone(),
         }
-        if self.strong is not None:
-            item["u_strong"] = torch.stack([self.strong(u) for u in u_imgs])
-        return item
 
 
 class TensorImages(Dataset):
@@ -200,9 +146,7 @@ def noise_images(n: int, size: int, seed: int) -> Tensor:
     return noisy.clamp(0, 255).round().to(torch.uint8)
 
 
-def unseen_class_images(
-    n: int, size: int, num_classes: int, seed: int, cache_dir: str | None
-) -> Tensor:
+def unseen_class_images(n: int, size: int, num_classes: int, seed: int, cache_dir: str | None) -> Tensor:
     """``n`` procedural images of the shape classes *not* in the first ``num_classes`` (``val`` split)."""
     extra = len(SHAPE_CLASSES) - num_classes
     if extra < 1:
@@ -212,7 +156,12 @@ def unseen_class_images(
         )
     per_class = math.ceil(n / extra)
     base = ProceduralShapes(
-        per_class, image_size=size, num_classes=len(SHAPE_CLASSES), split="val", seed=seed, cache_dir=cache_dir
+        per_class,
+        image_size=size,
+        num_classes=len(SHAPE_CLASSES),
+        split="val",
+        seed=seed,
+        cache_dir=cache_dir,
     )
     idx = torch.nonzero(base.labels >= num_classes).flatten()[:n]
     return base.images[idx]
@@ -270,18 +219,13 @@ def semi_shapes(
         is_ood[where] = True
         true_labels[where] = -1
 
-    evaluation = eval_transform(image_size)
-    strong_tf = {
-        "randaugment": strong_view(image_size, randaugment_ops, cutout),
-        "weak": weak_view(image_size),
-        "none": None,
-    }[strong]
     labelled_images, labels = train.images[lab_idx], train.labels[lab_idx]
     return DataBundle(
-        pretrain=SemiTrainSet(labelled_images, labels, pool, mu, weak_view(image_size), strong_tf, seed),
-        eval_train=TensorImages(labelled_images, evaluation, labels),
-        eval_test=TensorImages(test.images, evaluation, test.labels),
+        pretrain=SemiTrainSet(labelled_images, labels, pool, mu, seed),
+        eval_train=TensorImages(labelled_images, normalise_uint8, labels),
+        eval_test=TensorImages(test.images, normalise_uint8, test.labels),
         num_classes=num_classes,
+        batch_transform=SemiBatchViews(strong, randaugment_ops, cutout),
         info={
             "modality": "image",
             "dataset": "semi_shapes",
@@ -293,7 +237,7 @@ def semi_shapes(
             "num_test": len(test),
             "mu": mu,
             "labelled_indices": lab_idx,
-            "unlabelled_pool": TensorImages(pool, evaluation),
+            "unlabelled_pool": TensorImages(pool, normalise_uint8),
             "unlabelled_is_ood": is_ood,  # reporting only: methods must not read it
             "unlabelled_true_labels": true_labels,  # reporting only (-1: out of domain)
             "ood_fraction": ood_fraction,

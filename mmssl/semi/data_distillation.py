@@ -62,7 +62,9 @@ class TTATransform:
 
 def image_transforms(flips: bool = True, scales: Sequence[float] = (1.0,)) -> list[TTATransform]:
     """Every (scale, flip) combination: ``len(scales) * (2 if flips else 1)`` transforms."""
-    return [TTATransform(flip=f, scale=float(s)) for s in scales for f in ((False, True) if flips else (False,))]
+    return [
+        TTATransform(flip=f, scale=float(s)) for s in scales for f in ((False, True) if flips else (False,))
+    ]
 
 
 @torch.no_grad()
@@ -166,7 +168,9 @@ def data_distillation(
     ``unlabelled_weight``: lambda_u (0 = supervised only). ``ood_guard`` etc. as :func:`self_training`.
     """
     if student_view not in STUDENT_VIEWS:
-        raise ValueError(f"method.student_view must be one of {', '.join(STUDENT_VIEWS)}, got '{student_view}'")
+        raise ValueError(
+            f"method.student_view must be one of {', '.join(STUDENT_VIEWS)}, got '{student_view}'"
+        )
     return DataDistillation(
         encoder,
         num_classes,

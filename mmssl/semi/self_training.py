@@ -99,7 +99,9 @@ def self_training(
     labelled scores. ``data`` and ``num_classes`` come from the runner.
     """
     if student_view not in STUDENT_VIEWS:
-        raise ValueError(f"method.student_view must be one of {', '.join(STUDENT_VIEWS)}, got '{student_view}'")
+        raise ValueError(
+            f"method.student_view must be one of {', '.join(STUDENT_VIEWS)}, got '{student_view}'"
+        )
     return SelfTraining(
         encoder,
         num_classes,

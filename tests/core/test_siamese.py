@@ -39,8 +39,10 @@ class Pairs(torch.utils.data.Dataset):
 def _batch(b: int = 12):
     ds = Pairs()
     items = [ds[i] for i in range(b)]
-    return {"views": [torch.stack([it["views"][k] for it in items]) for k in range(2)],
-            "index": torch.arange(b)}
+    return {
+        "views": [torch.stack([it["views"][k] for it in items]) for k in range(2)],
+        "index": torch.arange(b),
+    }
 
 
 def test_simclr_loss_is_nt_xent_of_projections():
@@ -55,7 +57,9 @@ def test_simclr_loss_is_nt_xent_of_projections():
 
 def test_moco_queue_fills_with_keys_and_teacher_follows_ema():
     torch.manual_seed(0)
-    m = moco(VecEncoder(), negatives="queue", queue_size=24, momentum=0.9, projector_hidden=32, projector_dim=8)
+    m = moco(
+        VecEncoder(), negatives="queue", queue_size=24, momentum=0.9, projector_hidden=32, projector_dim=8
+    )
     m(_batch(12))
     assert int(m.queue.ptr) == 12
     student = dict(m.encoder.named_parameters())
@@ -75,8 +79,14 @@ def test_moco_end_to_end_keys_carry_gradient_and_memory_bank_updates():
     e2e(_batch())["loss"].backward()
     assert all(p.grad is not None for p in e2e.encoder.parameters())
 
-    bank = moco(VecEncoder(), negatives="memory_bank", num_samples=96, num_negatives=32, projector_hidden=32,
-                projector_dim=8)
+    bank = moco(
+        VecEncoder(),
+        negatives="memory_bank",
+        num_samples=96,
+        num_negatives=32,
+        projector_hidden=32,
+        projector_dim=8,
+    )
     before = bank.bank.features.clone()
     bank(_batch(12))
     changed = (bank.bank.features != before).any(dim=1)
@@ -128,15 +138,32 @@ def test_each_configuration_learns(name, tmp_path):
     enc = VecEncoder()
     builders = {
         "simclr": lambda: simclr(enc, projector_hidden=32, projector_dim=8),
-        "moco_queue": lambda: moco(enc, negatives="queue", queue_size=64, projector_hidden=32, projector_dim=8),
+        "moco_queue": lambda: moco(
+            enc, negatives="queue", queue_size=64, projector_hidden=32, projector_dim=8
+        ),
         "moco_batch": lambda: moco(enc, negatives="batch", projector_hidden=32, projector_dim=8),
-        "moco_bank": lambda: moco(enc, negatives="memory_bank", num_samples=96, num_negatives=64,
-                                  projector_hidden=32, projector_dim=8),
+        "moco_bank": lambda: moco(
+            enc,
+            negatives="memory_bank",
+            num_samples=96,
+            num_negatives=64,
+            projector_hidden=32,
+            projector_dim=8,
+        ),
         "byol": lambda: byol(enc, projector_hidden=32, projector_dim=8, predictor_hidden=32),
     }
     method = builders[name]()
-    cfg = TrainConfig(steps=60, batch_size=32, optimizer="adamw", lr=3e-3, weight_decay=0.0, ckpt_every=0,
-                      log_every=10, progress=False, device="cpu")
+    cfg = TrainConfig(
+        steps=60,
+        batch_size=32,
+        optimizer="adamw",
+        lr=3e-3,
+        weight_decay=0.0,
+        ckpt_every=0,
+        log_every=10,
+        progress=False,
+        device="cpu",
+    )
     result = Trainer(cfg, method, Pairs(), run_dir=None).fit()
     first, last = result.history[0]["loss"], result.history[-1]["loss"]
     assert last < first, (name, first, last)

@@ -174,7 +174,13 @@ def test_image_folder_errors(tmp_path: Path) -> None:
 
 
 def test_procedural_bundle_contract(tmp_path: Path) -> None:
-    bundle = DATASETS.build("procedural_shapes", train_per_class=2, test_per_class=1, cache_dir=str(tmp_path))
+    bundle = DATASETS.build(
+        "procedural_shapes",
+        train_per_class=2,
+        test_per_class=1,
+        cache_dir=str(tmp_path),
+        augment="per_sample",
+    )
     assert isinstance(bundle, DataBundle) and bundle.num_classes == 10
     assert len(bundle.pretrain) == 20 and len(bundle.eval_train) == 20 and len(bundle.eval_test) == 10
     assert bundle.info["class_names"] == list(SHAPE_CLASSES)
@@ -194,6 +200,17 @@ def test_procedural_bundle_contract(tmp_path: Path) -> None:
     assert not torch.equal(bundle.eval_test.base.images[3], train_img)
 
 
+def test_procedural_bundle_batched_views(tmp_path: Path) -> None:
+    """Default augment="batch": uint8 images per item, both views made by bundle.batch_transform."""
+    bundle = DATASETS.build("procedural_shapes", train_per_class=2, test_per_class=1, cache_dir=str(tmp_path))
+    item = bundle.pretrain[3]
+    assert set(item) == {"images", "index"} and item["images"].dtype == torch.uint8
+    batch = bundle.batch_transform(next(iter(DataLoader(bundle.pretrain, batch_size=4))))
+    assert len(batch["views"]) == 2 and batch["views"][0].shape == (4, 3, 32, 32)
+    assert batch["views"][0].dtype == torch.float32 and not torch.equal(*batch["views"])
+    assert torch.equal(batch["index"], torch.arange(4))
+
+
 def test_single_image_mode_and_bad_views(tmp_path: Path) -> None:
     bundle = DATASETS.build(
         "procedural_shapes", views=None, train_per_class=1, test_per_class=1, cache_dir=str(tmp_path)
@@ -207,7 +224,7 @@ def test_single_image_mode_and_bad_views(tmp_path: Path) -> None:
 
 def test_image_folder_bundle_on_cifar_sample() -> None:
     root = need_cifar()
-    bundle = DATASETS.build("image_folder", root=str(root), views="byol")
+    bundle = DATASETS.build("image_folder", root=str(root), views="byol", augment="per_sample")
     assert bundle.num_classes == 10 and bundle.info["class_names"] == CIFAR_CLASSES
     assert len(bundle.pretrain) == 300 and len(bundle.eval_test) == 100
     v1, v2 = bundle.pretrain[0]["views"]

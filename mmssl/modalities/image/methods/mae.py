@@ -170,7 +170,12 @@ class MaskedImageModel(MaskedModel):
             [original, masked, recon],
             ["original", "masked", "reconstruction"],
             Path(figures_dir) / f"{self.name}_reconstructions.png",
-            title=f"{self.name}: {mask.num_masked}/{mask.num_tokens} patches masked",
+            title=f"{self.name}: {mask.num_masked}/{mask.num_tokens} patches masked"
+            + (
+                "; predictions rescaled by each true patch's mean/std (norm_pix_loss)"
+                if self.norm_target
+                else ""
+            ),
         )
 
 
