@@ -23,7 +23,7 @@ machine shared with other jobs it is the steadier figure for comparing the loops
 
 Usage (from the repository root)::
 
-    .venv/bin/python benchmarks/throughput.py                     # CPU: batch 64, 2 + 5 steps
+    .venv/bin/python benchmarks/throughput.py                     # CPU: batch 64, 1 + 3 steps
     .venv/bin/python benchmarks/throughput.py --device cuda       # GPU: batch 256, 20 + 200 steps
     .venv/bin/python benchmarks/throughput.py --loop mmssl        # one loop, prints a JSON line
 """
@@ -56,7 +56,7 @@ LR, MOMENTUM, WEIGHT_DECAY = 0.05, 0.9, 1e-4
 PROJ_HIDDEN, PROJ_DIM = 512, 128
 IMAGE_SIZE = 32
 # (batch size, warm-up steps, timed steps) per device type.
-DEFAULTS = {"cpu": (64, 2, 5), "cuda": (256, 20, 200)}
+DEFAULTS = {"cpu": (64, 1, 3), "cuda": (256, 20, 200)}
 
 
 # ------------------------------------------------------------------------------------------ data
@@ -421,8 +421,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--batch-size", type=int, default=None, help="default: 256 on CUDA, 64 on CPU")
-    p.add_argument("--steps", type=int, default=None, help="timed steps (default: 200 CUDA, 5 CPU)")
-    p.add_argument("--warmup", type=int, default=None, help="untimed first steps (default: 20 CUDA, 2 CPU)")
+    p.add_argument("--steps", type=int, default=None, help="timed steps (default: 200 CUDA, 3 CPU)")
+    p.add_argument("--warmup", type=int, default=None, help="untimed first steps (default: 20 CUDA, 1 CPU)")
     p.add_argument("--num-samples", type=int, default=None, help="dataset size (default: 4 batches)")
     p.add_argument("--repeats", type=int, default=1, help="runs per loop; the fastest is reported")
     p.add_argument("--seed", type=int, default=0)

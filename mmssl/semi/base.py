@@ -22,6 +22,8 @@ so it is saved in checkpoints and restored on resume.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -33,6 +35,22 @@ from mmssl.core.momentum import EMATeacher
 from mmssl.data import DataBundle
 from mmssl.eval.features import global_features, move_to
 from mmssl.semi.ood import GuardResult, OODGuard
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Run ``model`` in eval mode, then give every submodule back its own previous mode.
+
+    (A fresh container such as :meth:`SemiMethod.student` reports ``training=True`` whatever its
+    children's modes are, so restoring one flag would switch BatchNorm layers to training mode.)
+    """
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, mode in modes:
+            m.training = mode
 
 
 class SemiMethod(nn.Module):
@@ -159,21 +177,25 @@ class SemiMethod(nn.Module):
     # ------------------------------------------------------------------ whole-pool prediction
     @torch.no_grad()
     def predict(
-        self, dataset: Dataset, model: nn.Module | None = None, with_features: bool = False
+        self,
+        dataset: Dataset,
+        model: nn.Module | None = None,
+        with_features: bool = False,
+        batch_size: int | None = None,
     ) -> tuple[Tensor, Tensor | None]:
-        """``(logits [N, C], features [N, D] or None)`` of ``{"input": ...}`` items, in eval mode."""
+        """``(logits [N, C], features [N, D] or None)`` of ``{"input": ...}`` items, in eval mode.
+
+        ``model``: default the evaluation model; ``batch_size``: default ``pool_batch_size``.
+        """
         model = model if model is not None else self.eval_model()
-        was_training = model.training
-        model.eval()
         logits, feats = [], []
-        try:
-            for batch in DataLoader(dataset, batch_size=self.pool_batch_size, shuffle=False):
+        loader = DataLoader(dataset, batch_size=batch_size or self.pool_batch_size, shuffle=False)
+        with eval_mode(model):
+            for batch in loader:
                 out = self.classify(model, move_to(batch["input"], self.device), with_features=True)
                 logits.append(out[0].float())
                 if with_features:
                     feats.append(out[1].float())
-        finally:
-            model.train(was_training)
         return torch.cat(logits), (torch.cat(feats) if with_features else None)
 
     def refresh_ood_guard(self, model: nn.Module | None = None) -> GuardResult | None:

@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader
 from mmssl.data import DataBundle
 from mmssl.eval.features import move_to
 from mmssl.registry import METHODS
-from mmssl.semi.base import PseudoLabelMethod
+from mmssl.semi.base import PseudoLabelMethod, eval_mode
 from mmssl.semi.ood import OODGuard
 from mmssl.semi.pseudo_label import balance_to_prior
 from mmssl.semi.self_training import STUDENT_VIEWS
@@ -122,15 +122,11 @@ class DataDistillation(PseudoLabelMethod):
     @torch.no_grad()
     def compute_pseudo_labels(self) -> tuple[Tensor, Tensor]:
         teacher = self.student()
-        was_training = teacher.training
-        teacher.eval()
         probs = []
-        try:
+        with eval_mode(teacher):
             for batch in DataLoader(self.pool, batch_size=self.pool_batch_size, shuffle=False):
                 x = move_to(batch["input"], self.device)
                 probs.append(ensemble_predictions(lambda z: self.classify(teacher, z), x, self.transforms))
-        finally:
-            teacher.train(was_training)
         p = torch.cat(probs).cpu()
         confidence, labels = p.max(dim=1)
         keep = confidence >= self.threshold

@@ -34,8 +34,8 @@ def _labels(dataset: Any) -> torch.Tensor:
     return torch.as_tensor([int(t) for t in targets])
 
 
-def _accuracy(method: SemiMethod, model: nn.Module, data: DataBundle) -> float:
-    logits, _ = method.predict(data.eval_test, model)
+def _accuracy(method: SemiMethod, model: nn.Module, data: DataBundle, batch_size: int) -> float:
+    logits, _ = method.predict(data.eval_test, model, batch_size=batch_size)
     return float((logits.argmax(dim=1).cpu() == _labels(data.eval_test)).float().mean())
 
 
@@ -62,10 +62,9 @@ def classifier_accuracy(
     if data.eval_test is None:
         raise ValueError("evaluator 'classifier_accuracy' needs data.eval_test")
     method.to(torch.device(device))
-    method.pool_batch_size = batch_size
-    out: dict[str, Any] = {"classifier_top1": _accuracy(method, method.eval_model(), data)}
+    out: dict[str, Any] = {"classifier_top1": _accuracy(method, method.eval_model(), data, batch_size)}
     if method.ema is not None:
-        out["student_top1"] = _accuracy(method, method.student(), data)
+        out["student_top1"] = _accuracy(method, method.student(), data, batch_size)
 
     info = data.info
     is_ood = info.get("unlabelled_is_ood")

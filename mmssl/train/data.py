@@ -37,9 +37,15 @@ class SeededDataset(Dataset):
 
     def __getitem__(self, key: tuple[int, int]) -> Any:
         index, epoch = key
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(sample_seed(self.seed, epoch, index))
+        # Seed only the CPU generator and restore it afterwards. (``torch.manual_seed`` would also
+        # reseed CUDA generators, and ``fork_rng`` is ~100x slower per call on a CPU process.)
+        gen = torch.default_generator
+        state = gen.get_state()
+        gen.manual_seed(sample_seed(self.seed, epoch, index))
+        try:
             return self.dataset[index]
+        finally:
+            gen.set_state(state)
 
 
 class ResumableSampler(Sampler):

@@ -176,6 +176,22 @@ class Trainer:
         atomic_save(state, path)
         return path
 
+    def _check_finite(self, losses: list[tuple[int, torch.Tensor]]) -> None:
+        """Raise NonFiniteLossError naming the first step whose loss is NaN/Inf."""
+        if not losses:
+            return
+        values = torch.stack([torch.as_tensor(v).detach().float().reshape(()) for _, v in losses]).tolist()
+        for (step, _), value in zip(losses, values):
+            if not math.isfinite(value):
+                last = self.ckpt_dir / "last.pt" if self.ckpt_dir is not None else None
+                kept = (
+                    f"last good checkpoint kept at {last}" if last and last.exists() else "no checkpoint yet"
+                )
+                raise NonFiniteLossError(
+                    f"loss is {value} at step {step}; training stopped ({kept}). "
+                    "Lower train.lr, set train.clip_grad, or check the data."
+                )
+
     # ------------------------------------------------------------------ loop
     def fit(self) -> TrainResult:
         cfg = self.cfg
@@ -236,6 +252,11 @@ class Trainer:
 
         samples_per_step = cfg.batch_size * cfg.accumulate * self.world_size
         on_step_end = getattr(method, "on_train_step_end", None)
+        # Reading a loss value forces a host/device sync. On CPU it is free, so every loss is checked
+        # before its backward; on CUDA losses stay on the device and are checked at log and
+        # checkpoint steps (always before a checkpoint is written, so a bad state is never saved).
+        check_every_step = self.device.type != "cuda"
+        unchecked: list[tuple[int, torch.Tensor]] = []
         history: list[dict[str, float]] = []
         final_loss = None
         ckpt_path = None
@@ -244,7 +265,7 @@ class Trainer:
         model.train()
         try:
             for step in range(start, cfg.steps):
-                logs: dict[str, float] = {}
+                logs: dict[str, torch.Tensor | float] = {}
                 for _ in range(cfg.accumulate):
                     batch = move_to_device(next(batches), self.device)
                     if self.batch_transform is not None:
@@ -253,46 +274,43 @@ class Trainer:
                     with autocast_context(self.device, cfg.precision):
                         out = forward(batch)
                     loss = out["loss"]
-                    loss_value = loss.detach().float().item()
-                    if not math.isfinite(loss_value):
-                        last = self.ckpt_dir / "last.pt" if self.ckpt_dir is not None else None
-                        kept = (
-                            f"last good checkpoint kept at {last}"
-                            if last and last.exists()
-                            else "no checkpoint yet"
-                        )
-                        raise NonFiniteLossError(
-                            f"loss is {loss_value} at step {step + 1}; training stopped ({kept}). "
-                            "Lower train.lr, set train.clip_grad, or check the data."
-                        )
+                    if check_every_step:
+                        self._check_finite([(step + 1, loss)])
                     (loss / cfg.accumulate).backward()
                     for k, v in out.items():
-                        if k != "loss":
-                            v = float(v.detach().float()) if torch.is_tensor(v) else float(v)
-                            logs[k] = logs.get(k, 0.0) + v / cfg.accumulate
-                    logs["loss"] = logs.get("loss", 0.0) + loss_value / cfg.accumulate
+                        v = v.detach().float() if torch.is_tensor(v) else float(v)
+                        logs[k] = logs.get(k, 0.0) + v / cfg.accumulate
                 if cfg.clip_grad:
-                    logs["grad_norm"] = float(nn.utils.clip_grad_norm_(method.parameters(), cfg.clip_grad))
+                    logs["grad_norm"] = nn.utils.clip_grad_norm_(method.parameters(), cfg.clip_grad)
                 self.optimizer.step()
                 self.optimizer.zero_grad(set_to_none=True)
                 logs["lr"] = self.optimizer.param_groups[0]["lr"]
                 self.scheduler.step()
                 if on_step_end is not None:
                     on_step_end(step + 1, cfg.steps)
-                final_loss = logs["loss"]
-                window_steps += 1
                 done = step + 1
+                window_steps += 1
                 if progress is not None:
                     progress.update(1)
-                if done % cfg.log_every == 0 or done == cfg.steps:
+                unchecked.append((done, logs["loss"]))
+                log_now = done % cfg.log_every == 0 or done == cfg.steps
+                ckpt_now = bool(cfg.ckpt_every) and (done % cfg.ckpt_every == 0 or done == cfg.steps)
+                if log_now or ckpt_now:
+                    self._check_finite(unchecked)
+                    unchecked.clear()
+                if log_now:
+                    values = {k: float(v) for k, v in logs.items()}
+                    final_loss = values["loss"]
                     now = time.perf_counter()
-                    logs["samples_per_s"] = window_steps * samples_per_step / max(now - t_window, 1e-9)
+                    values["samples_per_s"] = window_steps * samples_per_step / max(now - t_window, 1e-9)
                     t_window, window_steps = now, 0
-                    history.append({"step": done, **logs})
-                    logger.log(done, logs)
+                    history.append({"step": done, **values})
+                    logger.log(done, values)
                     if progress is not None:
-                        progress.set_postfix(loss=f"{logs['loss']:.4f}", sps=f"{logs['samples_per_s']:.0f}")
-                if cfg.ckpt_every and (done % cfg.ckpt_every == 0 or done == cfg.steps):
+                        progress.set_postfix(
+                            loss=f"{values['loss']:.4f}", sps=f"{values['samples_per_s']:.0f}"
+                        )
+                if ckpt_now:
                     consumed = done * cfg.batch_size * cfg.accumulate
                     ckpt_path = self.save_checkpoint(done, sampler.position(consumed)) or ckpt_path
                     dist.barrier()

@@ -250,3 +250,14 @@ def test_flip_invariant_classifier_gets_the_same_label_from_the_ensemble():
         ens = ensemble_predictions(classifier, x, image_transforms(flips=True, scales=[1.0]))
         direct = torch.softmax(classifier(x), 1)
     assert torch.allclose(ens, direct, atol=1e-6)
+
+
+def test_pool_prediction_restores_each_submodule_mode():
+    encoder = VecEncoder(D)
+    encoder.bn = nn.BatchNorm1d(D)  # a mode-dependent layer (unused by forward, but its flag counts)
+    method = fixmatch(encoder, num_classes=3, data=_data(), ema_decay=0.9)
+    for mode in (False, True):
+        method.train(mode)
+        method.predict(method.pool, method.student())
+        method.predict(method.pool)  # the EMA model
+        assert all(m.training == mode for m in method.modules())
