@@ -98,6 +98,7 @@ def train(
     cfg: RecipeConfig, data: DataBundle | None = None
 ) -> tuple[nn.Module, nn.Module, TrainResult, Path]:
     """Pretrain; returns (method, untrained encoder copy, result, run_dir)."""
+    apply_threads(cfg)
     run_dir = run_dir_for(cfg)
     data = data or build_data(cfg)
     seed_everything(cfg.train.seed)
@@ -180,8 +181,14 @@ def report(
     return metrics
 
 
+def apply_threads(cfg: RecipeConfig) -> None:
+    if cfg.train.num_threads:
+        torch.set_num_threads(cfg.train.num_threads)
+
+
 def run(cfg: RecipeConfig) -> dict[str, Any] | None:
     """``mmssl run``: pretrain, then evaluate against the random-init baseline."""
+    apply_threads(cfg)
     data = build_data(cfg)
     method, untrained, result, run_dir = train(cfg, data)
     if not dist.is_main_process():
@@ -196,6 +203,7 @@ def eval_checkpoint(cfg: RecipeConfig) -> dict[str, Any]:
     """``mmssl eval RECIPE ckpt=PATH``: evaluate a saved training checkpoint or encoder file."""
     if not cfg.ckpt:
         raise ValueError("mmssl eval needs ckpt=PATH (a checkpoints/last.pt or an encoder.pt)")
+    apply_threads(cfg)
     data = build_data(cfg)
     seed_everything(cfg.train.seed)
     path = Path(cfg.ckpt)

@@ -66,7 +66,7 @@ def test_parse_override_values():
 )
 def test_mistyped_key_names_it_and_suggests(override, named, suggestion):
     if override.startswith("encoder."):  # small_cnn has no small_stem; use resnet18 which does
-        overrides = ["encoder.name=resnet18", override]
+        overrides = ["encoder={name: resnet18}", override]
         named, suggestion = "encoder.small_stm", "small_stem"
     else:
         overrides = [override]

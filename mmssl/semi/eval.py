@@ -11,8 +11,9 @@ Metrics (accuracies are fractions, counts are ints):
 * ``pool_size``, ``pool_ood``: unlabelled samples, and how many are truly out of domain (if marked).
 * ``ood_dropped``, ``ood_dropped_true_ood``: left out by the guard, and how many of those were truly
   out of domain (only once the guard has scored the pool).
-* ``pseudo_labelled``, ``pseudo_label_acc``: pool samples with a pseudo-label in use, and the accuracy
-  of those labels on the in-domain ones (self-training / data distillation).
+* ``pseudo_labelled``, ``pseudo_labelled_ood``, ``pseudo_label_acc``: pool samples with a pseudo-label
+  in use, how many of them are truly out of domain, and the accuracy of the labels on the in-domain
+  ones (self-training / data distillation).
 """
 
 from __future__ import annotations
@@ -81,6 +82,8 @@ def classifier_accuracy(
     if phase is not None and int(phase) > 0:
         used = method.pseudo_weight.cpu() > 0  # type: ignore[operator]
         out["pseudo_labelled"] = int(used.sum())
+        if is_ood is not None:
+            out["pseudo_labelled_ood"] = int((used & is_ood).sum())
         if true_labels is not None:
             in_domain = used & (true_labels >= 0)
             if in_domain.any():

@@ -50,5 +50,6 @@ def test_recipe_runs_two_steps_with_the_supervised_only_baseline(name, tmp_path)
     if name == "self_training":  # the guard scored the pool at the first boundary (step 1 of 2)
         assert metrics["eval"]["pool_ood"] == 12
         assert 0 <= metrics["eval"]["ood_dropped_true_ood"] <= metrics["eval"]["ood_dropped"]
+        assert 0 <= metrics["eval"]["pseudo_labelled_ood"] <= metrics["eval"]["pool_ood"]
         assert "ood_dropped" not in metrics["baselines"]["supervised_only"]
     assert (out / "baselines" / "supervised_only" / "metrics.jsonl").exists()

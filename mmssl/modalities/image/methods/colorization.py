@@ -139,7 +139,7 @@ class Colorization(nn.Module):
         prior_steps: int = 50,
         temperature: float = 0.38,
         out_stride: int = 4,
-        head_dim: int = 128,
+        head_dim: int = 64,
         gray_threshold: float = 5.0,
     ) -> None:
         super().__init__()
@@ -242,7 +242,7 @@ def colorization(
     prior_steps: int = 50,
     temperature: float = 0.38,
     out_stride: int = 4,
-    head_dim: int = 128,
+    head_dim: int = 64,
     gray_threshold: float = 5.0,
 ) -> Colorization:
     """Colorization (Zhang et al. 2016): predict quantised ab from L with a class-rebalanced
