@@ -124,3 +124,12 @@ def test_vit_gradients_and_input_check() -> None:
         vit(torch.randn(1, 3, 64, 64))
     big = ENCODERS.build("vit_tiny", depth=1, img_size=64, patch_size=16)
     assert big(torch.randn(1, 3, 64, 64))["tokens"].shape == (1, 16, 192)
+
+
+def test_vit_mean_pool_is_the_mean_of_patch_tokens() -> None:
+    from mmssl.registry import ENCODERS
+
+    torch.manual_seed(0)
+    enc = ENCODERS.build("vit_tiny", depth=1, global_pool="mean").eval()
+    out = enc(torch.randn(2, 3, 32, 32))
+    torch.testing.assert_close(out["global"], out["tokens"].mean(dim=1))

@@ -263,8 +263,12 @@ class VisionTransformer(nn.Module):
         mlp_ratio: float = 4.0,
         qkv_bias: bool = True,
         pos_embed: str = "sincos",
+        global_pool: str = "cls",
     ) -> None:
         super().__init__()
+        if global_pool not in ("cls", "mean"):
+            raise ValueError(f"global_pool must be 'cls' or 'mean', got '{global_pool}'")
+        self.global_pool = global_pool
         if pos_embed not in ("sincos", "learned"):
             raise ValueError(f"pos_embed must be 'sincos' or 'learned', got '{pos_embed}'")
         self.patch_embed = PatchEmbed(img_size, patch_size, in_channels, embed_dim)
@@ -312,7 +316,9 @@ class VisionTransformer(nn.Module):
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         tokens = self.patch_embed(x) + self.pos_embed[:, 1:]
         out = self.forward_tokens(tokens)
-        return {"global": out[:, 0], "tokens": out[:, 1:]}
+        # MAE evaluates either the CLS token or the mean of patch tokens (He et al. 2022, Sec. A.1).
+        pooled = out[:, 0] if self.global_pool == "cls" else out[:, 1:].mean(dim=1)
+        return {"global": pooled, "tokens": out[:, 1:]}
 
 
 # (width, default depth, heads) per size, as in DeiT / timm.
@@ -327,14 +333,18 @@ def vit_tiny(
     in_channels: int = 3,
     mlp_ratio: float = 4.0,
     pos_embed: str = "sincos",
+    global_pool: str = "cls",
 ) -> VisionTransformer:
     """ViT-Tiny: width 192, 3 heads, ``depth`` blocks (12 by default); ``out_dim`` 192.
 
     ``img_size`` must equal the input side; ``patch_size`` 4 gives 64 patches on 32-px images
     (16 is the ImageNet choice at 224 px). ``pos_embed``: ``"sincos"`` (fixed) or ``"learned"``.
+    ``global_pool``: ``"cls"`` (the CLS output) or ``"mean"`` (mean of patch tokens).
     """
     dim, _, heads = _VIT_SIZES["vit_tiny"]
-    return VisionTransformer(img_size, patch_size, in_channels, dim, depth, heads, mlp_ratio, True, pos_embed)
+    return VisionTransformer(
+        img_size, patch_size, in_channels, dim, depth, heads, mlp_ratio, True, pos_embed, global_pool
+    )
 
 
 @ENCODERS.register("vit_small", modality="image")
@@ -345,11 +355,14 @@ def vit_small(
     in_channels: int = 3,
     mlp_ratio: float = 4.0,
     pos_embed: str = "sincos",
+    global_pool: str = "cls",
 ) -> VisionTransformer:
     """ViT-Small: width 384, 6 heads, ``depth`` blocks (12 by default); ``out_dim`` 384.
     Options as for ``vit_tiny``."""
     dim, _, heads = _VIT_SIZES["vit_small"]
-    return VisionTransformer(img_size, patch_size, in_channels, dim, depth, heads, mlp_ratio, True, pos_embed)
+    return VisionTransformer(
+        img_size, patch_size, in_channels, dim, depth, heads, mlp_ratio, True, pos_embed, global_pool
+    )
 
 
 def num_parameters(module: nn.Module, trainable_only: bool = True) -> int:
