@@ -22,6 +22,7 @@ so it is saved in checkpoints and restored on resume.
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -239,7 +240,7 @@ class SemiMethod(nn.Module):
         """Phase switches of multi-phase methods (nothing by default)."""
 
 
-class PseudoLabelMethod(SemiMethod):
+class PseudoLabelMethod(SemiMethod, metaclass=abc.ABCMeta):
     """A method that trains on a table of pseudo-labels for the whole pool, recomputed at boundaries.
 
     Buffers ``pseudo_label`` [pool] and ``pseudo_weight`` [pool] (0 = not used) and ``phase`` (0: the
@@ -270,12 +271,13 @@ class PseudoLabelMethod(SemiMethod):
             else None
         )
 
+    @abc.abstractmethod
     def boundaries(self, total_steps: int) -> list[int]:
-        raise NotImplementedError
+        """Steps at which the pseudo-labels are recomputed (round or phase boundaries)."""
 
+    @abc.abstractmethod
     def compute_pseudo_labels(self) -> tuple[Tensor, Tensor]:
         """``(labels [pool], weights [pool])`` from the current model; the guard mask is applied after."""
-        raise NotImplementedError
 
     def after_step(self, step: int, total_steps: int) -> None:
         if not self.unlabelled_active or step not in self.boundaries(total_steps):
