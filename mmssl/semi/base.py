@@ -55,7 +55,7 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
 
 
 class SemiMethod(nn.Module):
-    """Base class; subclasses implement ``forward`` and may override :meth:`after_step`.
+    """Base class; subclasses implement :meth:`semi_loss` and may override :meth:`after_step`.
 
     Args:
         encoder: backbone with ``out_dim``; ``forward(x)["global"]`` feeds the head.
@@ -239,6 +239,22 @@ class SemiMethod(nn.Module):
     def after_step(self, step: int, total_steps: int) -> None:
         """Phase switches of multi-phase methods (nothing by default)."""
 
+    # ------------------------------------------------------------------ loss
+    def supervised_only(self) -> bool:
+        """True while the step trains on the labelled part alone (the baseline, or a teacher phase)."""
+        return not self.unlabelled_active
+
+    def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Cross-entropy on the labelled part while :meth:`supervised_only`, else :meth:`semi_loss`."""
+        if self.supervised_only():
+            loss = self.supervised_loss(batch)
+            return {"loss": loss, "loss_x": loss.detach()}
+        return self.semi_loss(batch)
+
+    def semi_loss(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The method's loss on a labelled + unlabelled batch: ``{"loss", "loss_x", ...logs}``."""
+        raise NotImplementedError(f"{type(self).__name__} does not define semi_loss")
+
 
 class PseudoLabelMethod(SemiMethod, metaclass=abc.ABCMeta):
     """A method that trains on a table of pseudo-labels for the whole pool, recomputed at boundaries.
@@ -291,16 +307,16 @@ class PseudoLabelMethod(SemiMethod, metaclass=abc.ABCMeta):
         if self._init_state is not None:
             self.student().load_state_dict(self._init_state)
 
-    def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+    def supervised_only(self) -> bool:
+        return super().supervised_only() or int(self.phase) == 0  # phase 0: the teacher trains
+
+    def semi_loss(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """``CE(labelled) + lambda_u * mean_u w_u CE(f(u), yhat_u)`` over the ``B * mu`` unlabelled samples.
 
         Only samples with ``w_u > 0`` are forwarded (the others contribute 0); the sum is still divided
         by ``B * mu`` so that ``w_u`` acts as a weight, as in FixMatch's masked mean.
         """
         x_l = batch["x_l"]
-        if not self.unlabelled_active or int(self.phase) == 0:
-            loss = self.supervised_loss(batch)
-            return {"loss": loss, "loss_x": loss.detach()}
         u = self.flat_unlabelled(batch, self.student_view)
         idx = batch["u_index"].flatten().long()
         w = self.pseudo_weight[idx]

@@ -36,11 +36,8 @@ class EntropyMinimisation(SemiMethod):
         super().__init__(encoder, num_classes, data, **kw)
         self.rampup, self.unlabelled_view = rampup, unlabelled_view
 
-    def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+    def semi_loss(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         x_l = batch["x_l"]
-        if not self.unlabelled_active:
-            loss = self.supervised_loss(batch)
-            return {"loss": loss, "loss_x": loss.detach()}
         u = self.flat_unlabelled(batch, self.unlabelled_view)
         logits = self.logits(torch.cat([x_l, u]))
         loss_x = self.supervised_loss(batch, logits[: x_l.shape[0]])

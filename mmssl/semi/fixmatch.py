@@ -43,11 +43,8 @@ class FixMatch(SemiMethod):
         super().__init__(encoder, num_classes, data, **kw)
         self.threshold, self.temperature = threshold, temperature
 
-    def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+    def semi_loss(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         x_l = batch["x_l"]
-        if not self.unlabelled_active:
-            loss = self.supervised_loss(batch)
-            return {"loss": loss, "loss_x": loss.detach()}
         u_w = self.flat_unlabelled(batch, "u_weak")
         u_s = self.flat_unlabelled(batch, "u_strong")
         b, n = x_l.shape[0], u_w.shape[0]

@@ -48,11 +48,8 @@ class MeanTeacher(SemiMethod):
     def consistency_weight(self) -> float:
         return self.unlabelled_weight * sigmoid_rampup(float(self.progress), self.rampup)
 
-    def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+    def semi_loss(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         x_l = batch["x_l"]
-        if not self.unlabelled_active:
-            loss = self.supervised_loss(batch)
-            return {"loss": loss, "loss_x": loss.detach()}
         u_student = self.flat_unlabelled(batch, "u_strong")
         u_teacher = self.flat_unlabelled(batch, "u_weak")
         logits = self.logits(torch.cat([x_l, u_student]))
