@@ -1,0 +1,236 @@
+"""Point-cloud and mesh I/O, area-weighted surface sampling, unit-sphere normalisation.
+
+Formats (open3d, imported lazily because it takes seconds to import):
+
+- point clouds: ``.ply``, ``.pcd``, ``.xyz``, ``.xyzn``, ``.xyzrgb``, ``.pts``; plus whitespace-separated
+  ``.txt`` rows ``x y z [nx ny nz ...]`` (numpy), the layout of ShapeNetPart's per-shape files;
+- triangle meshes: ``.obj``, ``.off``, ``.ply``, ``.stl`` (polygons are triangulated by the reader).
+
+open3d does not raise on a bad file, it logs and returns an empty object, so every reader checks
+the result itself: an empty, NaN/inf-filled or unreadable file raises
+:class:`~mmssl.errors.CorruptFileError` naming it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mmssl.errors import CorruptFileError
+
+POINT_EXTENSIONS: tuple[str, ...] = (".ply", ".pcd", ".xyz", ".xyzn", ".xyzrgb", ".pts", ".txt")
+MESH_EXTENSIONS: tuple[str, ...] = (".obj", ".off", ".ply", ".stl")
+
+
+@contextlib.contextmanager
+def _quiet_open3d() -> Iterator[object]:
+    """Import open3d with its console warnings silenced (we raise our own, naming the file)."""
+    import open3d as o3d
+
+    with o3d.utility.VerbosityContextManager(o3d.utility.VerbosityLevel.Error):
+        yield o3d
+
+
+def _check_finite(path: Path, array: np.ndarray, what: str) -> None:
+    if array.size == 0:
+        raise CorruptFileError(path, f"no {what}")
+    if not np.isfinite(array).all():
+        bad = int((~np.isfinite(array)).any(axis=-1).sum())
+        raise CorruptFileError(path, f"{bad} of {len(array)} {what} are NaN or infinite")
+
+
+def read_points(path: str | Path) -> torch.Tensor:
+    """Read a point cloud: float32 ``[N, 3]``, or ``[N, 6]`` (xyz + normals) when the file has normals.
+
+    Raises :class:`~mmssl.errors.CorruptFileError` naming the file when it is missing, unreadable,
+    empty, or holds a NaN/inf coordinate.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if not path.is_file():
+        raise CorruptFileError(path, "no such file")
+    if suffix not in POINT_EXTENSIONS:
+        raise CorruptFileError(
+            path, f"unsupported point-cloud extension; use one of {', '.join(POINT_EXTENSIONS)}"
+        )
+    if suffix == ".txt":
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # "input contained no data": reported below
+                rows = np.loadtxt(path, dtype=np.float64, ndmin=2)
+        except ValueError as err:
+            raise CorruptFileError(path, f"not numeric rows: {err}") from err
+        if rows.size and rows.shape[1] < 3:
+            raise CorruptFileError(path, f"rows have {rows.shape[1]} columns, need x y z")
+        array = rows[:, :6] if rows.shape[1] >= 6 else rows[:, :3]
+        _check_finite(path, array, "points")
+        return torch.from_numpy(array.astype(np.float32))
+    with _quiet_open3d() as o3d:
+        # Keep NaN points so that we can report them instead of silently dropping them.
+        cloud = o3d.io.read_point_cloud(str(path), remove_nan_points=False, remove_infinite_points=False)
+        points = np.asarray(cloud.points, dtype=np.float64)
+        normals = np.asarray(cloud.normals, dtype=np.float64) if cloud.has_normals() else None
+    _check_finite(path, points, "points")
+    if normals is not None and len(normals) == len(points):
+        _check_finite(path, normals, "normals")
+        points = np.concatenate([points, normals], axis=1)
+    return torch.from_numpy(points.astype(np.float32))
+
+
+def write_points(path: str | Path, points: torch.Tensor | np.ndarray, normals=None) -> None:
+    """Write ``points [N, 3]`` (and ``normals [N, 3]``) in the format named by the extension.
+
+    ``.xyz`` holds coordinates only; use ``.ply``, ``.pcd`` or ``.xyzn`` to keep normals.
+    """
+    path = Path(path)
+    pts = np.asarray(points, dtype=np.float64)[:, :3]
+    with _quiet_open3d() as o3d:
+        cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(pts))
+        if normals is not None:
+            cloud.normals = o3d.utility.Vector3dVector(np.asarray(normals, dtype=np.float64))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not o3d.io.write_point_cloud(str(path), cloud, write_ascii=path.suffix.lower() != ".ply"):
+            raise OSError(f"open3d could not write {path}")
+
+
+def read_mesh(path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """Read a triangle mesh: ``(vertices float32 [V, 3], faces int64 [F, 3])``.
+
+    Raises :class:`~mmssl.errors.CorruptFileError` naming the file when it is missing, unreadable,
+    has no triangles, a NaN/inf vertex, or a face index out of range. Vertices at the same position
+    are merged (texture seams do not split the surface).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CorruptFileError(path, "no such file")
+    if path.suffix.lower() not in MESH_EXTENSIONS:
+        raise CorruptFileError(path, f"unsupported mesh extension; use one of {', '.join(MESH_EXTENSIONS)}")
+    with _quiet_open3d() as o3d:
+        mesh = o3d.io.read_triangle_mesh(str(path), enable_post_processing=False, print_progress=False)
+        # OBJ readers split a vertex wherever its texture coordinate or normal differs; we want the
+        # geometry only, with one vertex per position (as written in the file's "v" lines).
+        mesh.remove_duplicated_vertices()
+        vertices = np.asarray(mesh.vertices, dtype=np.float64)
+        faces = np.asarray(mesh.triangles, dtype=np.int64)
+    _check_finite(path, vertices, "vertices")
+    if faces.size == 0:
+        raise CorruptFileError(path, "no triangles (a point cloud? use read_points)")
+    if faces.min() < 0 or faces.max() >= len(vertices):
+        raise CorruptFileError(path, f"face index out of range [0, {len(vertices)})")
+    return torch.from_numpy(vertices.astype(np.float32)), torch.from_numpy(faces)
+
+
+def write_mesh(
+    path: str | Path, vertices: torch.Tensor | np.ndarray, faces: torch.Tensor | np.ndarray
+) -> None:
+    """Write a triangle mesh in the format named by the extension (OBJ, OFF, PLY, STL)."""
+    path = Path(path)
+    with _quiet_open3d() as o3d:
+        mesh = o3d.geometry.TriangleMesh(
+            o3d.utility.Vector3dVector(np.asarray(vertices, dtype=np.float64)),
+            o3d.utility.Vector3iVector(np.asarray(faces, dtype=np.int32)),
+        )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not o3d.io.write_triangle_mesh(str(path), mesh, write_ascii=True):
+            raise OSError(f"open3d could not write {path}")
+
+
+def face_normals_and_areas(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Unit normals ``[F, 3]`` (right-hand rule on the vertex order; zero for degenerate faces) and
+    areas ``[F]``."""
+    v = np.asarray(vertices, dtype=np.float64)
+    f = np.asarray(faces, dtype=np.int64)
+    cross = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])
+    norm = np.linalg.norm(cross, axis=1)
+    normals = np.divide(cross, norm[:, None], out=np.zeros_like(cross), where=norm[:, None] > 0)
+    return normals, 0.5 * norm
+
+
+def sample_points(
+    vertices: torch.Tensor | np.ndarray,
+    faces: torch.Tensor | np.ndarray,
+    n: int,
+    seed: int | np.random.Generator = 0,
+    face_labels: torch.Tensor | np.ndarray | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Sample ``n`` points uniformly over the surface: ``(points [n, 3], normals [n, 3], face_index [n])``.
+
+    A face is drawn with probability proportional to its area, then a point uniformly inside it
+    with the square-root barycentric map (Osada et al. 2002, "Shape distributions", eq. 1):
+    ``p = (1 - sqrt(r1)) a + sqrt(r1) (1 - r2) b + sqrt(r1) r2 c``. Normals are the face normals
+    (unit length, right-hand rule on the face's vertex order). ``face_index`` gives each point's face,
+    so per-face data (part labels) follows with ``face_labels[face_index]``.
+
+    ``face_labels`` (optional, ``[F]``): when given, every label whose faces have non-zero area gets at
+    least one point (a tiny part is not lost at low ``n``): missing labels take over points of the
+    label that has the most. Otherwise sampling is purely area-weighted.
+    """
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    v = np.asarray(vertices, dtype=np.float64)
+    f = np.asarray(faces, dtype=np.int64)
+    normals, areas = face_normals_and_areas(v, f)
+    total = areas.sum()
+    if not np.isfinite(total) or total <= 0:
+        raise ValueError("mesh has zero surface area")
+    face_index = rng.choice(len(f), size=n, p=areas / total)
+    if face_labels is not None:
+        face_index = _cover_labels(face_index, np.asarray(face_labels), areas, rng)
+    r1 = np.sqrt(rng.random(n))[:, None]
+    r2 = rng.random(n)[:, None]
+    a, b, c = (v[f[face_index, k]] for k in range(3))
+    points = (1 - r1) * a + r1 * (1 - r2) * b + r1 * r2 * c
+    return (
+        torch.from_numpy(points.astype(np.float32)),
+        torch.from_numpy(normals[face_index].astype(np.float32)),
+        torch.from_numpy(face_index.astype(np.int64)),
+    )
+
+
+def _cover_labels(
+    face_index: np.ndarray, labels: np.ndarray, areas: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """Give each label with positive area at least one sample, taken from the most-sampled label."""
+    face_index = face_index.copy()
+    for label in np.unique(labels):
+        faces_of = np.flatnonzero((labels == label) & (areas > 0))
+        sampled = labels[face_index]
+        if len(faces_of) == 0 or (sampled == label).any():
+            continue
+        values, counts = np.unique(sampled, return_counts=True)
+        if counts.max() < 2:
+            break  # fewer samples than labels: nothing left to give
+        slot = rng.choice(np.flatnonzero(sampled == values[counts.argmax()]))
+        face_index[slot] = rng.choice(faces_of, p=areas[faces_of] / areas[faces_of].sum())
+    return face_index
+
+
+def unit_sphere_transform(points: torch.Tensor | np.ndarray) -> tuple[np.ndarray, float]:
+    """``(centre [3], scale)`` such that ``(points - centre) / scale`` is centred on the centroid with
+    the farthest point at distance 1 (the PointNet / ShapeNetPart convention)."""
+    xyz = np.asarray(points, dtype=np.float64)[..., :3]
+    centre = xyz.mean(axis=0)
+    scale = float(np.linalg.norm(xyz - centre, axis=1).max())
+    return centre, scale if scale > 0 else 1.0
+
+
+def normalize_unit_sphere(points: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
+    """Centre ``points [N, 3+]`` on their centroid and scale so the farthest point is at distance 1.
+
+    Only the first three columns (xyz) change; extra columns (normals) are unit vectors that a
+    translation and a uniform scale leave as they are. Returns the input's type (tensor or array).
+    """
+    centre, scale = unit_sphere_transform(points)
+    if isinstance(points, torch.Tensor):
+        out = points.clone()
+        out[..., :3] = (points[..., :3] - torch.as_tensor(centre, dtype=points.dtype)) / scale
+        return out
+    out = np.array(points, copy=True)
+    out[..., :3] = (out[..., :3] - centre) / scale
+    return out
