@@ -1,0 +1,123 @@
+"""Check an ESC-50-layout folder, and prepare the audio caches a recipe would otherwise build on first use.
+
+Subcommands (run from the repository root):
+
+``check-csv ROOT``: parse ``ROOT/meta/esc50.csv`` (or ``--csv`` / ``--audio-dir``) exactly as the
+``audio_folder_csv`` dataset does, decode every listed clip, and print clips per fold and class,
+sample rates, channel counts and durations; undecodable, empty or silent files are listed by name
+(exit status 1 when there are any)::
+
+    .venv/bin/python data_tools/prepare_audio.py check-csv /data/ESC-50
+    .venv/bin/python data_tools/prepare_audio.py check-csv /data/mine --csv labels.csv --audio-dir .
+
+``procedural``: write the built-in audio-visual set (mp4 + wav) and its sound-texture statistics
+into the cache, with the same keys the ``procedural_audio_visual`` dataset and the ``ambient_sound``
+method use::
+
+    .venv/bin/python data_tools/prepare_audio.py procedural --train-per-class 24 --test-per-class 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import sys
+import time
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    check = sub.add_parser("check-csv", help="validate a folder + CSV of labelled clips (ESC-50 layout)")
+    check.add_argument("root")
+    check.add_argument("--csv", default="meta/esc50.csv", help="CSV path relative to ROOT")
+    check.add_argument("--audio-dir", default="audio", help="clip folder relative to ROOT")
+    proc = sub.add_parser("procedural", help="generate the procedural audio-visual set and its statistics")
+    proc.add_argument("--train-per-class", type=int, default=24)
+    proc.add_argument("--test-per-class", type=int, default=8)
+    proc.add_argument("--num-classes", type=int, default=10)
+    proc.add_argument("--image-size", type=int, default=64)
+    proc.add_argument("--duration", type=float, default=2.0, help="seconds per clip")
+    proc.add_argument("--sample-rate", type=int, default=16000)
+    proc.add_argument("--fps", type=int, default=8)
+    proc.add_argument("--seed", type=int, default=0, help="generator seed (a recipe's train.seed)")
+    proc.add_argument("--cache-dir", help="default $MMSSL_CACHE/procedural_audio_visual")
+    proc.add_argument("--no-stats", action="store_true", help="skip the sound-texture statistics")
+    return p.parse_args(argv)
+
+
+def check_csv(root: str, csv_file: str, audio_dir: str) -> int:
+    from pathlib import Path
+
+    from mmssl.errors import CorruptFileError
+    from mmssl.modalities.audio.data import read_clip_table
+    from mmssl.modalities.audio.io import read_audio
+
+    base = Path(root).expanduser()
+    rows, class_names = read_clip_table(base / csv_file, base / audio_dir)  # DataError names bad rows
+    per_fold = collections.Counter(r.fold for r in rows)
+    per_class = collections.Counter(r.category for r in rows)
+    formats: collections.Counter = collections.Counter()
+    durations, bad = [], []
+    for row in rows:
+        try:
+            wave, sr = read_audio(row.path, mono=False)
+        except CorruptFileError as err:
+            bad.append(str(err))
+            continue
+        formats[(sr, wave.shape[0])] += 1
+        durations.append(wave.shape[1] / sr)
+    print(
+        f"{len(rows)} clips, {len(class_names)} classes, folds: "
+        + ", ".join(f"{f or '-'}: {n}" for f, n in sorted(per_fold.items()))
+    )
+    print(f"clips per class: min {min(per_class.values())} / max {max(per_class.values())}")
+    print("formats: " + ", ".join(f"{sr} Hz x{ch}: {n}" for (sr, ch), n in sorted(formats.items())))
+    if durations:
+        print(f"durations: {min(durations):.2f}-{max(durations):.2f} s")
+    for message in bad:
+        print(f"BAD {message}")
+    print(f"{len(bad)} unreadable / empty / silent files" if bad else "all clips decode")
+    return 1 if bad else 0
+
+
+def procedural(args: argparse.Namespace) -> int:
+    from mmssl.modalities.audio.clusters import cached_feature_groups
+    from mmssl.modalities.audio.paired import procedural_audio_visual
+    from mmssl.modalities.audio.texture_stats import TextureConfig
+
+    start = time.perf_counter()
+    bundle = procedural_audio_visual(
+        num_scenes=args.num_classes,
+        train_per_class=args.train_per_class,
+        test_per_class=args.test_per_class,
+        image_size=args.image_size,
+        duration_s=args.duration,
+        sample_rate=args.sample_rate,
+        fps=args.fps,
+        seed=args.seed,
+        cache_dir=args.cache_dir,
+    )
+    print(f"clips: {bundle.info['root']} ({bundle.info['num_train']} train, {bundle.info['num_test']} test) "
+          f"in {time.perf_counter() - start:.1f}s")  # fmt: skip
+    if not args.no_stats:
+        start = time.perf_counter()
+        clips = bundle.info["pretrain_clips"]
+        cached_feature_groups(
+            clips.clip_audio, len(clips), clips.sample_rate, TextureConfig(), clips.cache_key
+        )
+        print(f"texture statistics (defaults) of {len(clips)} clips in {time.perf_counter() - start:.1f}s")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.command == "check-csv":
+        return check_csv(args.root, args.csv, args.audio_dir)
+    return procedural(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
