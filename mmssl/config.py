@@ -201,7 +201,8 @@ def from_dict(raw: dict[str, Any], source: str = "<recipe>") -> RecipeConfig:
             registry.get(spec["name"])
             kwargs = {k: v for k, v in spec.items() if k != "name"}
             registry.check_kwargs(spec["name"], kwargs, section, reserved=RUNNER_PROVIDED)
-        except RegistryError as err:
+            check_nested(registry.get(spec["name"]), kwargs, section)
+        except (RegistryError, ConfigError) as err:
             raise ConfigError(f"{source}: {err}") from None
     train = _build_dataclass(TrainConfig, raw.pop("train", None) or {}, "train")
     _check_choice(train.optimizer, OPTIMIZERS, "train.optimizer")
@@ -219,6 +220,15 @@ def from_dict(raw: dict[str, Any], source: str = "<recipe>") -> RecipeConfig:
     for key in ("name", "modality", "description"):
         setattr(cfg, key, str(getattr(cfg, key)))
     return cfg
+
+
+def check_nested(builder: Any, kwargs: dict[str, Any], where: str) -> None:
+    """Let a builder whose options hold nested sections (e.g. a cross-modal method's ``towers``)
+    validate them at load time: it may carry ``check_options(kwargs, where)``, raising
+    ConfigError / RegistryError that names the nested key."""
+    check = getattr(builder, "check_options", None)
+    if check is not None:
+        check(kwargs, where)
 
 
 def _check_baselines(baselines: list[Any], source: str) -> None:
@@ -275,7 +285,8 @@ def _check_eval(evals: dict[str, Any], source: str) -> None:
             EVALUATORS.check_kwargs(
                 key, options, f"eval.{key}", reserved=("encoder", "data", "device", "seed")
             )
-        except RegistryError as err:
+            check_nested(EVALUATORS.get(key), options, f"eval.{key}")
+        except (RegistryError, ConfigError) as err:
             raise ConfigError(f"{source}: {err}") from None
 
 

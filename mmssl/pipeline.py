@@ -121,6 +121,10 @@ def train(
     result = trainer.fit()
     if dist.is_main_process():
         save_encoder(trainer.method.encoder, encoder_spec(cfg), run_dir / "encoder.pt")
+        # Methods with more encoders (cross-modal towers) list them as {key: (module, spec)}.
+        extra = getattr(trainer.method, "extra_encoders", None)
+        for key, (module, spec) in (extra() if extra else {}).items():
+            save_encoder(module, spec, run_dir / "encoders" / f"{key}.pt")
     return trainer.method, untrained, result, run_dir
 
 

@@ -1,0 +1,204 @@
+"""Cross-modal contrastive learning: two encoders, one shared space, symmetric InfoNCE.
+
+Two towers read two keys of a paired item (a video frame and the sound around it, a picture and its
+caption ...). Each tower's ``global`` feature is projected into a shared space and the pair is
+pulled together against every other pairing of the (global) batch, in both directions (CLIP,
+Radford et al. 2021; for audio-visual correspondence Arandjelović & Zisserman 2017 use a binary
+"do these match?" head instead and Owens & Efros 2018 a synchronisation pretext; the contrastive
+form learns the same correspondence with all in-batch mismatches as negatives)::
+
+    z_a = g_a(f_a(x_a)),  z_b = g_b(f_b(x_b)),  L = symmetric_info_nce(z_a, z_b, t)   (t learned)
+
+Recipe: the recipe's ``encoder:`` section is the tower for ``method.encoder_key`` (default
+``image``) -- it is ``method.encoder``, what the standard evaluators measure and what the pipeline
+saves as ``encoder.pt``; ``method.towers`` names the partner tower by its item key and builds it
+from the encoder registry::
+
+    encoder: {name: small_cnn}
+    method:
+      name: crossmodal_contrastive
+      encoder_key: image
+      towers: {audio: {name: audio_cnn}}
+
+The partner is saved alone as ``encoders/<key>.pt`` (same format as ``encoder.pt``; the pipeline
+writes what :meth:`CrossModalContrastive.extra_encoders` returns), so both load with
+:func:`mmssl.train.checkpoint.load_encoder`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from mmssl.config import ConfigError
+from mmssl.core.heads import ProjectionHead
+from mmssl.core.losses import LearnableTemperature, symmetric_info_nce
+from mmssl.crossmodal.specs import build_tower, check_item_keys, parse_specs
+from mmssl.data import DataBundle
+from mmssl.registry import ENCODERS, METHODS
+
+
+class CrossModalContrastive(nn.Module):
+    """Two towers with projection heads into a shared space, trained with symmetric InfoNCE.
+
+    Args:
+        encoder: tower for ``encoder_key``; exposed as ``self.encoder`` (evaluated and saved).
+        partner: tower for ``partner_key``.
+        partner_spec: ``{"name", "kwargs"}`` that rebuilds ``partner`` from the registry (lets the
+            pipeline save it alone); None when the tower was built by hand.
+        projector_dim / projector_hidden / projector_layers / projector_bn: the two projection
+            heads (``projector_layers=1`` is CLIP's single linear projection).
+        temperature: initial softmax temperature; ``learn_temperature`` makes it a parameter learned
+            in log space and kept in ``[min_temperature, max_temperature]``.
+        gather: negatives from every process (exact gradients through the gather).
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        partner: nn.Module,
+        *,
+        encoder_key: str = "image",
+        partner_key: str = "audio",
+        partner_spec: Mapping[str, Any] | None = None,
+        projector_dim: int = 128,
+        projector_hidden: int = 512,
+        projector_layers: int = 2,
+        projector_bn: bool = True,
+        temperature: float = 0.07,
+        learn_temperature: bool = True,
+        min_temperature: float = 0.01,
+        max_temperature: float = 1.0,
+        gather: bool = True,
+    ) -> None:
+        super().__init__()
+        if encoder_key == partner_key:
+            raise ValueError(f"the two towers need different item keys, both are '{encoder_key}'")
+        self.encoder = encoder
+        self.partner = partner
+        self.encoder_key, self.partner_key = encoder_key, partner_key
+        self.partner_spec = dict(partner_spec) if partner_spec is not None else None
+        self.heads = nn.ModuleDict(
+            {
+                key: ProjectionHead(
+                    tower.out_dim,
+                    projector_hidden,
+                    projector_dim,
+                    num_layers=projector_layers,
+                    batch_norm=projector_bn,
+                )
+                for key, tower in ((encoder_key, encoder), (partner_key, partner))
+            }
+        )
+        self.temperature = LearnableTemperature(
+            temperature, min_temperature, max_temperature, learnable=learn_temperature
+        )
+        self.gather = gather
+
+    @property
+    def tower_keys(self) -> tuple[str, str]:
+        """``(encoder_key, partner_key)``: the item keys the two towers read."""
+        return self.encoder_key, self.partner_key
+
+    def tower(self, key: str) -> nn.Module:
+        """The encoder that reads item key ``key``."""
+        if key == self.encoder_key:
+            return self.encoder
+        if key == self.partner_key:
+            return self.partner
+        raise KeyError(f"no tower reads '{key}'; towers: {', '.join(self.tower_keys)}")
+
+    def embed(self, key: str, x: Tensor) -> Tensor:
+        """Shared-space embedding [B, projector_dim] (not normalised) of a batch of ``key`` inputs."""
+        return self.heads[key](self.tower(key)(x)["global"])
+
+    def forward(self, batch: dict[str, Any]) -> dict[str, Tensor]:
+        z_a = self.embed(self.encoder_key, batch[self.encoder_key])
+        z_b = self.embed(self.partner_key, batch[self.partner_key])
+        t = self.temperature()
+        loss = symmetric_info_nce(z_a, z_b, temperature=t, gather=self.gather)
+        return {"loss": loss, "temperature": t.detach()}
+
+    @torch.no_grad()
+    def on_train_step_end(self, step: int, total_steps: int) -> None:
+        # CLIP clips the learned logit scale after every optimiser step.
+        self.temperature.clamp_()
+
+    def extra_encoders(self) -> dict[str, tuple[nn.Module, dict[str, Any]]]:
+        """Encoders besides ``self.encoder`` to save alone: ``{item_key: (module, spec)}``."""
+        if self.partner_spec is None:
+            return {}
+        return {self.partner_key: (self.partner, self.partner_spec)}
+
+
+def _check_options(kwargs: Mapping[str, Any], where: str) -> dict[str, dict[str, Any]]:
+    """Load-time check of the method section: exactly one partner tower, a valid encoder spec."""
+    towers = kwargs.get("towers")
+    if towers is None:
+        raise ConfigError(
+            f"'{where}.towers' is required: the partner tower by item key, e.g. "
+            "{audio: {name: audio_cnn}} (the recipe's encoder is the other tower)"
+        )
+    specs = parse_specs(towers, ENCODERS, f"{where}.towers")
+    encoder_key = kwargs.get("encoder_key", "image")
+    if len(specs) != 1 or encoder_key in specs:
+        raise ConfigError(
+            f"'{where}.towers' must name exactly one partner tower with a key other than "
+            f"'{where}.encoder_key' ('{encoder_key}', the recipe's encoder); got {', '.join(specs)}"
+        )
+    return specs
+
+
+@METHODS.register("crossmodal_contrastive", modality=None)
+def crossmodal_contrastive(
+    encoder: nn.Module,
+    towers: dict[str, Any] | None = None,
+    encoder_key: str = "image",
+    projector_dim: int = 128,
+    projector_hidden: int = 512,
+    projector_layers: int = 2,
+    projector_bn: bool = True,
+    temperature: float = 0.07,
+    learn_temperature: bool = True,
+    min_temperature: float = 0.01,
+    max_temperature: float = 1.0,
+    gather: bool = True,
+    data: DataBundle | None = None,
+) -> CrossModalContrastive:
+    """Cross-modal contrastive pretraining of the recipe's encoder with a partner tower (CLIP-style).
+
+    ``encoder``: the recipe's encoder, reading item key ``encoder_key``. ``towers``: the partner,
+    ``{item_key: {name: <encoder>, ...kwargs}}``, built from the encoder registry. ``temperature``:
+    initial value (0.07 as CLIP), learned unless ``learn_temperature`` is false, clamped to
+    ``[min_temperature, max_temperature]`` (0.01: CLIP's logit scale <= 100). ``data`` (given by the
+    runner): the tower keys are checked against a pretraining item.
+    """
+    specs = _check_options({"towers": towers, "encoder_key": encoder_key}, "method")
+    ((partner_key, spec),) = specs.items()
+    if data is not None:
+        check_item_keys(
+            {encoder_key: "method.encoder_key", partner_key: f"method.towers.{partner_key}"}, data.pretrain
+        )
+    return CrossModalContrastive(
+        encoder,
+        build_tower(spec, f"method.towers.{partner_key}"),
+        encoder_key=encoder_key,
+        partner_key=partner_key,
+        partner_spec=spec,
+        projector_dim=projector_dim,
+        projector_hidden=projector_hidden,
+        projector_layers=projector_layers,
+        projector_bn=projector_bn,
+        temperature=temperature,
+        learn_temperature=learn_temperature,
+        min_temperature=min_temperature,
+        max_temperature=max_temperature,
+        gather=gather,
+    )
+
+
+# Validates the nested ``towers`` section when a recipe is loaded (see mmssl.config).
+crossmodal_contrastive.check_options = _check_options  # type: ignore[attr-defined]

@@ -1,0 +1,86 @@
+"""Two gloo processes with gathered negatives match one process on the whole batch (loss and gradients)."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+from torch import nn
+
+from mmssl.core import distributed as mdist
+from mmssl.crossmodal import CrossModalContrastive
+from tests.crossmodal._helpers import TinyTower
+
+WORLD, BATCH = 2, 8
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _method(gather: bool) -> CrossModalContrastive:
+    torch.manual_seed(0)
+    # No BatchNorm: per-process batch statistics would differ from the single-process ones.
+    return CrossModalContrastive(
+        TinyTower(6, 5),
+        TinyTower(4, 5),
+        projector_dim=3,
+        projector_hidden=7,
+        projector_bn=False,
+        gather=gather,
+    )
+
+
+def _loss_and_grads(model: nn.Module, batch: dict) -> dict:
+    loss = model(batch)["loss"]
+    loss.backward()
+    return {
+        "loss": mdist.all_reduce_mean(loss).item(),
+        "grads": {n: p.grad.detach().clone() for n, p in mdist.unwrap_model(model).named_parameters()},
+    }
+
+
+def _worker(rank: int, port: int, path: str, batch: dict) -> None:
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE=str(WORLD),
+        LOCAL_RANK=str(rank),
+        CUDA_VISIBLE_DEVICES="",
+    )
+    torch.set_num_threads(1)
+    mdist.init_distributed()
+    try:
+        ddp = nn.parallel.DistributedDataParallel(_method(gather=True))
+        half = BATCH // WORLD
+        local = {k: v[rank * half : (rank + 1) * half] for k, v in batch.items()}
+        result = _loss_and_grads(ddp, local)
+        if mdist.is_main_process():
+            torch.save(result, path)
+        mdist.barrier()
+    finally:
+        mdist.cleanup_distributed()
+
+
+@pytest.mark.distributed
+def test_two_processes_match_one_process_on_the_whole_batch(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    batch = {"image": torch.randn(BATCH, 6, generator=g), "audio": torch.randn(BATCH, 4, generator=g)}
+    path = str(tmp_path / "rank0.pt")
+    mp.spawn(_worker, args=(_free_port(), path, batch), nprocs=WORLD, join=True)
+    got = torch.load(path, weights_only=True)
+
+    ref = _loss_and_grads(_method(gather=False), batch)
+    assert got["loss"] == pytest.approx(ref["loss"], abs=1e-5)
+    assert set(got["grads"]) == set(ref["grads"]) and "temperature.log_scale" in ref["grads"]
+    for name, grad in ref["grads"].items():
+        torch.testing.assert_close(got["grads"][name], grad, atol=1e-5, rtol=1e-5, msg=name)
+    # Without the gather each process would see only its own half as negatives: a different loss.
+    half = {k: v[: BATCH // WORLD] for k, v in batch.items()}
+    assert _method(gather=False)(half)["loss"].item() != pytest.approx(ref["loss"], abs=1e-3)

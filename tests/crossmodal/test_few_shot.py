@@ -1,0 +1,114 @@
+"""modality_few_shot picks a tower and gives the few_shot protocol's numbers on other labelled sets."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from mmssl.config import ConfigError, from_dict
+from mmssl.crossmodal import CrossModalContrastive, modality_few_shot, select_tower
+from mmssl.data import DataBundle
+from mmssl.eval import few_shot_evaluator
+from mmssl.registry import DATASETS
+from tests.crossmodal._helpers import TinyTower, labelled, paired_items
+
+OPTS = dict(shots=[1, 2], seeds=2, epochs=20)
+
+
+def _audio_bundle(n: int = 16, seed: int = 0) -> DataBundle:
+    items = paired_items(n, seed=seed)
+    return DataBundle(
+        pretrain=labelled(items, "audio"),
+        eval_train=labelled(items, "audio"),
+        eval_test=labelled(paired_items(8, seed=seed + 1), "audio"),
+        num_classes=4,
+    )
+
+
+if "crossmodal_test_audio" not in DATASETS:
+    DATASETS.register("crossmodal_test_audio", modality="audio")(_audio_bundle)
+
+
+def _method() -> CrossModalContrastive:
+    torch.manual_seed(0)
+    return CrossModalContrastive(TinyTower(3 * 64, 6), TinyTower(64, 6), projector_bn=False)
+
+
+def _data() -> DataBundle:
+    items = paired_items(16)
+    audio = _audio_bundle()
+    image_train = labelled(items, "image")
+    return DataBundle(
+        pretrain=image_train,
+        eval_train=image_train,
+        eval_test=image_train,
+        num_classes=4,
+        info={"audio_eval": {"train": audio.eval_train, "test": audio.eval_test, "num_classes": 4}},
+    )
+
+
+def test_tower_selection():
+    method = _method()
+    assert select_tower(method.encoder, method, "audio") is method.partner
+    assert select_tower(method.encoder, method, "image") is method.encoder
+    assert select_tower(method.encoder, None, "audio") is method.encoder  # a one-encoder method
+    with pytest.raises(ValueError, match="no tower reads 'audoi'"):
+        select_tower(method.encoder, method, "audoi")
+
+
+def test_same_numbers_as_few_shot_on_the_audio_tower():
+    method, data = _method(), _data()
+    got = modality_few_shot(method.encoder, data, method=method, tower="audio", **OPTS)
+    audio = data.info["audio_eval"]
+    direct = few_shot_evaluator(
+        method.partner,
+        dataclasses.replace(data, eval_train=audio["train"], eval_test=audio["test"]),
+        **OPTS,
+    )
+    assert got == {f"audio_{k}": v for k, v in direct.items()}
+    assert set(got) == {
+        "audio_fewshot_1_mean",
+        "audio_fewshot_1_std",
+        "audio_fewshot_2_mean",
+        "audio_fewshot_2_std",
+    }
+
+
+def test_extra_registered_dataset():
+    method, data = _method(), _data()
+    got = modality_few_shot(
+        method.encoder,
+        data,
+        method=method,
+        tower="audio",
+        source="",
+        datasets={"other": {"name": "crossmodal_test_audio", "seed": 3}},
+        **OPTS,
+    )
+    direct = few_shot_evaluator(method.partner, _audio_bundle(seed=3), **OPTS)
+    assert got == {f"audio_other_{k}": v for k, v in direct.items()}
+
+
+def test_errors_name_the_missing_source_and_mistyped_dataset_keys():
+    method = _method()
+    with pytest.raises(ValueError, match=r"data.info\['audio_eval'\]"):
+        modality_few_shot(method.encoder, DataBundle(pretrain=[]), method=method, **OPTS)
+    raw = {
+        "name": "t",
+        "modality": "audiovisual",
+        "method": {"name": "simclr"},
+        "encoder": {"name": "small_cnn"},
+        "data": {"name": "procedural_shapes"},
+        "eval": {
+            "modality_few_shot": {"datasets": {"shapes": {"name": "procedural_shapes", "image_sise": 8}}}
+        },
+    }
+    with pytest.raises(
+        ConfigError, match=r"'eval\.modality_few_shot\.datasets\.shapes\.image_sise'.*'image_size'"
+    ):
+        from_dict(raw)
+    raw["eval"]["modality_few_shot"]["datasets"] = {"shapes": {"name": "procedural_shape"}}
+    with pytest.raises(ConfigError, match=r"datasets\.shapes\.name'.*did you mean 'procedural_shapes'"):
+        from_dict(raw)
