@@ -1,0 +1,195 @@
+"""Sub-word tokenizers trained on the corpus with HF ``tokenizers``, cached, saved in transformers' format.
+
+Two kinds, each laid out so that its special tokens take the first ids (the text encoders' defaults
+assume this layout; :func:`check_special_ids` verifies it against an encoder):
+
+- ``wordpiece`` (BERT, Devlin et al. 2019): BERT's normaliser (lower-casing optional) and
+  pre-tokeniser, WordPiece vocabulary; ``[PAD]=0 [UNK]=1 [CLS]=2 [SEP]=3 [MASK]=4``; encoding a
+  text for the model gives ``[CLS] text [SEP]``.
+- ``bpe`` (GPT-2, Radford et al. 2019): byte-level BPE, so every string is representable without
+  an unknown token; ``<|endoftext|>=0`` (bos = eos = unk, GPT-2's only special token) and
+  ``<pad>=1``.
+
+The result is a transformers fast tokenizer, so ``save_pretrained(folder)`` writes files that
+``AutoTokenizer.from_pretrained(folder)`` reads without mmssl. Trained tokenizers are cached under
+``<cache_root>/text_tokenizers/<key>``, the key hashing the training texts and every setting.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import tokenizers
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+from mmssl.errors import DataError
+from mmssl.modalities.text.corpus import cache_root, corpus_fingerprint
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerFast
+
+log = logging.getLogger(__name__)
+
+TOKENIZER_KINDS: tuple[str, ...] = ("wordpiece", "bpe")
+# Bump when the tokenizer pipeline changes, so stale caches are not reused.
+TOKENIZER_VERSION = 1
+WORDPIECE_SPECIALS = {
+    "pad_token": "[PAD]",
+    "unk_token": "[UNK]",
+    "cls_token": "[CLS]",
+    "sep_token": "[SEP]",
+    "mask_token": "[MASK]",
+}
+BPE_SPECIALS = {
+    "bos_token": "<|endoftext|>",
+    "eos_token": "<|endoftext|>",
+    "unk_token": "<|endoftext|>",
+    "pad_token": "<pad>",
+}
+
+
+def _check_kind(kind: str) -> str:
+    if kind not in TOKENIZER_KINDS:
+        raise DataError(f"tokenizer kind must be one of {', '.join(TOKENIZER_KINDS)}, got '{kind}'")
+    return kind
+
+
+def train_tokenizer(
+    texts: Sequence[str],
+    kind: str = "wordpiece",
+    vocab_size: int = 8192,
+    min_frequency: int = 2,
+    lowercase: bool = True,
+    max_length: int = 512,
+) -> PreTrainedTokenizerFast:
+    """Train a ``wordpiece`` or ``bpe`` tokenizer on ``texts`` (see the module docstring).
+
+    ``vocab_size`` is an upper bound: a small corpus may yield fewer pieces. ``lowercase`` applies
+    to WordPiece only (byte-level BPE keeps every byte). ``max_length``: the tokenizer's
+    ``model_max_length`` (the encoder's position count).
+    """
+    from transformers import PreTrainedTokenizerFast  # lazy: see encoders.py
+
+    _check_kind(kind)
+    if kind == "wordpiece":
+        specials = list(WORDPIECE_SPECIALS.values())
+        tok = Tokenizer(models.WordPiece(unk_token=WORDPIECE_SPECIALS["unk_token"]))
+        tok.normalizer = normalizers.BertNormalizer(lowercase=lowercase)
+        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        tok.decoder = decoders.WordPiece()
+        trainer = trainers.WordPieceTrainer(
+            vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=specials, show_progress=False
+        )
+        tok.train_from_iterator(texts, trainer)
+        cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+        tok.post_processor = processors.TemplateProcessing(
+            single="[CLS] $A [SEP]",
+            pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+            special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
+        )
+        special_map = WORDPIECE_SPECIALS
+    else:
+        specials = list(dict.fromkeys(BPE_SPECIALS.values()))  # <|endoftext|>, <pad>
+        tok = Tokenizer(models.BPE())
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size,
+            min_frequency=min_frequency,
+            special_tokens=specials,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
+        )
+        tok.train_from_iterator(texts, trainer)
+        special_map = BPE_SPECIALS
+    return PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=max_length, **special_map)
+
+
+def tokenizer_cache_key(
+    texts: Sequence[str], kind: str, vocab_size: int, min_frequency: int, lowercase: bool, max_length: int
+) -> str:
+    spec = {
+        "corpus": corpus_fingerprint(texts),
+        "kind": kind,
+        "vocab_size": vocab_size,
+        "min_frequency": min_frequency,
+        "lowercase": lowercase if kind == "wordpiece" else None,
+        "max_length": max_length,
+        "version": TOKENIZER_VERSION,
+        "tokenizers": tokenizers.__version__,
+    }
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def cached_tokenizer(
+    texts: Sequence[str],
+    kind: str = "wordpiece",
+    vocab_size: int = 8192,
+    min_frequency: int = 2,
+    lowercase: bool = True,
+    max_length: int = 512,
+    cache_dir: str | Path | None = None,
+) -> tuple[PreTrainedTokenizerFast, Path, bool]:
+    """:func:`train_tokenizer`, or the copy cached for the same texts and settings.
+
+    Returns ``(tokenizer, folder, cache_hit)``; ``folder`` holds the tokenizer in transformers'
+    format (default ``<cache_root>/text_tokenizers/<key>``).
+    """
+    _check_kind(kind)
+    key = tokenizer_cache_key(texts, kind, vocab_size, min_frequency, lowercase, max_length)
+    base = Path(cache_dir) if cache_dir is not None else cache_root() / "text_tokenizers"
+    folder = base / key
+    if (folder / "tokenizer.json").is_file():
+        try:
+            return load_tokenizer(folder), folder, True
+        except (DataError, OSError, ValueError) as err:
+            log.warning("ignoring unreadable tokenizer cache %s (%s); training again", folder, err)
+    tok = train_tokenizer(texts, kind, vocab_size, min_frequency, lowercase, max_length)
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        # Save into a fresh folder, then rename it into place: a concurrent reader sees all or nothing.
+        tmp = Path(tempfile.mkdtemp(dir=base, prefix=f".{key}."))
+        tok.save_pretrained(tmp)
+        if folder.exists():  # an unreadable leftover, or another process won the race
+            shutil.rmtree(folder, ignore_errors=True)
+        os.replace(tmp, folder)
+    except OSError as err:
+        log.warning("could not cache the tokenizer in %s (%s); continuing without it", folder, err)
+    return tok, folder, False
+
+
+def load_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:
+    """A tokenizer saved with ``save_pretrained`` (a local folder; nothing is downloaded)."""
+    from transformers import AutoTokenizer
+
+    path = Path(path).expanduser()
+    if not (path / "tokenizer.json").is_file() and not (path / "tokenizer_config.json").is_file():
+        raise DataError(f"no tokenizer in {path} (expected tokenizer.json / tokenizer_config.json)")
+    try:
+        return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    except (OSError, ValueError) as err:
+        raise DataError(f"cannot load the tokenizer in {path}: {err}") from err
+
+
+def check_special_ids(
+    tokenizer: PreTrainedTokenizerFast, expected: dict[str, int | None], where: str
+) -> None:
+    """Raise naming the setting when a token id the encoder was built with differs from the tokenizer's.
+
+    ``expected`` maps attribute names such as ``"pad_token_id"`` to the encoder's value.
+    """
+    for attr, value in expected.items():
+        actual = getattr(tokenizer, attr, None)
+        if value is not None and actual is not None and actual != value:
+            raise DataError(
+                f"the tokenizer's {attr} is {actual} but the encoder was built with {value}; "
+                f"set {where}.{attr}: {actual} in the recipe"
+            )

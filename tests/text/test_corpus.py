@@ -1,0 +1,119 @@
+"""Corpus readers (plain, folder, JSONL), the content-hash split, and the built-in stdlib corpus."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from mmssl.errors import CorruptFileError, DataError
+from mmssl.modalities.text.corpus import (
+    TextUnit,
+    builtin_corpus,
+    read_corpus,
+    read_folder,
+    read_jsonl,
+    read_plain_file,
+    split_units,
+)
+
+SHAKESPEARE = (
+    Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "text" / "tinyshakespeare" / "input.txt"
+)
+
+
+def test_plain_file_paragraphs_and_span_groups(tmp_path):
+    path = tmp_path / "a.txt"
+    path.write_text("First para\nstill first.\n\n  \nSecond.\n\n\nThird\n")
+    units = read_plain_file(path, num_parts=2)
+    assert [u.text for u in units] == ["First para\nstill first.", "Second.", "Third"]
+    assert units[0].group == "part 0" and units[-1].group == "part 1"
+    assert all(u.source.startswith(str(path)) for u in units)
+
+
+def test_jsonl_fields_labels_and_bad_lines(tmp_path):
+    path = tmp_path / "d.jsonl"
+    rows = [{"text": "alpha beta", "lang": "x"}, {"text": "gamma", "lang": "y"}]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n\n")
+    units = read_jsonl(path, label_field="lang")
+    assert [(u.text, u.group) for u in units] == [("alpha beta", "x"), ("gamma", "y")]
+    assert units[1].source == f"{path}:2"
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"text": "ok"}) + "\n{not json\n" + json.dumps({"body": "no text"}) + "\n")
+    with pytest.raises(CorruptFileError, match=r"bad\.jsonl.*line 2"):
+        read_jsonl(bad)
+    assert [u.text for u in read_jsonl(bad, skip_bad=True)] == ["ok"]
+    no_text = tmp_path / "no_text.jsonl"
+    no_text.write_text(json.dumps({"body": "no text"}) + "\n")
+    with pytest.raises(CorruptFileError, match=r"no_text\.jsonl \(line 1: no string field 'text'"):
+        read_jsonl(no_text)
+    with pytest.raises(CorruptFileError, match="no label field 'lang'"):
+        read_jsonl(bad, label_field="lang")
+
+
+def test_folder_reads_text_and_jsonl_files_grouped_by_file(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "b.txt").write_text("bee one\n\nbee two")
+    (tmp_path / "sub" / "a.md").write_text("ay")
+    (tmp_path / "c.jsonl").write_text(json.dumps({"text": "sea"}) + "\n")
+    (tmp_path / ".hidden.txt").write_text("secret")
+    (tmp_path / "image.png").write_bytes(b"\x89PNG")
+    units = read_folder(tmp_path)
+    assert [(u.group, u.text) for u in units] == [
+        ("b.txt", "bee one"),
+        ("b.txt", "bee two"),
+        ("c.jsonl", "sea"),
+        ("sub/a.md", "ay"),
+    ]
+    assert read_corpus(tmp_path) == units
+
+
+def test_unreadable_files_are_named_or_skipped(tmp_path):
+    (tmp_path / "good.txt").write_text("fine text")
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
+    with pytest.raises(CorruptFileError, match="latin1.txt"):
+        read_folder(tmp_path)
+    assert [u.text for u in read_folder(tmp_path, skip_bad=True)] == ["fine text"]
+    with pytest.raises(DataError, match="not found"):
+        read_corpus(tmp_path / "missing.txt")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no text files"):
+        read_folder(tmp_path / "empty")
+
+
+def test_split_is_by_content_order_free_and_keeps_duplicates_together():
+    items = [TextUnit(f"paragraph number {i}", f"s:{i}", "g") for i in range(2000)]
+    items += [TextUnit("Ay.", "dup:1", "g"), TextUnit("Ay.", "dup:2", "g")]
+    train, val = split_units(items, 0.1)
+    assert len(train) + len(val) == len(items)
+    assert 0.08 < len(val) / len(items) < 0.12
+    shuffled = items[:]
+    random.Random(0).shuffle(shuffled)
+    train2, val2 = split_units(shuffled, 0.1)
+    assert {u.source for u in val2} == {u.source for u in val}
+    dup_sides = {u.source in {v.source for v in val} for u in items if u.text == "Ay."}
+    assert len(dup_sides) == 1
+    assert split_units(items, 0.0)[1] == []
+
+
+def test_builtin_corpus_is_deterministic_and_cached(tmp_path):
+    first = builtin_corpus(["json"], cache_dir=tmp_path)
+    assert first and {u.group for u in first} == {"json"}
+    assert any("JSON" in u.text for u in first)
+    cached = list(tmp_path.glob("stdlib_docstrings_*.jsonl"))
+    assert len(cached) == 1
+    assert builtin_corpus(["json"], cache_dir=tmp_path) == first  # from the cache
+    assert builtin_corpus(["json"], use_cache=False) == first  # extracted again
+    assert split_units(first, 0.2) == split_units(builtin_corpus(["json"], cache_dir=tmp_path), 0.2)
+
+
+def test_real_sample_tinyshakespeare():
+    if not SHAKESPEARE.is_file():
+        pytest.skip(f"tinyshakespeare sample not found: {SHAKESPEARE}")
+    units = read_corpus(SHAKESPEARE, num_parts=8)
+    assert units[0].text.startswith("First Citizen:")
+    assert [u.group for u in units[:1] + units[-1:]] == ["part 0", "part 7"]
+    train, val = split_units(units, 0.1)
+    assert 0.07 < len(val) / len(units) < 0.13
