@@ -22,6 +22,7 @@ run directory ``<out>/<run>``.
     .venv/bin/python benchmarks/image_methods.py                        # everything (long on a CPU)
     .venv/bin/python benchmarks/image_methods.py --recipes simclr byol --no-semi --images-seen 32000
     .venv/bin/python benchmarks/image_methods.py --recipes none --semi-recipes self_training
+    .venv/bin/python benchmarks/image_methods.py --no-semi --images-seen 16000 --encoder-set stem_stride=2
     .venv/bin/python benchmarks/image_methods.py --quick --recipes simclr rotation --no-semi  # smoke test
     .venv/bin/python benchmarks/image_methods.py --only simclr --json-out /tmp/simclr.json   # one run
 """
@@ -79,6 +80,19 @@ def _data_overrides(path: Path, values: dict[str, int]) -> list[str]:
     return [f"data.{k}={v}" for k, v in values.items() if accepted is None or k in accepted]
 
 
+def _encoder_overrides(path: Path, settings: list[str]) -> list[str]:
+    """``encoder.key=value`` for each ``key=value`` of ``--encoder-set`` the recipe's encoder accepts
+    (e.g. ``stem_stride=2`` reaches the CNN recipes and leaves the ViT ones alone)."""
+    from mmssl.config import load_raw
+    from mmssl.registry import ENCODERS
+
+    encoder = load_raw(path).get("encoder") or {}
+    name = encoder if isinstance(encoder, str) else encoder.get("name")
+    accepted = ENCODERS.accepted_keys(name) if name else []
+    keys = [item.split("=", 1)[0] for item in settings]
+    return [f"encoder.{item}" for key, item in zip(keys, settings) if accepted is None or key in accepted]
+
+
 def run_overrides(path: Path, args: argparse.Namespace, out_dir: Path) -> list[str]:
     """The dotted overrides that put one recipe under the benchmark's settings."""
     common = ["train.ckpt_every=0", "train.progress=false", f"out_dir={out_dir}", "resume=null"]
@@ -98,7 +112,7 @@ def run_overrides(path: Path, args: argparse.Namespace, out_dir: Path) -> list[s
     ]
     if args.quick:
         common += _data_overrides(path, QUICK_IMAGE_DATA)
-    return common + list(args.set)
+    return common + _encoder_overrides(path, args.encoder_set) + list(args.set)
 
 
 def run_one(args: argparse.Namespace) -> int:
@@ -160,6 +174,8 @@ def spawn(recipe: str, tag: str, args: argparse.Namespace, extra: list[str]) -> 
     cmd += ["--quick"] if args.quick else []
     for override in list(args.set) + extra:
         cmd += ["--set", override]
+    for setting in args.encoder_set:
+        cmd += ["--encoder-set", setting]
     env = dict(
         os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     )
@@ -342,6 +358,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--only", help="run this one recipe in this process (used by the orchestrator)")
     p.add_argument("--tag", help=argparse.SUPPRESS)  # run name under --out (child processes)
     p.add_argument("--set", action="append", default=[], help="extra dotted override (repeatable)")
+    p.add_argument(
+        "--encoder-set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="encoder option for the image recipes whose encoder accepts KEY (repeatable)",
+    )
     p.add_argument("--images-seen", type=int, default=64000, help="training images per image recipe")
     p.add_argument("--batch-size", type=int, default=128, help="training batch of every image recipe")
     p.add_argument("--out", default=str(DEFAULT_OUT), help="parent folder of the run directories")
