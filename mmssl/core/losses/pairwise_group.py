@@ -63,7 +63,8 @@ def pairwise_group_contrastive(
     with torch.autocast(device_type=emb.device.type, enabled=False):
         f = F.normalize(emb.float(), dim=-1)
         i, j = torch.triu_indices(n, n, offset=1, device=emb.device)  # unordered pairs, no diagonal
-        cos = (f[:, i] * f[:, j]).sum(dim=-1)  # [B, M]
+        # One batched Gram matrix, then the upper triangle: O(B N^2) memory instead of O(B N^2 D).
+        cos = torch.bmm(f, f.transpose(1, 2))[:, i, j]  # [B, M]
         valid = (groups[:, i] >= 0) & (groups[:, j] >= 0)
         same = groups[:, i] == groups[:, j]
         pos = valid & same
