@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -52,9 +53,10 @@ class Registry:
     def get(self, name: str) -> Callable[..., Any]:
         load_builtin_components()
         if name not in self._entries:
+            failed = "".join(f"; {mod} could not be imported ({err})" for mod, err in IMPORT_ERRORS.items())
             raise RegistryError(
                 f"unknown {self.kind} '{name}'{closest(name, self.names())}; "
-                f"available: {', '.join(self.names())}"
+                f"available: {', '.join(self.names())}{failed}"
             )
         return self._entries[name]
 
@@ -109,14 +111,38 @@ _BUILTIN_MODULES = (
     "mmssl.modalities.image",
     "mmssl.modalities.image.methods",
     "mmssl.semi",
+    "mmssl.crossmodal",
+    "mmssl.modalities.video.data",
+    "mmssl.modalities.video.encoders",
+    "mmssl.modalities.video.crw",
+    "mmssl.modalities.video.eval",
+    "mmssl.modalities.video.future_cvae",
+    "mmssl.modalities.video.dpc",
+    "mmssl.modalities.pointcloud.data",
+    "mmssl.modalities.pointcloud.encoders",
+    "mmssl.modalities.pointcloud.acd_pretext",
+    "mmssl.modalities.pointcloud.partseg",
+    "mmssl.modalities.text",
+    "mmssl.modalities.audio.encoders",
+    "mmssl.modalities.audio.data",
+    "mmssl.modalities.audio.paired",
+    "mmssl.modalities.audio.methods",
 )
 _loaded = False
+#: module -> import error message, for the modules of ``_BUILTIN_MODULES`` that could not be imported
+IMPORT_ERRORS: dict[str, str] = {}
 
 
 def load_builtin_components() -> None:
+    """Import every built-in module once. One whose import fails (a missing optional dependency) is
+    skipped with a warning; unknown-name errors then say which module failed and why."""
     global _loaded
     if _loaded:
         return
     _loaded = True
     for module in _BUILTIN_MODULES:
-        importlib.import_module(module)
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            IMPORT_ERRORS[module] = str(err)
+            warnings.warn(f"mmssl: skipped {module}: {err}", RuntimeWarning, stacklevel=2)
