@@ -10,6 +10,12 @@ sample rates, channel counts and durations; undecodable, empty or silent files a
     .venv/bin/python data_tools/prepare_audio.py check-csv /data/ESC-50
     .venv/bin/python data_tools/prepare_audio.py check-csv /data/mine --csv labels.csv --audio-dir .
 
+``fsdd-to-esc50 SRC DST``: lay out the spoken-digit recordings of FSDD (``<digit>_<speaker>_<take>.wav``)
+as an ESC-50-style folder (``DST/meta/esc50.csv`` + ``DST/audio/`` symbolic links, 5 folds by take), so
+ESC-50 code paths and protocols can be exercised on real labelled audio when ESC-50 is not at hand::
+
+    .venv/bin/python data_tools/prepare_audio.py fsdd-to-esc50 ../shared/data/audio/fsdd /tmp/fsdd_esc50
+
 ``procedural``: write the built-in audio-visual set (mp4 + wav) and its sound-texture statistics
 into the cache, with the same keys the ``procedural_audio_visual`` dataset and the ``ambient_sound``
 method use::
@@ -34,6 +40,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     check.add_argument("root")
     check.add_argument("--csv", default="meta/esc50.csv", help="CSV path relative to ROOT")
     check.add_argument("--audio-dir", default="audio", help="clip folder relative to ROOT")
+    esc = sub.add_parser("fsdd-to-esc50", help="FSDD recordings as an ESC-50-layout folder (symlinks + CSV)")
+    esc.add_argument("src", help="FSDD folder (its recordings/ or the folder of .wav files)")
+    esc.add_argument("dst")
     proc = sub.add_parser("procedural", help="generate the procedural audio-visual set and its statistics")
     proc.add_argument("--train-per-class", type=int, default=24)
     proc.add_argument("--test-per-class", type=int, default=8)
@@ -83,6 +92,41 @@ def check_csv(root: str, csv_file: str, audio_dir: str) -> int:
     return 1 if bad else 0
 
 
+def fsdd_to_esc50(src: str, dst: str) -> int:
+    """ESC-50 names clips ``{fold}-{source}-{take}-{target}.wav``; the CSV has the same columns."""
+    import csv
+    from pathlib import Path
+
+    from mmssl.errors import DataError
+
+    base = Path(src).expanduser()
+    base = base / "recordings" if (base / "recordings").is_dir() else base
+    clips = sorted(base.glob("*_*_*.wav"))
+    if not clips:
+        raise DataError(f"no FSDD recordings (<digit>_<speaker>_<take>.wav) under {base}")
+    out = Path(dst).expanduser()
+    (out / "meta").mkdir(parents=True, exist_ok=True)
+    (out / "audio").mkdir(exist_ok=True)
+    rows = []
+    for clip in clips:
+        digit, speaker, take = clip.stem.split("_")
+        fold = int(take) % 5 + 1  # every speaker and digit in every fold
+        name = f"{fold}-{speaker}-{take}-{digit}.wav"
+        link = out / "audio" / name
+        if not link.exists():
+            link.symlink_to(clip.resolve())
+        rows.append(
+            {"filename": name, "fold": fold, "target": int(digit), "category": f"digit_{digit}",
+             "esc10": "False", "src_file": speaker, "take": take}
+        )  # fmt: skip
+    with (out / "meta" / "esc50.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    print(f"{len(rows)} clips -> {out / 'meta' / 'esc50.csv'}")
+    return 0
+
+
 def procedural(args: argparse.Namespace) -> int:
     from mmssl.modalities.audio.clusters import cached_feature_groups
     from mmssl.modalities.audio.paired import procedural_audio_visual
@@ -116,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.command == "check-csv":
         return check_csv(args.root, args.csv, args.audio_dir)
+    if args.command == "fsdd-to-esc50":
+        return fsdd_to_esc50(args.src, args.dst)
     return procedural(args)
 
 
