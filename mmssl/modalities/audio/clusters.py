@@ -27,9 +27,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.cluster import KMeans
-from sklearn.decomposition import PCA
-from sklearn.metrics import normalized_mutual_info_score
 from torch import Tensor
 
 from mmssl.modalities.audio.texture_stats import (
@@ -56,6 +53,8 @@ def kmeans_targets(
     x = np.asarray(features, dtype=np.float64)
     if not 2 <= num_clusters <= len(x):
         raise ValueError(f"num_clusters must be in [2, {len(x)}] (number of clips), got {num_clusters}")
+    from sklearn.cluster import KMeans  # imported here: scikit-learn takes seconds to load
+
     km = KMeans(n_clusters=num_clusters, n_init=n_init, random_state=seed).fit(x)
     _, first = np.unique(km.labels_, return_index=True)
     order = np.argsort(first)  # old ids sorted by where they first appear
@@ -73,6 +72,8 @@ def binary_codes(features: Tensor | np.ndarray, num_bits: int, seed: int = 0) ->
     x = np.asarray(features, dtype=np.float64)
     if not 1 <= num_bits <= min(x.shape):
         raise ValueError(f"num_bits must be in [1, {min(x.shape)}] (min of clips, dims), got {num_bits}")
+    from sklearn.decomposition import PCA  # imported here: scikit-learn takes seconds to load
+
     pca = PCA(n_components=num_bits, random_state=seed).fit(x)
     comps = pca.components_
     signs = np.sign(comps[np.arange(num_bits), np.abs(comps).argmax(axis=1)])
@@ -164,6 +165,8 @@ def ambient_targets(
         sizes = torch.bincount(targets, minlength=num_clusters)
         info.update(min_cluster=int(sizes.min()), max_cluster=int(sizes.max()))
         if labels is not None:
+            from sklearn.metrics import normalized_mutual_info_score
+
             info["nmi_vs_labels"] = float(normalized_mutual_info_score(labels, targets.numpy()))
         return AmbientTargets(kind, targets, num_clusters, features.float(), info)
     bits, _ = binary_codes(features, num_bits, seed)
