@@ -265,13 +265,18 @@ def format_table(metrics: dict[str, Any]) -> str:
     """A plain-text table: one row per metric; the method, then each baseline (accuracies in %)."""
     columns = [(f"{metrics['method']} ({metrics['encoder']})", metrics["eval"])]
     columns += [(name.replace("_", " "), vals) for name, vals in metrics["baselines"].items()]
-    names = [k for k in metrics["eval"] if not k.endswith("_std")]
+    evals = metrics["eval"]
+    rows = []  # (label, value key, std key or None); "x_mean" + "x_std" and "x" + "x_std" show as "x ± std"
+    for k in evals:
+        if k.endswith("_std") and (k[: -len("_std")] in evals or k[: -len("_std")] + "_mean" in evals):
+            continue
+        base = k[: -len("_mean")] if k.endswith("_mean") else k
+        rows.append((base, k, base + "_std" if base + "_std" in evals else None))
+    label_width = max([22, *(len(label) + 2 for label, _, _ in rows)])
     widths = [max(16, len(title) + 2) for title, _ in columns]
-    header = f"{'metric':<22}" + "".join(f"{t:>{w}}" for (t, _), w in zip(columns, widths))
+    header = f"{'metric':<{label_width}}" + "".join(f"{t:>{w}}" for (t, _), w in zip(columns, widths))
     lines = [header, "-" * len(header)]
-    for k in names:
-        std_key = k[: -len("_mean")] + "_std" if k.endswith("_mean") else None
-        label = k[: -len("_mean")] if std_key else k
-        cells = [_fmt(vals.get(k), vals.get(std_key) if std_key else None) for _, vals in columns]
-        lines.append(f"{label:<22}" + "".join(f"{c:>{w}}" for c, w in zip(cells, widths)))
+    for label, key, std_key in rows:
+        cells = [_fmt(vals.get(key), vals.get(std_key) if std_key else None) for _, vals in columns]
+        lines.append(f"{label:<{label_width}}" + "".join(f"{c:>{w}}" for c, w in zip(cells, widths)))
     return "\n".join(lines)

@@ -152,3 +152,15 @@ def test_torchrun_two_processes(tmp_path):
     lines = (out / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 3  # one writer: rank 0
     assert json.loads((out / "metrics.json").read_text())["eval"]["knn_top1"] >= 0
+
+
+def test_results_table_pairs_each_metric_with_its_std_and_fits_long_names() -> None:
+    from mmssl.pipeline import format_table
+
+    evals = {"fewshot_10_mean": 0.3, "fewshot_10_std": 0.015, "fewshot10_ft_class_miou": 0.622,
+             "fewshot10_ft_class_miou_std": 0.006, "knn_top1": 0.4}  # fmt: skip
+    table = format_table({"method": "m", "encoder": "e", "eval": evals, "baselines": {"random_init": evals}})
+    lines = table.splitlines()
+    assert [line.split()[0] for line in lines[2:]] == ["fewshot_10", "fewshot10_ft_class_miou", "knn_top1"]
+    assert "30.0 ± 1.5" in lines[2] and "62.2 ± 0.6" in lines[3] and "40.0" in lines[4]
+    assert len({len(line) for line in lines[2:]}) == 1  # columns aligned whatever the name length
