@@ -21,7 +21,8 @@ from __future__ import annotations
 import functools
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -32,6 +33,23 @@ CACHE_SIZE = 4
 
 # key -> (weakref to encoder, weakref to dataset, (features, labels))
 _cache: OrderedDict[tuple, tuple[weakref.ref, weakref.ref, tuple[Tensor, Tensor]]] = OrderedDict()
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Run ``model`` in eval mode, then give every submodule back its own previous mode.
+
+    Restoring one flag with ``model.train(was_training)`` is not the same: a container built on the fly
+    (e.g. ``nn.ModuleDict({"encoder": ..., "head": ...})``) reports ``training=True`` whatever its
+    children's modes are, and ``train(True)`` would switch a frozen BatchNorm back to training mode.
+    """
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, mode in modes:
+            m.training = mode
 
 
 def move_to(batch: Any, device: torch.device) -> Any:
@@ -85,12 +103,10 @@ def extract_features(
         collate_fn=collate_fn,
         pin_memory=device.type == "cuda",
     )
-    was_training = encoder.training
     encoder.to(device)
-    encoder.eval()
     feats: list[Tensor] = []
     labels: list[Tensor] = []
-    try:
+    with eval_mode(encoder):
         for batch in loader:
             if not isinstance(batch, dict) or "input" not in batch or "label" not in batch:
                 raise TypeError("a labelled dataset must yield dicts {'input': tensor, 'label': int}")
@@ -98,8 +114,6 @@ def extract_features(
                 out = global_features(encoder(move_to(batch["input"], device)))
             feats.append(out.float().cpu())
             labels.append(torch.as_tensor(batch["label"]).long().cpu())
-    finally:
-        encoder.train(was_training)
     if not feats:
         raise ValueError("cannot extract features from an empty dataset")
     return torch.cat(feats), torch.cat(labels)

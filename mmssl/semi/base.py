@@ -23,8 +23,6 @@ so it is saved in checkpoints and restored on resume.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -34,24 +32,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from mmssl.core.momentum import EMATeacher
 from mmssl.data import DataBundle
-from mmssl.eval.features import global_features, move_to
+from mmssl.eval.features import eval_mode, global_features, move_to
 from mmssl.semi.ood import GuardResult, OODGuard
-
-
-@contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Run ``model`` in eval mode, then give every submodule back its own previous mode.
-
-    (A fresh container such as :meth:`SemiMethod.student` reports ``training=True`` whatever its
-    children's modes are, so restoring one flag would switch BatchNorm layers to training mode.)
-    """
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield model
-    finally:
-        for m, mode in modes:
-            m.training = mode
 
 
 class SemiMethod(nn.Module):

@@ -24,9 +24,9 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from mmssl.data import DataBundle
-from mmssl.eval.features import move_to
+from mmssl.eval.features import eval_mode, move_to
 from mmssl.registry import METHODS
-from mmssl.semi.base import PseudoLabelMethod, eval_mode
+from mmssl.semi.base import PseudoLabelMethod
 from mmssl.semi.ood import OODGuard
 from mmssl.semi.pseudo_label import balance_to_prior
 from mmssl.semi.self_training import STUDENT_VIEWS

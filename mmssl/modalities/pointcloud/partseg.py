@@ -37,6 +37,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from mmssl.data import DataBundle
 from mmssl.errors import DataError
+from mmssl.eval.features import eval_mode
 from mmssl.eval.few_shot import sample_n_shot
 from mmssl.eval.linear import flush_denormals, train_linear_probe
 from mmssl.modalities.pointcloud.acd_pretext import acd_loss, augment_points, encoder_input
@@ -225,16 +226,12 @@ def _acd_step_loss(
 def _tokens(encoder: nn.Module, split: Mapping[str, Tensor], batch_size: int, device: torch.device) -> Tensor:
     """Frozen per-point features ``[S, N, D]`` (CPU), computed in eval mode."""
     in_channels = int(getattr(encoder, "in_channels", 3))
-    was_training = encoder.training
-    encoder.eval().to(device)
-    try:
-        out = []
+    out = []
+    with eval_mode(encoder.to(device)):
         for start in range(0, split["points"].shape[0], batch_size):
             sl = slice(start, start + batch_size)
             x = encoder_input(split["points"][sl].to(device), split["normals"][sl].to(device), in_channels)
             out.append(encoder(x)["tokens"].float().cpu())
-    finally:
-        encoder.train(was_training)
     return torch.cat(out)
 
 

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmssl.data import DataBundle
-from mmssl.eval.features import autocast_for
+from mmssl.eval.features import autocast_for, eval_mode
 from mmssl.modalities.text.methods import CausalLanguageModel, MaskedLanguageModel, causal_lm_loss
 from mmssl.modalities.text.mlm_masking import IGNORE_INDEX
 from mmssl.modalities.text.packing import TokenBlocks
@@ -78,17 +78,13 @@ def perplexity_evaluator(
     lm = _method_of(method, CausalLanguageModel, "perplexity", "clm")
     device = torch.device(device)
     blocks = _val_blocks(data, "perplexity", max_blocks)
-    was_training = lm.training
-    lm.to(device).eval()
     total, count = 0.0, 0
-    try:
+    with eval_mode(lm.to(device)):
         for ids, mask in _batches(blocks, batch_size, device):
             with autocast_for(device):
                 logits, labels = lm.logits_and_labels(ids, mask)
             total += float(causal_lm_loss(logits, labels, reduction="sum"))
             count += int((labels[:, 1:] != IGNORE_INDEX).sum())
-    finally:
-        lm.train(was_training)
     loss = total / max(count, 1)
     return {"val_loss": loss, "perplexity": math.exp(loss)}
 
@@ -113,18 +109,14 @@ def masked_accuracy_evaluator(
     device = torch.device(device)
     blocks = _val_blocks(data, "masked_accuracy", max_blocks)
     generator = torch.Generator().manual_seed(seed)
-    was_training = lm.training
-    lm.to(device).eval()
     total, correct, count = 0.0, 0, 0
-    try:
+    with eval_mode(lm.to(device)):
         for ids, mask in _batches(blocks, batch_size, device):
             with autocast_for(device):
                 logits, targets = lm.masked_logits(ids, mask, generator)
             total += float(F.cross_entropy(logits.float(), targets, reduction="sum"))
             correct += int((logits.argmax(dim=-1) == targets).sum())
             count += targets.numel()
-    finally:
-        lm.train(was_training)
     if count == 0:
         raise ValueError("masked_accuracy: no token was selected in the validation blocks")
     return {"masked_acc": correct / count, "mlm_val_loss": total / count}

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from mmssl.eval.features import eval_mode
 from mmssl.modalities.text.packing import TokenBlocks
 
 
@@ -42,10 +43,8 @@ def generate_samples(
     picks = [full[round(k * (len(full) - 1) / max(count - 1, 1))] for k in range(count)]
     limit = int(getattr(model.config, "n_positions", None) or model.config.max_position_embeddings)
     new = max(1, min(max_new_tokens, limit - prompt_tokens))
-    was_training = model.training
-    model.eval()
     out = []
-    try:
+    with eval_mode(model):
         for i in dict.fromkeys(picks):
             prompt = blocks.input_ids[i : i + 1, :prompt_tokens].to(device)
             common = dict(
@@ -71,8 +70,6 @@ def generate_samples(
                     "sampled": tokenizer.decode(sampled[0, prompt_tokens:]),
                 }
             )
-    finally:
-        model.train(was_training)
     return out
 
 

@@ -38,6 +38,7 @@ from torch import Tensor, nn
 
 from mmssl.data import DataBundle
 from mmssl.errors import DataError
+from mmssl.eval.features import eval_mode
 from mmssl.modalities.image.views import IMAGENET_MEAN, IMAGENET_STD
 from mmssl.modalities.video.davis_metrics import (
     BOUND_TH,
@@ -252,15 +253,14 @@ def label_propagation(
         raise DataError(f"no sequences to evaluate under {root}")
     figures = Path(figures_dir) if figures_dir is not None else None
 
-    was_training = encoder.training
-    encoder.to(device).eval()
-    feature_sets: list[tuple[str, nn.Module]] = [("", encoder)]
-    if raw_color:
-        feature_sets.append(("_raw_color", RawColorEncoder(_output_stride(encoder, device)).to(device)))
-    scores: dict[str, list[SequenceScores]] = {suffix: [] for suffix, _ in feature_sets}
+    encoder.to(device)
     opts = dict(n_context=n_context, topk=topk, radius=radius, temperature=temperature, batch_size=batch_size)
     t0 = time.perf_counter()
-    try:
+    with eval_mode(encoder):  # also for the stride probe below, which may run a forward
+        feature_sets: list[tuple[str, nn.Module]] = [("", encoder)]
+        if raw_color:
+            feature_sets.append(("_raw_color", RawColorEncoder(_output_stride(encoder, device)).to(device)))
+        scores: dict[str, list[SequenceScores]] = {suffix: [] for suffix, _ in feature_sets}
         for name in names:
             seq = load_sequence(root, name, resolution, frame_size, max_frames)
             for suffix, enc in feature_sets:
@@ -269,8 +269,6 @@ def label_propagation(
                 scores[suffix].append(s)
                 if figures is not None and suffix == "":
                     save_strip(figures / f"propagation_{name}.png", seq, pred, strip_frames)
-    finally:
-        encoder.train(was_training)
     log.info("label propagation: %d sequences in %.1f s", len(names), time.perf_counter() - t0)
 
     results: dict[str, float] = {}

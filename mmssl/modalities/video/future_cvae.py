@@ -50,6 +50,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmssl.data import DataBundle
+from mmssl.eval.features import eval_mode
 from mmssl.modalities.image.color import to_unit_rgb
 from mmssl.modalities.video.encoders import frame_feature_map
 from mmssl.modalities.video.flow import chain_flows, clip_flows, to_gray
@@ -236,15 +237,11 @@ class FutureCVAE(nn.Module):
         clips = torch.stack([c for c in clips if c.shape[0] > self.horizon]).to(device)
         if len(clips) == 0:
             return None
-        was_training = self.training
-        self.eval()
-        try:
+        with eval_mode(self):
             gen = torch.Generator(device="cpu").manual_seed(0)
             z = torch.randn(len(clips), num_samples, self.latent_dim, generator=gen).to(device)
             truth = self.true_futures(clips).cpu()
             samples = self.sample_futures(clips[:, 0], num_samples, z=z).cpu()
-        finally:
-            self.train(was_training)
         images = to_unit_rgb(clips[:, 0].float()).permute(0, 2, 3, 1).cpu().numpy()
         h, w = images.shape[1:3]
         cols = 1 + num_samples
