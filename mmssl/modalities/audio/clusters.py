@@ -29,13 +29,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from mmssl.cache import cache_folder
 from mmssl.modalities.audio.texture_stats import (
     GROUPS,
     TextureConfig,
     standardise_groups,
     texture_feature_groups,
 )
-from mmssl.modalities.image.data import default_cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ def binary_codes(features: Tensor | np.ndarray, num_bits: int, seed: int = 0) ->
 
 def stats_cache_dir() -> Path:
     """``$MMSSL_CACHE/audio_texture_stats`` (next to the procedural data caches)."""
-    return default_cache_dir().parent / "audio_texture_stats"
+    return cache_folder("audio_texture_stats")
 
 
 def cached_feature_groups(

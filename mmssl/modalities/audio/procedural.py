@@ -36,8 +36,9 @@ import av
 import numpy as np
 import soundfile as sf
 
+from mmssl.cache import cache_folder
 from mmssl.errors import DataError
-from mmssl.modalities.image.data import SHAPE_CLASSES, default_cache_dir, render_shape_image
+from mmssl.modalities.image.data import SHAPE_CLASSES, render_shape_image
 
 log = logging.getLogger(__name__)
 
@@ -297,7 +298,7 @@ def write_mp4(path: Path, frames: np.ndarray, fps: int, audio: np.ndarray | None
 
 def default_av_cache_dir() -> Path:
     """``$MMSSL_CACHE/procedural_audio_visual`` (next to the image renderer's cache)."""
-    return default_cache_dir().parent / "procedural_audio_visual"
+    return cache_folder("procedural_audio_visual")
 
 
 def set_key(

@@ -32,6 +32,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.transforms.v2 import functional as TF
 
+from mmssl.cache import cache_folder
 from mmssl.data import DataBundle
 from mmssl.errors import CorruptFileError, DataError
 from mmssl.modalities.image.batch_views import build_batch_views
@@ -69,9 +70,7 @@ _SUPERSAMPLE = 3
 
 def default_cache_dir() -> Path:
     """``$MMSSL_CACHE/procedural_shapes`` or ``~/.cache/mmssl/procedural_shapes``."""
-    base = os.environ.get("MMSSL_CACHE")
-    root = Path(base).expanduser() if base else Path.home() / ".cache" / "mmssl"
-    return root / "procedural_shapes"
+    return cache_folder("procedural_shapes")
 
 
 def _random_colour(rng: np.random.Generator, away_from: Sequence[np.ndarray] = (), min_dist: float = 110.0):

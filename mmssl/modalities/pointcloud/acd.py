@@ -48,6 +48,8 @@ from typing import Any
 
 import numpy as np
 
+from mmssl.cache import cache_folder
+
 log = logging.getLogger(__name__)
 
 # Bump when decomposition or cache format changes, so old cache entries are not reused.
@@ -57,9 +59,8 @@ RECONSTRUCTIONS: tuple[str, ...] = ("ball_pivoting", "poisson")
 
 
 def default_acd_cache_dir() -> Path:
-    """``$MMSSL_CACHE/acd`` or ``~/.cache/mmssl/acd`` (the root the image data's cache also uses)."""
-    base = os.environ.get("MMSSL_CACHE")
-    return (Path(base).expanduser() if base else Path.home() / ".cache" / "mmssl") / "acd"
+    """``$MMSSL_CACHE/acd`` or ``~/.cache/mmssl/acd``."""
+    return cache_folder("acd")
 
 
 @dataclass(frozen=True)

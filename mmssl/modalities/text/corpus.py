@@ -36,6 +36,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from mmssl.cache import cache_folder
 from mmssl.errors import CorruptFileError, DataError
 
 log = logging.getLogger(__name__)
@@ -58,12 +59,6 @@ class TextUnit:
     text: str
     source: str
     group: str
-
-
-def cache_root() -> Path:
-    """``$MMSSL_CACHE`` or ``~/.cache/mmssl`` (the image modality's convention)."""
-    base = os.environ.get("MMSSL_CACHE")
-    return Path(base).expanduser() if base else Path.home() / ".cache" / "mmssl"
 
 
 def _read_text(path: Path) -> str:
@@ -246,14 +241,14 @@ def builtin_corpus(
 
     Deterministic for a given Python version: files are walked in sorted order, docstrings in
     :func:`ast.walk` order. The result is cached as JSONL under ``cache_dir`` (default
-    ``<cache_root>/text``), keyed by the Python version, the stdlib path and ``modules``.
+    ``$MMSSL_CACHE/text``), keyed by the Python version, the stdlib path and ``modules``.
     """
     root = Path(sysconfig.get_paths()["stdlib"])
     if not root.is_dir():
         raise DataError(f"the standard library source folder is missing: {root}")
     spec = {"v": BUILTIN_VERSION, "python": sys.version, "root": str(root), "modules": modules}
     key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
-    path = Path(cache_dir) if cache_dir is not None else cache_root() / "text"
+    path = Path(cache_dir) if cache_dir is not None else cache_folder("text")
     path = path / f"stdlib_docstrings_{key}.jsonl"
     if use_cache and path.is_file():
         try:

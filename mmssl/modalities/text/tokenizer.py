@@ -12,7 +12,7 @@ assume this layout; :func:`check_special_ids` verifies it against an encoder):
 
 The result is a transformers fast tokenizer, so ``save_pretrained(folder)`` writes files that
 ``AutoTokenizer.from_pretrained(folder)`` reads without mmssl. Trained tokenizers are cached under
-``<cache_root>/text_tokenizers/<key>``, the key hashing the training texts and every setting.
+``$MMSSL_CACHE/text_tokenizers/<key>``, the key hashing the training texts and every setting.
 """
 
 from __future__ import annotations
@@ -30,8 +30,9 @@ from typing import TYPE_CHECKING
 import tokenizers
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
+from mmssl.cache import cache_folder
 from mmssl.errors import DataError
-from mmssl.modalities.text.corpus import cache_root, corpus_fingerprint
+from mmssl.modalities.text.corpus import corpus_fingerprint
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerFast
@@ -141,11 +142,11 @@ def cached_tokenizer(
     """:func:`train_tokenizer`, or the copy cached for the same texts and settings.
 
     Returns ``(tokenizer, folder, cache_hit)``; ``folder`` holds the tokenizer in transformers'
-    format (default ``<cache_root>/text_tokenizers/<key>``).
+    format (default ``$MMSSL_CACHE/text_tokenizers/<key>``).
     """
     _check_kind(kind)
     key = tokenizer_cache_key(texts, kind, vocab_size, min_frequency, lowercase, max_length)
-    base = Path(cache_dir) if cache_dir is not None else cache_root() / "text_tokenizers"
+    base = Path(cache_dir) if cache_dir is not None else cache_folder("text_tokenizers")
     folder = base / key
     if (folder / "tokenizer.json").is_file():
         try:

@@ -44,9 +44,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from mmssl.cache import cache_folder
 from mmssl.errors import DataError
 from mmssl.modalities.image.data import _random_colour, _shape_mask, _texture_mask
-from mmssl.modalities.image.data import default_cache_dir as _image_cache_dir
 from mmssl.modalities.video.io import write_palette_mask, write_video
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ DAVIS_RESOLUTION = "480p"
 
 def default_cache_dir() -> Path:
     """``$MMSSL_CACHE/procedural_videos`` or ``~/.cache/mmssl/procedural_videos`` (same root as images)."""
-    return _image_cache_dir().parent / "procedural_videos"
+    return cache_folder("procedural_videos")
 
 
 @dataclass(frozen=True)
