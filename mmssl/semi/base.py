@@ -36,7 +36,7 @@ from mmssl.eval.features import eval_mode, global_features, move_to
 from mmssl.semi.ood import GuardResult, OODGuard
 
 
-class SemiMethod(nn.Module):
+class SemiMethod(nn.Module, metaclass=abc.ABCMeta):
     """Base class; subclasses implement :meth:`semi_loss` and may override :meth:`after_step`.
 
     Args:
@@ -233,12 +233,12 @@ class SemiMethod(nn.Module):
             return {"loss": loss, "loss_x": loss.detach()}
         return self.semi_loss(batch)
 
+    @abc.abstractmethod
     def semi_loss(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """The method's loss on a labelled + unlabelled batch: ``{"loss", "loss_x", ...logs}``."""
-        raise NotImplementedError(f"{type(self).__name__} does not define semi_loss")
 
 
-class PseudoLabelMethod(SemiMethod, metaclass=abc.ABCMeta):
+class PseudoLabelMethod(SemiMethod):
     """A method that trains on a table of pseudo-labels for the whole pool, recomputed at boundaries.
 
     Buffers ``pseudo_label`` [pool] and ``pseudo_weight`` [pool] (0 = not used) and ``phase`` (0: the

@@ -21,6 +21,7 @@ projection head and the propagation evaluator normalise what they compare.
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,14 +33,15 @@ from mmssl.modalities.image.color import rgb_to_lab, to_unit_rgb
 from mmssl.registry import ENCODERS
 
 
-class FrameGridEncoder(nn.Module):
+class FrameGridEncoder(nn.Module, metaclass=abc.ABCMeta):
     """Base class: subclasses implement ``feature_map``; ``forward`` applies the dict contract."""
 
     out_dim: int
     stride: int
 
-    def feature_map(self, frames: Tensor) -> Tensor:  # [N, 3, H, W] -> [N, D, h, w]
-        raise NotImplementedError
+    @abc.abstractmethod
+    def feature_map(self, frames: Tensor) -> Tensor:
+        """``[N, 3, H, W]`` frames -> ``[N, D, h, w]`` feature map at ``stride``."""
 
     def forward(self, x: Tensor) -> dict[str, Any]:
         if x.dim() == 4:
