@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 
 from mmssl.modalities.audio.features import LogMel
+from mmssl.modalities.image.encoders import conv_stages
 from mmssl.registry import ENCODERS
 
 POOLS = ("mean", "mean_max")
@@ -56,20 +57,7 @@ class AudioCNN(nn.Module):
             n_mels=n_mels,
         )
         self.input_norm = nn.BatchNorm2d(n_mels)  # one scale per mel band (applied with bands as channels)
-        layers: list[nn.Module] = []
-        c_in = 1
-        for i, width in enumerate(widths):
-            if i > 0:
-                layers.append(nn.AvgPool2d(2, ceil_mode=True))
-            for j in range(convs_per_block):
-                stride = stem_stride if i == 0 and j == 0 else 1
-                layers += [
-                    nn.Conv2d(c_in, width, 3, stride=stride, padding=1, bias=False),
-                    nn.BatchNorm2d(width),
-                    nn.ReLU(inplace=True),
-                ]
-                c_in = width
-        self.features = nn.Sequential(*layers)
+        self.features = conv_stages(1, widths, convs_per_block, stem_stride, nn.AvgPool2d(2, ceil_mode=True))
         self.pool = pool
         self.n_mels = n_mels
         self.out_dim: int = int(widths[-1])

@@ -15,6 +15,7 @@ the tokens are the cells of the final feature map (CNNs) or the patch outputs (V
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import torch
@@ -102,6 +103,27 @@ def resnet50(
 # ------------------------------------------------------------------------------------ Small CNN
 
 
+def conv_stages(
+    in_channels: int, widths: Sequence[int], convs_per_block: int, stem_stride: int, pool: nn.Module
+) -> nn.Sequential:
+    """Stages of ``convs_per_block`` x (conv3x3-BN-ReLU), one per width, with ``pool`` between stages;
+    the very first convolution has stride ``stem_stride``. Shared by the small image and audio CNNs."""
+    layers: list[nn.Module] = []
+    c_in = in_channels
+    for i, width in enumerate(widths):
+        if i > 0:
+            layers.append(copy.deepcopy(pool))
+        for j in range(convs_per_block):
+            stride = stem_stride if i == 0 and j == 0 else 1
+            layers += [
+                nn.Conv2d(c_in, width, 3, stride=stride, padding=1, bias=False),
+                nn.BatchNorm2d(width),
+                nn.ReLU(inplace=True),
+            ]
+            c_in = width
+    return nn.Sequential(*layers)
+
+
 class SmallCNN(nn.Module):
     """``len(widths)`` blocks of conv3x3-BN-ReLU (x ``convs_per_block``), 2x2 max-pool between
     blocks, global average pool. With the default widths a 32x32 image ends as a 4x4x256 map;
@@ -121,20 +143,7 @@ class SmallCNN(nn.Module):
         super().__init__()
         if not widths:
             raise ValueError("small_cnn needs at least one width")
-        layers: list[nn.Module] = []
-        c_in = in_channels
-        for i, width in enumerate(widths):
-            if i > 0:
-                layers.append(nn.MaxPool2d(2))
-            for j in range(convs_per_block):
-                stride = stem_stride if i == 0 and j == 0 else 1
-                layers += [
-                    nn.Conv2d(c_in, width, 3, stride=stride, padding=1, bias=False),
-                    nn.BatchNorm2d(width),
-                    nn.ReLU(inplace=True),
-                ]
-                c_in = width
-        self.features = nn.Sequential(*layers)
+        self.features = conv_stages(in_channels, widths, convs_per_block, stem_stride, nn.MaxPool2d(2))
         self.out_dim: int = int(widths[-1])
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
