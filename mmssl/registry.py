@@ -2,8 +2,13 @@
 
 A recipe section such as ``encoder: {name: resnet18, small_stem: true}`` is resolved by looking
 ``name`` up in the matching registry and calling the registered builder with the remaining keys.
-Keys are checked against the builder's signature, so a typo is reported with the closest valid key
-before anything is built.
+
+Registration is one table per package, never an import side effect: ``mmssl/<package>/components.py``
+(and ``mmssl/modalities/<name>/components.py`` for every modality, found by listing the folder) maps each
+name to ``"module:attribute"``. Reading a table imports nothing else, so listing names is cheap, and a
+lookup imports only the module of the name asked for: loading an image encoder never imports video,
+point-cloud or text code. Packages outside mmssl add tables through the ``mmssl.components`` entry-point
+group; a script adds one component with :meth:`Registry.register` (the same table, one entry).
 """
 
 from __future__ import annotations
@@ -11,8 +16,9 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
-import warnings
-from collections.abc import Callable
+import pkgutil
+from collections.abc import Callable, Mapping
+from importlib import metadata
 from typing import Any
 
 
@@ -29,43 +35,67 @@ def closest(word: str, candidates: list[str] | tuple[str, ...]) -> str:
     return f" (did you mean '{match[0]}'?)" if match else ""
 
 
+def resolve_target(target: str) -> Any:
+    """Import ``"package.module:attribute"`` and return the attribute."""
+    module_name, _, attribute = target.partition(":")
+    return getattr(importlib.import_module(module_name), attribute)
+
+
 class Registry:
-    """A name -> builder table for one kind of component (``kind`` is used in error messages)."""
+    """A name -> builder table for one kind of component (``kind`` is used in error messages).
+
+    Entries hold either the builder itself or a ``"module:attribute"`` string that is imported on the
+    first lookup of that name. A module that fails to import (a missing optional dependency) is named,
+    with its error, in the message of the lookup that needed it.
+    """
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
-        self._entries: dict[str, Callable[..., Any]] = {}
+        self._targets: dict[str, Any] = {}
         self._modality: dict[str, str | None] = {}
 
-    def register(self, name: str | None = None, *, modality: str | None = None) -> Callable:
-        """Decorator: ``@ENCODERS.register("resnet18", modality="image")``."""
-
-        def wrap(builder: Callable[..., Any]) -> Callable[..., Any]:
-            key = name or builder.__name__
-            if key in self._entries and self._entries[key] is not builder:
-                raise RegistryError(f"{self.kind} '{key}' is registered twice")
-            self._entries[key] = builder
-            self._modality[key] = modality
-            return builder
-
-        return wrap
+    def register(self, name: str, target: Any, *, modality: str | None = None) -> None:
+        """Add ``name -> target`` (a builder, or ``"module:attribute"`` to import when first looked up)."""
+        if name in self._targets and self._targets[name] != target:
+            raise RegistryError(
+                f"{self.kind} '{name}' is registered twice ({self._targets[name]!r}, {target!r})"
+            )
+        self._targets[name] = target
+        self._modality[name] = modality
 
     def get(self, name: str) -> Callable[..., Any]:
-        load_builtin_components()
-        if name not in self._entries:
-            failed = "".join(f"; {mod} could not be imported ({err})" for mod, err in IMPORT_ERRORS.items())
+        load_tables()
+        if name not in self._targets:
             raise RegistryError(
                 f"unknown {self.kind} '{name}'{closest(name, self.names())}; "
-                f"available: {', '.join(self.names())}{failed}"
+                f"available: {', '.join(self.names())}"
             )
-        return self._entries[name]
+        target = self._targets[name]
+        if isinstance(target, str):
+            try:
+                target = resolve_target(target)
+            except ImportError as err:
+                raise RegistryError(
+                    f"{self.kind} '{name}' could not be loaded: "
+                    f"importing {self._targets[name]} failed ({err})"
+                ) from err
+            self._targets[name] = target
+        return target
+
+    def target_of(self, name: str) -> str:
+        """``"module:attribute"`` of a name without importing it (a registered object: its own path)."""
+        load_tables()
+        target = self._targets[name]
+        return target if isinstance(target, str) else f"{target.__module__}:{target.__qualname__}"
 
     def names(self, modality: str | None = None) -> list[str]:
-        load_builtin_components()
-        return sorted(k for k in self._entries if modality is None or self._modality[k] == modality)
+        load_tables()
+        return sorted(k for k in self._targets if modality is None or self._modality[k] == modality)
 
     def modality_of(self, name: str) -> str | None:
-        self.get(name)
+        load_tables()
+        if name not in self._targets:
+            self.get(name)  # raises the unknown-name error
         return self._modality[name]
 
     def accepted_keys(self, name: str) -> list[str] | None:
@@ -94,55 +124,58 @@ class Registry:
         return self.get(name)(*args, **kwargs)
 
     def __contains__(self, name: str) -> bool:
-        load_builtin_components()
-        return name in self._entries
+        load_tables()
+        return name in self._targets
 
 
 METHODS = Registry("method")
 ENCODERS = Registry("encoder")
 DATASETS = Registry("dataset")
 EVALUATORS = Registry("evaluator")
+REGISTRIES = {"METHODS": METHODS, "ENCODERS": ENCODERS, "DATASETS": DATASETS, "EVALUATORS": EVALUATORS}
 
-# Modules whose import registers built-in components. A modality whose optional dependency is
-# missing is skipped here and reported when one of its components is asked for by name.
-_BUILTIN_MODULES = (
-    "mmssl.core.siamese",
-    "mmssl.eval",
-    "mmssl.modalities.image",
-    "mmssl.modalities.image.methods",
-    "mmssl.semi",
-    "mmssl.crossmodal",
-    "mmssl.modalities.video.data",
-    "mmssl.modalities.video.encoders",
-    "mmssl.modalities.video.crw",
-    "mmssl.modalities.video.eval",
-    "mmssl.modalities.video.future_cvae",
-    "mmssl.modalities.video.dpc",
-    "mmssl.modalities.pointcloud.data",
-    "mmssl.modalities.pointcloud.encoders",
-    "mmssl.modalities.pointcloud.acd_pretext",
-    "mmssl.modalities.pointcloud.partseg",
-    "mmssl.modalities.text",
-    "mmssl.modalities.audio.encoders",
-    "mmssl.modalities.audio.data",
-    "mmssl.modalities.audio.paired",
-    "mmssl.modalities.audio.methods",
+#: the packages outside ``mmssl.modalities`` that have a components table
+CORE_TABLES = (
+    "mmssl.core.components",
+    "mmssl.eval.components",
+    "mmssl.semi.components",
+    "mmssl.crossmodal.components",
 )
+ENTRY_POINT_GROUP = "mmssl.components"
 _loaded = False
-#: module -> import error message, for the modules of ``_BUILTIN_MODULES`` that could not be imported
-IMPORT_ERRORS: dict[str, str] = {}
 
 
-def load_builtin_components() -> None:
-    """Import every built-in module once. One whose import fails (a missing optional dependency) is
-    skipped with a warning; unknown-name errors then say which module failed and why."""
+def table_modules() -> list[str]:
+    """Every built-in table module: the fixed ones, then one per folder under ``mmssl/modalities``."""
+    import mmssl.modalities
+
+    modalities = sorted(
+        f"mmssl.modalities.{info.name}.components"
+        for info in pkgutil.iter_modules(mmssl.modalities.__path__)
+        if info.ispkg
+    )
+    return [*CORE_TABLES, *modalities]
+
+
+def add_table(table: Any, source: str) -> None:
+    """Register every entry of a table module (``METHODS``/``ENCODERS``/``DATASETS``/``EVALUATORS`` dicts)."""
+    default = getattr(table, "MODALITY", None)
+    for attr, registry in REGISTRIES.items():
+        entries: Mapping[str, Any] = getattr(table, attr, {})
+        for name, entry in entries.items():
+            target, modality = entry if isinstance(entry, tuple) else (entry, default)
+            if not isinstance(target, str) or ":" not in target:
+                raise RegistryError(f"{source}: {attr}['{name}'] must be 'module:attribute', got {target!r}")
+            registry.register(name, target, modality=modality)
+
+
+def load_tables() -> None:
+    """Read the built-in tables and the entry-point tables once (imports only the table modules)."""
     global _loaded
     if _loaded:
         return
     _loaded = True
-    for module in _BUILTIN_MODULES:
-        try:
-            importlib.import_module(module)
-        except ImportError as err:
-            IMPORT_ERRORS[module] = str(err)
-            warnings.warn(f"mmssl: skipped {module}: {err}", RuntimeWarning, stacklevel=2)
+    for module in table_modules():
+        add_table(importlib.import_module(module), module)
+    for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        add_table(entry_point.load(), f"entry point {entry_point.name}")

@@ -27,7 +27,6 @@ from torch import nn
 from mmssl.core.heads import PredictionHead, ProjectionHead
 from mmssl.core.losses import byol_regression, info_nce, nt_xent
 from mmssl.core.momentum import EMATeacher, MemoryBank, MomentumQueue, cosine_momentum
-from mmssl.registry import METHODS
 
 NEGATIVE_SOURCES = ("batch", "memory_bank", "queue")
 OBJECTIVES = ("nt_xent", "info_nce", "regression")
@@ -184,11 +183,8 @@ class SiameseMethod(nn.Module):
             self.teacher.update(nn.ModuleDict({"encoder": self.encoder, "projector": self.projector}), m)
 
 
-# The generic method with every option exposed to recipes (``method: {name: siamese, ...}``).
-METHODS.register("siamese", modality=None)(SiameseMethod)
 
 
-@METHODS.register("simclr", modality=None)
 def simclr(
     encoder: nn.Module,
     temperature: float = 0.5,
@@ -209,7 +205,6 @@ def simclr(
     )
 
 
-@METHODS.register("moco", modality=None)
 def moco(
     encoder: nn.Module,
     negatives: str = "queue",
@@ -248,7 +243,6 @@ def moco(
     )
 
 
-@METHODS.register("byol", modality=None)
 def byol(
     encoder: nn.Module,
     momentum_base: float = 0.996,

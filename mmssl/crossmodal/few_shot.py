@@ -28,7 +28,7 @@ from torch import nn
 from mmssl.crossmodal.specs import parse_specs
 from mmssl.data import DataBundle
 from mmssl.eval import few_shot_evaluator
-from mmssl.registry import DATASETS, EVALUATORS
+from mmssl.registry import DATASETS
 
 
 def select_tower(encoder: nn.Module, method: nn.Module | None, tower: str) -> nn.Module:
@@ -54,7 +54,6 @@ def _labelled_bundle(data: DataBundle, source: str) -> DataBundle:
     )
 
 
-@EVALUATORS.register("modality_few_shot")
 def modality_few_shot(
     encoder: nn.Module,
     data: DataBundle,

@@ -38,7 +38,7 @@ from mmssl.core.heads import ProjectionHead
 from mmssl.core.losses import LearnableTemperature, symmetric_info_nce
 from mmssl.crossmodal.specs import build_tower, check_item_keys, parse_specs
 from mmssl.data import DataBundle
-from mmssl.registry import ENCODERS, METHODS
+from mmssl.registry import ENCODERS
 
 
 class CrossModalContrastive(nn.Module):
@@ -152,7 +152,6 @@ def _check_options(kwargs: Mapping[str, Any], where: str) -> dict[str, dict[str,
     return specs
 
 
-@METHODS.register("crossmodal_contrastive", modality=None)
 def crossmodal_contrastive(
     encoder: nn.Module,
     towers: dict[str, Any] | None = None,

@@ -23,7 +23,6 @@ from torch.utils.data import Dataset
 
 from mmssl.data import DataBundle
 from mmssl.eval.features import extract_features
-from mmssl.registry import EVALUATORS
 
 
 def retrieval_ranks(similarity: Tensor) -> Tensor:
@@ -86,7 +85,6 @@ def embed_pairs(
     return F.normalize(feats, dim=1)
 
 
-@EVALUATORS.register("retrieval")
 def retrieval_evaluator(
     encoder: nn.Module,
     data: DataBundle,

@@ -42,7 +42,6 @@ from mmssl.errors import DataError
 from mmssl.modalities.image.batch_views import normalize, to_float
 from mmssl.modalities.image.data import SHAPE_CLASSES, ProceduralShapes
 from mmssl.modalities.image.views import IMAGENET_MEAN, IMAGENET_STD
-from mmssl.registry import DATASETS
 from mmssl.semi.augment import SemiBatchViews
 
 STRONG_VIEWS = ("randaugment", "weak", "none")
@@ -171,7 +170,6 @@ def unseen_class_images(n: int, size: int, num_classes: int, seed: int, cache_di
 # ---------------------------------------------------------------------------------------- builder
 
 
-@DATASETS.register("semi_shapes", modality="image")
 def semi_shapes(
     labels_per_class: int = 10,
     mu: int = 7,

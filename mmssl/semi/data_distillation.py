@@ -25,7 +25,6 @@ from torch.utils.data import DataLoader
 
 from mmssl.data import DataBundle
 from mmssl.eval.features import eval_mode, move_to
-from mmssl.registry import METHODS
 from mmssl.semi.base import PseudoLabelMethod
 from mmssl.semi.ood import OODGuard
 from mmssl.semi.pseudo_label import balance_to_prior
@@ -136,7 +135,6 @@ class DataDistillation(PseudoLabelMethod):
         return labels, keep.float()
 
 
-@METHODS.register("data_distillation", modality="image")
 def data_distillation(
     encoder: nn.Module,
     num_classes: int = 10,

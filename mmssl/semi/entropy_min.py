@@ -14,7 +14,6 @@ import torch
 from torch import Tensor, nn
 
 from mmssl.data import DataBundle
-from mmssl.registry import METHODS
 from mmssl.semi.base import SemiMethod
 from mmssl.semi.ood import OODGuard
 from mmssl.semi.pseudo_label import entropy, sigmoid_rampup
@@ -51,7 +50,6 @@ class EntropyMinimisation(SemiMethod):
         }
 
 
-@METHODS.register("entropy_min", modality="image")
 def entropy_min(
     encoder: nn.Module,
     num_classes: int = 10,

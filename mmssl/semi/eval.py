@@ -24,7 +24,6 @@ import torch
 from torch import nn
 
 from mmssl.data import DataBundle
-from mmssl.registry import EVALUATORS
 from mmssl.semi.base import SemiMethod
 
 
@@ -40,7 +39,6 @@ def _accuracy(method: SemiMethod, model: nn.Module, data: DataBundle, batch_size
     return float((logits.argmax(dim=1).cpu() == _labels(data.eval_test)).float().mean())
 
 
-@EVALUATORS.register("classifier_accuracy")
 def classifier_accuracy(
     encoder: nn.Module,
     data: DataBundle,

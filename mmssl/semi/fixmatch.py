@@ -21,7 +21,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmssl.data import DataBundle
-from mmssl.registry import METHODS
 from mmssl.semi.base import SemiMethod
 from mmssl.semi.ood import OODGuard
 from mmssl.semi.pseudo_label import confidence_mask
@@ -63,7 +62,6 @@ class FixMatch(SemiMethod):
         }
 
 
-@METHODS.register("fixmatch", modality="image")
 def fixmatch(
     encoder: nn.Module,
     num_classes: int = 10,

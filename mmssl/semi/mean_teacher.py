@@ -18,7 +18,6 @@ import torch
 from torch import Tensor, nn
 
 from mmssl.data import DataBundle
-from mmssl.registry import METHODS
 from mmssl.semi.base import SemiMethod
 from mmssl.semi.ood import OODGuard
 from mmssl.semi.pseudo_label import sigmoid_rampup, softmax_mse
@@ -68,7 +67,6 @@ class MeanTeacher(SemiMethod):
         }
 
 
-@METHODS.register("mean_teacher", modality="image")
 def mean_teacher(
     encoder: nn.Module,
     num_classes: int = 10,

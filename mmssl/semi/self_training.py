@@ -22,7 +22,6 @@ import torch
 from torch import Tensor, nn
 
 from mmssl.data import DataBundle
-from mmssl.registry import METHODS
 from mmssl.semi.base import PseudoLabelMethod
 from mmssl.semi.ood import OODGuard
 from mmssl.semi.pseudo_label import SELECTIONS, select_pseudo_labels
@@ -72,7 +71,6 @@ class SelfTraining(PseudoLabelMethod):
         return select_pseudo_labels(probs, self.selection, self.threshold, self.top_fraction)
 
 
-@METHODS.register("self_training", modality="image")
 def self_training(
     encoder: nn.Module,
     num_classes: int = 10,

@@ -28,7 +28,7 @@ def _audio_bundle(n: int = 16, seed: int = 0) -> DataBundle:
 
 
 if "crossmodal_test_audio" not in DATASETS:
-    DATASETS.register("crossmodal_test_audio", modality="audio")(_audio_bundle)
+    DATASETS.register("crossmodal_test_audio", _audio_bundle, modality="audio")
 
 
 def _method() -> CrossModalContrastive:

@@ -35,7 +35,7 @@ def tiny_pairs(train: int = 32, test: int = 12) -> DataBundle:
 
 
 if "crossmodal_test_pairs" not in DATASETS:
-    DATASETS.register("crossmodal_test_pairs", modality="audiovisual")(tiny_pairs)
+    DATASETS.register("crossmodal_test_pairs", tiny_pairs, modality="audiovisual")
 
 RECIPE = {
     "name": "crossmodal_tiny",

@@ -3,5 +3,5 @@ labelled audio datasets (ESC-50 layout, spoken digits), paired video + audio cli
 audio-visual set, sound-texture statistics (McDermott & Simoncelli 2011) and the ambient-sound pretext
 task (Owens et al., ECCV 2016), in which a visual network learns from sound.
 
-Submodules register their components; ``mmssl.registry`` imports them by name.
+Components are listed in ``components.py`` beside this file and imported on first lookup.
 """

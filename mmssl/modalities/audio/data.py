@@ -39,7 +39,6 @@ from torch.utils.data import Dataset
 from mmssl.data import DataBundle
 from mmssl.errors import CorruptFileError, DataError
 from mmssl.modalities.audio.io import center_crop, load_audio, random_crop
-from mmssl.registry import DATASETS
 
 log = logging.getLogger(__name__)
 
@@ -298,7 +297,6 @@ def split_rows(
     return train, test
 
 
-@DATASETS.register("audio_folder_csv", modality="audio")
 def audio_folder_csv(
     root: str,
     csv_file: str = "meta/esc50.csv",
@@ -372,7 +370,6 @@ def fsdd_split(
     return train, test
 
 
-@DATASETS.register("fsdd", modality="audio")
 def fsdd(
     root: str,
     sample_rate: int = 16000,

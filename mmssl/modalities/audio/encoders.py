@@ -25,7 +25,6 @@ from torch import Tensor, nn
 
 from mmssl.modalities.audio.features import LogMel
 from mmssl.modalities.image.encoders import conv_stages
-from mmssl.registry import ENCODERS
 
 POOLS = ("mean", "mean_max")
 
@@ -88,7 +87,6 @@ class AudioCNN(nn.Module):
         return {"global": pooled, "tokens": tokens}
 
 
-@ENCODERS.register("audio_cnn", modality="audio")
 def audio_cnn(
     sample_rate: int = 16000,
     n_mels: int = 64,

@@ -31,7 +31,6 @@ from mmssl.data import DataBundle
 from mmssl.errors import DataError
 from mmssl.modalities.audio.clusters import TARGET_KINDS, ambient_targets
 from mmssl.modalities.audio.texture_stats import TextureConfig
-from mmssl.registry import EVALUATORS, METHODS
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +106,6 @@ class AmbientSoundPrediction(nn.Module):
         return path
 
 
-@METHODS.register("ambient_sound", modality="audiovisual")
 def ambient_sound(
     encoder: nn.Module,
     data: DataBundle,
@@ -166,7 +164,6 @@ def ambient_sound(
     )
 
 
-@EVALUATORS.register("ambient_targets", modality="audiovisual")
 def ambient_targets_evaluator(
     encoder: nn.Module,
     data: DataBundle,

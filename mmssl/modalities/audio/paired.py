@@ -51,7 +51,6 @@ from mmssl.modalities.audio.io import (
 )
 from mmssl.modalities.audio.procedural import generate_audio_visual_set, read_manifest
 from mmssl.modalities.image.views import IMAGENET_MEAN, IMAGENET_STD, eval_transform
-from mmssl.registry import DATASETS
 
 log = logging.getLogger(__name__)
 
@@ -246,7 +245,6 @@ def paired_bundle(
 # ---------------------------------------------------------------------------------- builders
 
 
-@DATASETS.register("procedural_audio_visual", modality="audiovisual")
 def procedural_audio_visual(
     num_scenes: int = 10,
     train_per_class: int = 24,
@@ -334,7 +332,6 @@ def folder_key(paths: Sequence[Path], sample_rate: int) -> str:
     return digest.hexdigest()[:16]
 
 
-@DATASETS.register("paired_video_audio", modality="audiovisual")
 def paired_video_audio(
     root: str,
     image_size: int = 64,

@@ -1,5 +1,4 @@
-"""Image modality adapter: views, encoders and datasets (importing this registers them)."""
+"""Image modality adapter: views, encoders, datasets and image pretext methods.
 
-from mmssl.modalities.image import data, encoders, views
-
-__all__ = ["data", "encoders", "views"]
+Components are listed in :mod:`mmssl.modalities.image.components` and imported on first lookup.
+"""

@@ -43,7 +43,6 @@ from mmssl.modalities.image.views import (
     build_views,
     eval_transform,
 )
-from mmssl.registry import DATASETS
 
 log = logging.getLogger(__name__)
 
@@ -481,7 +480,6 @@ def _pretrain_dataset(
 # ---------------------------------------------------------------------------------- builders
 
 
-@DATASETS.register("procedural_shapes", modality="image")
 def procedural_shapes(
     views: str | None = "simclr",
     image_size: int = 32,
@@ -529,7 +527,6 @@ def procedural_shapes(
     )
 
 
-@DATASETS.register("image_folder", modality="image")
 def image_folder(
     root: str,
     views: str | None = "simclr",

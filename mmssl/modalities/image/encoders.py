@@ -23,8 +23,6 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models import resnet as tv_resnet
 
-from mmssl.registry import ENCODERS
-
 
 def _feature_map_outputs(fmap: torch.Tensor) -> dict[str, torch.Tensor]:
     """``[B, C, h, w]`` -> global average pool ``[B, C]`` and cell tokens ``[B, h*w, C]``."""
@@ -79,7 +77,6 @@ class ResNetEncoder(nn.Module):
         return _feature_map_outputs(self.feature_map(x))
 
 
-@ENCODERS.register("resnet18", modality="image")
 def resnet18(
     small_stem: bool = False, zero_init_residual: bool = False, in_channels: int = 3
 ) -> ResNetEncoder:
@@ -92,7 +89,6 @@ def resnet18(
     return ResNetEncoder("resnet18", small_stem, zero_init_residual, in_channels)
 
 
-@ENCODERS.register("resnet50", modality="image")
 def resnet50(
     small_stem: bool = False, zero_init_residual: bool = False, in_channels: int = 3
 ) -> ResNetEncoder:
@@ -153,7 +149,6 @@ class SmallCNN(nn.Module):
         return _feature_map_outputs(self.features(x))
 
 
-@ENCODERS.register("small_cnn", modality="image")
 def small_cnn(
     widths: Sequence[int] = (32, 64, 128, 256),
     in_channels: int = 3,
@@ -334,7 +329,6 @@ class VisionTransformer(nn.Module):
 _VIT_SIZES = {"vit_tiny": (192, 12, 3), "vit_small": (384, 12, 6)}
 
 
-@ENCODERS.register("vit_tiny", modality="image")
 def vit_tiny(
     img_size: int = 32,
     patch_size: int = 4,
@@ -356,7 +350,6 @@ def vit_tiny(
     )
 
 
-@ENCODERS.register("vit_small", modality="image")
 def vit_small(
     img_size: int = 32,
     patch_size: int = 4,

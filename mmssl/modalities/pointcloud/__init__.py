@@ -2,5 +2,5 @@
 approximate-convex-decomposition (ACD) labels, point backbones, the ACD pretext and few-shot part
 segmentation.
 
-Submodules register their components; ``mmssl.registry`` imports them by name.
+Components are listed in ``components.py`` beside this file and imported on first lookup.
 """

@@ -30,7 +30,6 @@ from torch import Tensor, nn
 
 from mmssl.core.heads import ProjectionHead
 from mmssl.core.losses import pairwise_group_contrastive
-from mmssl.registry import METHODS
 
 
 def augment_points(
@@ -176,7 +175,6 @@ class ACDPretext(nn.Module):
         )
 
 
-@METHODS.register("acd", modality="pointcloud")
 def acd(
     encoder: nn.Module,
     margin: float = 0.5,

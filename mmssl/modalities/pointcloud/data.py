@@ -48,7 +48,6 @@ from mmssl.modalities.pointcloud.procedural import (
     procedural_split,
 )
 from mmssl.modalities.pointcloud.shapenetpart import NUM_PARTS, SHAPENETPART_PARTS, ShapeNetPart
-from mmssl.registry import DATASETS
 
 log = logging.getLogger(__name__)
 
@@ -216,7 +215,6 @@ def _acd_labels(
 # ----------------------------------------------------------------------------------- builders
 
 
-@DATASETS.register("procedural_parts", modality="pointcloud")
 def procedural_parts(
     categories: list[str] | None = None,
     train_per_category: int = 24,
@@ -327,7 +325,6 @@ def procedural_parts(
     )
 
 
-@DATASETS.register("shapenetpart", modality="pointcloud")
 def shapenetpart(
     root: str,
     num_points: int = 2048,
@@ -431,7 +428,6 @@ def shapenetpart(
     )
 
 
-@DATASETS.register("mesh_folder", modality="pointcloud")
 def mesh_folder(
     root: str,
     num_points: int = 2048,

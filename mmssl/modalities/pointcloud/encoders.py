@@ -23,8 +23,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mmssl.registry import ENCODERS
-
 # ----------------------------------------------------------------------------- neighbourhoods
 
 
@@ -156,7 +154,6 @@ class DGCNN(nn.Module):
         return {"global": tokens.amax(dim=1), "tokens": tokens}
 
 
-@ENCODERS.register("dgcnn", modality="pointcloud")
 def dgcnn(
     in_channels: int = 3,
     k: int = 20,
@@ -325,7 +322,6 @@ class PointNet2(nn.Module):
         return {"global": h.amax(dim=1), "tokens": h}
 
 
-@ENCODERS.register("pointnet2", modality="pointcloud")
 def pointnet2(
     in_channels: int = 3,
     num_centres: Sequence[int] = (512, 128),

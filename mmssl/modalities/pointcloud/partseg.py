@@ -41,7 +41,6 @@ from mmssl.eval.features import eval_mode
 from mmssl.eval.few_shot import sample_n_shot
 from mmssl.eval.linear import flush_denormals, train_linear_probe
 from mmssl.modalities.pointcloud.acd_pretext import acd_loss, augment_points, encoder_input
-from mmssl.registry import EVALUATORS
 
 log = logging.getLogger(__name__)
 
@@ -329,7 +328,6 @@ def _render(
     )
 
 
-@EVALUATORS.register("part_segmentation", modality="pointcloud")
 def part_segmentation_evaluator(
     encoder: nn.Module,
     data: DataBundle,

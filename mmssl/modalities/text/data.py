@@ -30,7 +30,6 @@ from mmssl.errors import DataError
 from mmssl.modalities.text.corpus import TextUnit, builtin_corpus, read_corpus, split_units
 from mmssl.modalities.text.packing import LabelledBlocks, TokenBlocks, pack_blocks
 from mmssl.modalities.text.tokenizer import cached_tokenizer, load_tokenizer
-from mmssl.registry import DATASETS
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +117,6 @@ def labelled_task(
     return build(train_windows, train_per_class), build(val_windows, test_per_class)
 
 
-@DATASETS.register("text_corpus", modality="text")
 def text_corpus(
     root: str | None = None,
     text_field: str = "text",

@@ -24,8 +24,6 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
-from mmssl.registry import ENCODERS
-
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
@@ -81,7 +79,6 @@ class HFTextEncoder(nn.Module):
         return {"global": pooled, "tokens": tokens}
 
 
-@ENCODERS.register("bert_small", modality="text")
 def bert_small(
     vocab_size: int = 4096,
     hidden_size: int = 128,
@@ -114,7 +111,6 @@ def bert_small(
     return HFTextEncoder(BertForMaskedLM(config), head="cls", causal=False)
 
 
-@ENCODERS.register("gpt2_small", modality="text")
 def gpt2_small(
     vocab_size: int = 4096,
     hidden_size: int = 128,

@@ -31,7 +31,6 @@ from mmssl.eval.features import autocast_for, eval_mode
 from mmssl.modalities.text.methods import CausalLanguageModel, MaskedLanguageModel, causal_lm_loss
 from mmssl.modalities.text.mlm_masking import IGNORE_INDEX
 from mmssl.modalities.text.packing import TokenBlocks
-from mmssl.registry import EVALUATORS
 
 
 def _method_of(method: nn.Module | None, cls: type, evaluator: str, method_name: str) -> nn.Module:
@@ -59,7 +58,6 @@ def _batches(blocks: TokenBlocks, batch_size: int, device: torch.device):
         yield ids, blocks.attention_mask[start : start + batch_size].to(device)
 
 
-@EVALUATORS.register("perplexity", modality="text")
 @torch.no_grad()
 def perplexity_evaluator(
     encoder: nn.Module,
@@ -89,7 +87,6 @@ def perplexity_evaluator(
     return {"val_loss": loss, "perplexity": math.exp(loss)}
 
 
-@EVALUATORS.register("masked_accuracy", modality="text")
 @torch.no_grad()
 def masked_accuracy_evaluator(
     encoder: nn.Module,
@@ -122,7 +119,6 @@ def masked_accuracy_evaluator(
     return {"masked_acc": correct / count, "mlm_val_loss": total / count}
 
 
-@EVALUATORS.register("train_throughput", modality="text")
 def train_throughput_evaluator(
     encoder: nn.Module,
     data: DataBundle,

@@ -34,7 +34,6 @@ from mmssl.modalities.text.export import export_pretrained
 from mmssl.modalities.text.generation import write_generations
 from mmssl.modalities.text.mlm_masking import IGNORE_INDEX, mask_tokens
 from mmssl.modalities.text.tokenizer import check_special_ids
-from mmssl.registry import METHODS
 
 
 def causal_lm_loss(logits: Tensor, labels: Tensor, reduction: str = "mean") -> Tensor:
@@ -207,7 +206,6 @@ def _tokenizer_of(data: DataBundle | None, method: str) -> Any:
     return tokenizer
 
 
-@METHODS.register("mlm", modality="text")
 def mlm(
     encoder: nn.Module,
     data: DataBundle | None = None,
@@ -229,7 +227,6 @@ def mlm(
     )
 
 
-@METHODS.register("clm", modality="text")
 def clm(
     encoder: nn.Module,
     data: DataBundle | None = None,

@@ -44,7 +44,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmssl.modalities.video.encoders import frame_feature_map
-from mmssl.registry import METHODS
 
 EPS = 1e-20
 _DROPPED = -1e9  # a finite "-inf": a row that lost every edge becomes uniform instead of NaN
@@ -201,7 +200,6 @@ class ContrastiveRandomWalk(nn.Module):
         return {"loss": loss, **logs}
 
 
-@METHODS.register("crw", modality="video")
 def crw(
     encoder: nn.Module,
     temperature: float = 0.07,

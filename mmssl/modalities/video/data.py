@@ -59,7 +59,6 @@ from mmssl.modalities.video.views import (
     sample_clip_indices,
     train_clip_transform,
 )
-from mmssl.registry import DATASETS
 
 # Re-exported: the DAVIS readers are part of this module's public face too.
 __all__ = [
@@ -347,7 +346,6 @@ def _check_sampling(sampling: str, short: str) -> None:
     sample_clip_indices(1, 1, 1, sampling, short=short)
 
 
-@DATASETS.register("procedural_videos", modality="video")
 def procedural_videos(
     clip_len: int = 8,
     frame_stride: int = 1,
@@ -449,7 +447,6 @@ def _davis_propagation(
     return _propagation_info(Path(root).expanduser(), names, resolution)
 
 
-@DATASETS.register("video_folder", modality="video")
 def video_folder(
     root: str | None = None,
     clip_len: int = 8,
@@ -524,7 +521,6 @@ def video_folder(
     )
 
 
-@DATASETS.register("davis", modality="video")
 def davis(
     root: str | None = None,
     resolution: str = "480p",

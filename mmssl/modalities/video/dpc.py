@@ -35,7 +35,6 @@ from torch import Tensor, nn
 
 from mmssl.core.losses import info_nce
 from mmssl.modalities.video.encoders import frame_feature_map
-from mmssl.registry import METHODS
 
 
 class ConvGRUCell(nn.Module):
@@ -145,7 +144,6 @@ class DensePredictiveCoding(nn.Module):
         return {"loss": loss, "acc": acc}
 
 
-@METHODS.register("dpc", modality="video")
 def dpc(
     encoder: nn.Module,
     num_blocks: int = 4,

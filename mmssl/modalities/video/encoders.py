@@ -30,7 +30,6 @@ from torch import Tensor, nn
 from torchvision.models import resnet as tv_resnet
 
 from mmssl.modalities.image.color import rgb_to_lab, to_unit_rgb
-from mmssl.registry import ENCODERS
 
 
 class FrameGridEncoder(nn.Module, metaclass=abc.ABCMeta):
@@ -89,7 +88,6 @@ class VideoResNet18(FrameGridEncoder):
         return self.layers(self.stem(frames))
 
 
-@ENCODERS.register("video_resnet18", modality="video")
 def video_resnet18(out_layer: str = "layer4", zero_init_residual: bool = False) -> VideoResNet18:
     """ResNet-18 with reduced stride (layer3/4 stride 1, output stride 8) as in CRW; never pretrained.
 
@@ -139,7 +137,6 @@ class VideoCNN(FrameGridEncoder):
         return self.features(frames)
 
 
-@ENCODERS.register("video_cnn", modality="video")
 def video_cnn(widths: Sequence[int] = (32, 64, 128), stride: int = 4) -> VideoCNN:
     """A small CPU CNN with output stride 4 or 8; ``out_dim`` = ``widths[-1]``.
 

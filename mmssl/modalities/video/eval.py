@@ -61,7 +61,6 @@ from mmssl.modalities.video.propagation import (
     labels_to_onehot,
     propagate_labels,
 )
-from mmssl.registry import EVALUATORS
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +203,6 @@ def _output_stride(encoder: nn.Module, device: torch.device) -> int:
     return max(1, round(64 / fmap.shape[-1]))
 
 
-@EVALUATORS.register("label_propagation", modality="video")
 def label_propagation(
     encoder: nn.Module,
     data: DataBundle,

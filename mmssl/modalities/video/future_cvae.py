@@ -54,7 +54,6 @@ from mmssl.eval.features import eval_mode
 from mmssl.modalities.image.color import to_unit_rgb
 from mmssl.modalities.video.encoders import frame_feature_map
 from mmssl.modalities.video.flow import chain_flows, clip_flows, to_gray
-from mmssl.registry import METHODS
 
 
 def gaussian_kl(mu: Tensor, logvar: Tensor) -> Tensor:
@@ -278,7 +277,6 @@ def _draw_motion(ax: Any, image: Any, field: Tensor, h: int, w: int) -> None:
     ax.axis("off")
 
 
-@METHODS.register("future_cvae", modality="video")
 def future_cvae(
     encoder: nn.Module,
     horizon: int = 4,

@@ -52,7 +52,6 @@ from mmssl.modalities.image.color import (
     soft_encode,
     to_unit_rgb,
 )
-from mmssl.registry import METHODS
 
 _TRUNK = "trunk."
 
@@ -232,7 +231,6 @@ class Colorization(nn.Module):
         return path
 
 
-@METHODS.register("colorization", modality="image")
 def colorization(
     encoder: nn.Module,
     grid: float = 10.0,

@@ -40,7 +40,6 @@ from torch import Tensor, nn
 
 from mmssl.core.heads import ProjectionHead
 from mmssl.modalities.image.color import to_unit_rgb
-from mmssl.registry import METHODS
 
 # (dy, dx) of label 0..7: the 3x3 neighbourhood in row-major order without the centre.
 NEIGHBOUR_OFFSETS: tuple[tuple[int, int], ...] = (
@@ -220,7 +219,6 @@ class ContextPrediction(nn.Module):
         return {"loss": loss, "acc": acc.detach()}
 
 
-@METHODS.register("context", modality="image")
 def context(
     encoder: nn.Module,
     patch_size: int = 14,

@@ -42,7 +42,6 @@ from mmssl.core.heads import ProjectionHead
 from mmssl.modalities.image.batch_views import grayscale
 from mmssl.modalities.image.color import to_unit_rgb
 from mmssl.modalities.image.methods.context import crop_patches
-from mmssl.registry import METHODS
 
 
 def all_permutations(n: int) -> Tensor:
@@ -211,7 +210,6 @@ class Jigsaw(nn.Module):
         return {"loss": loss, "acc": acc.detach(), "chance": 1.0 / len(self.permutations)}
 
 
-@METHODS.register("jigsaw", modality="image")
 def jigsaw(
     encoder: nn.Module,
     num_permutations: int = 100,

@@ -27,7 +27,6 @@ from mmssl.core.masking import BLOCK_POSITIONS, TokenMasker
 from mmssl.data import DataBundle
 from mmssl.modalities.image.encoders import sincos_pos_embed_2d
 from mmssl.modalities.image.views import IMAGENET_MEAN, IMAGENET_STD
-from mmssl.registry import METHODS
 
 
 def patchify(images: Tensor, patch_size: int) -> Tensor:
@@ -204,7 +203,6 @@ def _save_grid(rows: list[Tensor], labels: list[str], path: Path, title: str) ->
     return path
 
 
-@METHODS.register("mae", modality="image")
 def mae(
     encoder: nn.Module,
     mask_ratio: float = 0.75,
@@ -238,7 +236,6 @@ def mae(
     )
 
 
-@METHODS.register("inpainting", modality="image")
 def inpainting(
     encoder: nn.Module,
     mask_ratio: float = 0.25,

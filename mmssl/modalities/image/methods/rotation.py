@@ -21,7 +21,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmssl.core.heads import ProjectionHead
-from mmssl.registry import METHODS
 
 NUM_ROTATIONS = 4
 
@@ -59,7 +58,6 @@ class RotationPrediction(nn.Module):
         return {"loss": loss, "acc": acc.detach()}
 
 
-@METHODS.register("rotation", modality="image")
 def rotation(encoder: nn.Module, head_hidden: int = 256, head_layers: int = 2) -> RotationPrediction:
     """RotNet (Gidaris et al. 2018): 4-way rotation prediction, all four rotations of each image
     in the batch (the effective batch is 4x ``train.batch_size``).

@@ -1,0 +1,16 @@
+"""Components of ``mmssl.core`` by name.
+
+Read by :mod:`mmssl.registry` without importing them.
+
+Each entry maps a recipe name to ``"module:attribute"``; the module is imported only when the name
+is looked up. An entry given as ``(target, modality)`` overrides the table's ``MODALITY``.
+"""
+
+MODALITY = None
+
+METHODS = {
+    "siamese": "mmssl.core.siamese:SiameseMethod",
+    "simclr": "mmssl.core.siamese:simclr",
+    "moco": "mmssl.core.siamese:moco",
+    "byol": "mmssl.core.siamese:byol",
+}

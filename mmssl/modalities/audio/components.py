@@ -1,0 +1,25 @@
+"""Components of ``mmssl.modalities.audio`` by name.
+
+Read by :mod:`mmssl.registry` without importing them.
+
+Each entry maps a recipe name to ``"module:attribute"``; the module is imported only when the name
+is looked up. An entry given as ``(target, modality)`` overrides the table's ``MODALITY``.
+"""
+
+MODALITY = "audio"
+
+METHODS = {
+    "ambient_sound": ("mmssl.modalities.audio.methods:ambient_sound", "audiovisual"),
+}
+ENCODERS = {
+    "audio_cnn": "mmssl.modalities.audio.encoders:audio_cnn",
+}
+DATASETS = {
+    "audio_folder_csv": "mmssl.modalities.audio.data:audio_folder_csv",
+    "fsdd": "mmssl.modalities.audio.data:fsdd",
+    "procedural_audio_visual": ("mmssl.modalities.audio.paired:procedural_audio_visual", "audiovisual"),
+    "paired_video_audio": ("mmssl.modalities.audio.paired:paired_video_audio", "audiovisual"),
+}
+EVALUATORS = {
+    "ambient_targets": ("mmssl.modalities.audio.methods:ambient_targets_evaluator", "audiovisual"),
+}

@@ -1,0 +1,29 @@
+"""Components of ``mmssl.modalities.image`` by name.
+
+Read by :mod:`mmssl.registry` without importing them.
+
+Each entry maps a recipe name to ``"module:attribute"``; the module is imported only when the name
+is looked up. An entry given as ``(target, modality)`` overrides the table's ``MODALITY``.
+"""
+
+MODALITY = "image"
+
+METHODS = {
+    "colorization": "mmssl.modalities.image.methods.colorization:colorization",
+    "context": "mmssl.modalities.image.methods.context:context",
+    "jigsaw": "mmssl.modalities.image.methods.jigsaw:jigsaw",
+    "mae": "mmssl.modalities.image.methods.mae:mae",
+    "inpainting": "mmssl.modalities.image.methods.mae:inpainting",
+    "rotation": "mmssl.modalities.image.methods.rotation:rotation",
+}
+ENCODERS = {
+    "resnet18": "mmssl.modalities.image.encoders:resnet18",
+    "resnet50": "mmssl.modalities.image.encoders:resnet50",
+    "small_cnn": "mmssl.modalities.image.encoders:small_cnn",
+    "vit_tiny": "mmssl.modalities.image.encoders:vit_tiny",
+    "vit_small": "mmssl.modalities.image.encoders:vit_small",
+}
+DATASETS = {
+    "procedural_shapes": "mmssl.modalities.image.data:procedural_shapes",
+    "image_folder": "mmssl.modalities.image.data:image_folder",
+}

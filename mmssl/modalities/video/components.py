@@ -1,0 +1,27 @@
+"""Components of ``mmssl.modalities.video`` by name.
+
+Read by :mod:`mmssl.registry` without importing them.
+
+Each entry maps a recipe name to ``"module:attribute"``; the module is imported only when the name
+is looked up. An entry given as ``(target, modality)`` overrides the table's ``MODALITY``.
+"""
+
+MODALITY = "video"
+
+METHODS = {
+    "crw": "mmssl.modalities.video.crw:crw",
+    "dpc": "mmssl.modalities.video.dpc:dpc",
+    "future_cvae": "mmssl.modalities.video.future_cvae:future_cvae",
+}
+ENCODERS = {
+    "video_resnet18": "mmssl.modalities.video.encoders:video_resnet18",
+    "video_cnn": "mmssl.modalities.video.encoders:video_cnn",
+}
+DATASETS = {
+    "procedural_videos": "mmssl.modalities.video.data:procedural_videos",
+    "video_folder": "mmssl.modalities.video.data:video_folder",
+    "davis": "mmssl.modalities.video.data:davis",
+}
+EVALUATORS = {
+    "label_propagation": "mmssl.modalities.video.eval:label_propagation",
+}
