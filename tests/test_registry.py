@@ -74,8 +74,8 @@ others = ("video", "pointcloud", "text", "audio")
 tables = {f"mmssl.modalities.{m}{s}" for m in others for s in ("", ".components")}
 heavy = sorted(
     m for m in sys.modules
-    if m.startswith(tuple(f"mmssl.modalities.{o}" for o in others))
-    or m.split(".")[0] in ("decord", "open3d", "transformers", "coacd")
+    if (m.startswith(tuple(f"mmssl.modalities.{o}" for o in others))
+        or m.split(".")[0] in ("decord", "open3d", "transformers", "coacd"))
     and m not in tables
 )
 print("HEAVY", heavy)
