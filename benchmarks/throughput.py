@@ -260,8 +260,8 @@ def run_lightly(dataset: Dataset, args: argparse.Namespace, device: torch.device
 
 
 def run_mmssl(dataset: Dataset, args: argparse.Namespace, device: torch.device) -> dict[str, float]:
-    from mmssl.config import TrainConfig
     from mmssl.registry import ENCODERS, METHODS
+    from mmssl.train.config import TrainConfig
     from mmssl.train.trainer import Trainer
 
     encoder = ENCODERS.build("resnet18", small_stem=True)

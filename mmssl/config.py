@@ -22,57 +22,19 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from mmssl.core.method import method_class
+from mmssl.data.keys import check_batch_keys
+from mmssl.data.source import DataSource
+from mmssl.errors import ConfigError
+from mmssl.options import build_dataclass, builder_options
 from mmssl.registry import DATASETS, ENCODERS, EVALUATORS, METHODS, RegistryError, closest
-
-
-class ConfigError(ValueError):
-    """A recipe or override that cannot be used; the message names the key."""
-
-
-@dataclass
-class TrainConfig:
-    """How the one trainer runs. ``lr`` is the learning rate at ``batch_size`` after scaling."""
-
-    steps: int = 1000
-    batch_size: int = 256
-    optimizer: str = "sgd"  # sgd | lars | adamw
-    lr: float = 0.1
-    lr_scaling: str = "none"  # none | linear (lr * global_batch / 256, as SimCLR/BYOL)
-    weight_decay: float = 1e-4
-    momentum: float = 0.9
-    nesterov: bool = False
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    schedule: str = "cosine"  # cosine | constant
-    warmup_steps: int = 0
-    min_lr_ratio: float = 0.0
-    exclude_bias_and_norm: bool = True  # from weight decay and LARS adaptation (SimCLR/BYOL practice)
-    clip_grad: float | None = None
-    accumulate: int = 1
-    precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16
-    device: str = "auto"  # auto | cpu | cuda
-    seed: int = 0
-    num_workers: int = 0
-    # Intra-op CPU threads (None: torch's default). On small CPU machines 1 thread plus a data worker
-    # avoids OpenMP oversubscription, which we measured at 10-30x slowdowns on 2 busy cores.
-    num_threads: int | None = None
-    ckpt_every: int = 500
-    log_every: int = 10
-    sync_bn: bool = False
-    progress: bool = True
-    compile: bool = False
-
-
-OPTIMIZERS = ("sgd", "lars", "adamw")
-SCHEDULES = ("cosine", "constant")
-PRECISIONS = ("auto", "fp32", "bf16")
+from mmssl.train.config import OPTIMIZERS, PRECISIONS, SCHEDULES, TrainConfig
 
 
 @dataclass
@@ -101,71 +63,8 @@ class RecipeConfig:
 
 
 COMPONENT_SECTIONS = {"method": METHODS, "encoder": ENCODERS, "data": DATASETS}
-EVAL_RESERVED = ("baselines", "batch_size")
+EVAL_RESERVED = ("baselines",)
 BASELINES = ("random_init",)
-# Keys a builder receives from the runner rather than from the recipe.
-RUNNER_PROVIDED = ("encoder", "num_samples", "num_classes", "data")
-
-
-def _is_optional(tp: Any) -> tuple[bool, Any]:
-    args = typing.get_args(tp)
-    origin = typing.get_origin(tp)
-    if (origin is typing.Union or origin is types.UnionType) and type(None) in args:
-        rest = [a for a in args if a is not type(None)]
-        return True, rest[0] if len(rest) == 1 else Any
-    return False, tp
-
-
-def _coerce(value: Any, tp: Any, where: str) -> Any:
-    """Convert a YAML value to a dataclass field type, or raise naming ``where``."""
-    optional, tp = _is_optional(tp)
-    if value is None or (isinstance(value, str) and value.lower() in ("null", "~")):
-        if optional:
-            return None
-        raise ConfigError(f"'{where}' may not be null")
-    origin = typing.get_origin(tp)
-    try:
-        if tp is bool:
-            if isinstance(value, bool):
-                return value
-            if isinstance(value, str) and value.lower() in ("true", "yes", "1", "false", "no", "0"):
-                return value.lower() in ("true", "yes", "1")
-            raise ValueError
-        if tp is int:
-            if isinstance(value, bool):
-                raise ValueError
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError
-            return int(value)
-        if tp is float:
-            if isinstance(value, bool):
-                raise ValueError
-            return float(value)
-        if tp is str:
-            if isinstance(value, (dict, list)):
-                raise ValueError
-            return str(value)
-        if origin is list:
-            (inner,) = typing.get_args(tp)
-            if not isinstance(value, (list, tuple)):
-                raise ValueError
-            return [_coerce(v, inner, f"{where}[{i}]") for i, v in enumerate(value)]
-    except (TypeError, ValueError):
-        raise ConfigError(f"'{where}' expects {getattr(tp, '__name__', tp)}, got {value!r}") from None
-    return value
-
-
-def _build_dataclass(cls: type, values: dict[str, Any], where: str) -> Any:
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    kwargs = {}
-    for key, value in values.items():
-        if key not in names:
-            raise ConfigError(
-                f"unknown key '{where}.{key}'{closest(key, names)}; valid keys: {', '.join(names)}"
-            )
-        kwargs[key] = _coerce(value, hints[key], f"{where}.{key}")
-    return cls(**kwargs)
 
 
 def _check_choice(value: str, choices: tuple[str, ...], where: str) -> None:
@@ -198,13 +97,13 @@ def from_dict(raw: dict[str, Any], source: str = "<recipe>") -> RecipeConfig:
                 f"{source}: section '{section}' needs a 'name' naming a registered {registry.kind}"
             )
         try:
-            registry.get(spec["name"])
+            builder = registry.get(spec["name"])
             kwargs = {k: v for k, v in spec.items() if k != "name"}
-            registry.check_kwargs(spec["name"], kwargs, section, reserved=RUNNER_PROVIDED)
-            check_nested(registry.get(spec["name"]), kwargs, section)
+            builder_options(builder, kwargs, section, kind=registry.kind, name=spec["name"])
         except (RegistryError, ConfigError) as err:
             raise ConfigError(f"{source}: {err}") from None
-    train = _build_dataclass(TrainConfig, raw.pop("train", None) or {}, "train")
+    _check_contract(raw, source)
+    train = build_dataclass(TrainConfig, raw.pop("train", None) or {}, "train")
     _check_choice(train.optimizer, OPTIMIZERS, "train.optimizer")
     _check_choice(train.schedule, SCHEDULES, "train.schedule")
     _check_choice(train.precision, PRECISIONS, "train.precision")
@@ -222,13 +121,19 @@ def from_dict(raw: dict[str, Any], source: str = "<recipe>") -> RecipeConfig:
     return cfg
 
 
-def check_nested(builder: Any, kwargs: dict[str, Any], where: str) -> None:
-    """Let a builder whose options hold nested sections (e.g. a cross-modal method's ``towers``)
-    validate them at load time: it may carry ``check_options(kwargs, where)``, raising
-    ConfigError / RegistryError that names the nested key."""
-    check = getattr(builder, "check_options", None)
-    if check is not None:
-        check(kwargs, where)
+def _check_contract(raw: dict[str, Any], source: str) -> None:
+    """The method's batch keys must be among those the dataset's items produce with these options."""
+    method_name, data_name = raw["method"]["name"], raw["data"]["name"]
+    source_builder = DATASETS.get(data_name)
+    if not isinstance(source_builder, DataSource):
+        raise ConfigError(
+            f"{source}: dataset '{data_name}' does not declare the batch keys it produces "
+            "(wrap its builder with mmssl.data.data_source)"
+        )
+    method_options = {k: v for k, v in raw["method"].items() if k != "name"}
+    data_options = {k: v for k, v in raw["data"].items() if k != "name"}
+    consumed = method_class(METHODS.get(method_name), method_name).consumed_keys(method_options)
+    check_batch_keys(consumed, source_builder.produced_keys(data_options), method_name, data_name, source)
 
 
 def _check_baselines(baselines: list[Any], source: str) -> None:
@@ -282,10 +187,7 @@ def _check_eval(evals: dict[str, Any], source: str) -> None:
         if not isinstance(options, dict):
             raise ConfigError(f"{source}: 'eval.{key}' must be a mapping of options")
         try:
-            EVALUATORS.check_kwargs(
-                key, options, f"eval.{key}", reserved=("encoder", "data", "device", "seed")
-            )
-            check_nested(EVALUATORS.get(key), options, f"eval.{key}")
+            builder_options(EVALUATORS.get(key), options, f"eval.{key}", kind="evaluator", name=key)
         except (RegistryError, ConfigError) as err:
             raise ConfigError(f"{source}: {err}") from None
 

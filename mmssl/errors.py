@@ -1,13 +1,19 @@
-"""Errors raised by data loaders, shared by every modality.
+"""Errors shared by every part of the toolkit.
 
-Both derive from ``ValueError`` so callers that only know "bad input" can catch them generically,
-while the CLI can single them out and print the message (which always names the offending file or
-folder) without a traceback.
+``DataError`` and ``CorruptFileError`` derive from ``ValueError`` so callers that only know "bad input"
+can catch them generically, while the CLI can single them out and print the message (which always names
+the offending file, folder or key) without a traceback. ``ConfigError`` is a recipe or option that
+cannot be used; library code raises it too (a nested section checked when a recipe loads), so it lives
+here rather than in the recipe schema.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+
+
+class ConfigError(ValueError):
+    """A recipe, override or option that cannot be used; the message names the key."""
 
 
 class DataError(ValueError):

@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import copy
-import inspect
 import json
 import time
 from pathlib import Path
@@ -24,7 +23,10 @@ from torch import nn
 
 from mmssl.config import RecipeConfig, dump, retrain_baselines
 from mmssl.core import distributed as dist
+from mmssl.core.method import Method
 from mmssl.data import DataBundle
+from mmssl.eval.context import EvalContext
+from mmssl.options import builder_options
 from mmssl.registry import DATASETS, ENCODERS, EVALUATORS, METHODS
 from mmssl.train.checkpoint import load_checkpoint, load_encoder, save_encoder
 from mmssl.train.trainer import Trainer, TrainResult, pick_device, seed_everything
@@ -34,29 +36,30 @@ def run_dir_for(cfg: RecipeConfig) -> Path:
     return Path(cfg.out_dir) if cfg.out_dir else Path("runs") / cfg.name
 
 
-def _call_with_provided(builder, kwargs: dict[str, Any], provided: dict[str, Any]) -> Any:
-    """Call a builder with recipe kwargs plus the runner-provided values it accepts."""
-    params = inspect.signature(builder).parameters
-    extra = {k: v for k, v in provided.items() if k in params and k not in kwargs}
-    return builder(**extra, **kwargs)
-
-
 def build_data(cfg: RecipeConfig) -> DataBundle:
-    name, kwargs = cfg.component("data")
-    return _call_with_provided(DATASETS.get(name), kwargs, {"seed": cfg.train.seed})
+    """The recipe's dataset bundle: ``builder(seed=train.seed, **options)``."""
+    name, options = cfg.component("data")
+    builder = DATASETS.get(name)
+    options = builder_options(builder, options, "data", kind="dataset", name=name)
+    bundle = builder(seed=cfg.train.seed, **options)
+    bundle.name = bundle.name or name
+    return bundle
 
 
 def build_encoder(cfg: RecipeConfig) -> nn.Module:
-    name, kwargs = cfg.component("encoder")
-    return ENCODERS.build(name, **kwargs)
+    name, options = cfg.component("encoder")
+    builder = ENCODERS.get(name)
+    return builder(**builder_options(builder, options, "encoder", kind="encoder", name=name))
 
 
-def build_method(cfg: RecipeConfig, encoder: nn.Module, data: DataBundle) -> nn.Module:
-    name, kwargs = cfg.component("method")
-    # ``data``: the whole DataBundle, for methods that read more than batches (e.g. semi-supervised
-    # methods that pseudo-label their unlabelled pool at phase boundaries).
-    provided = {"num_samples": len(data.pretrain), "num_classes": data.num_classes, "data": data}
-    return _call_with_provided(METHODS.get(name), kwargs, {"encoder": encoder, **provided})
+def build_method(cfg: RecipeConfig, encoder: nn.Module, data: DataBundle) -> Method:
+    """``builder(encoder, data, **options)``: every method receives the run's encoder and data bundle."""
+    name, options = cfg.component("method")
+    builder = METHODS.get(name)
+    method = builder(encoder, data, **builder_options(builder, options, "method", kind="method", name=name))
+    if not isinstance(method, Method):
+        raise TypeError(f"method '{name}' built a {type(method).__name__}, not an mmssl Method")
+    return method
 
 
 def encoder_spec(cfg: RecipeConfig) -> dict[str, Any]:
@@ -66,31 +69,24 @@ def encoder_spec(cfg: RecipeConfig) -> dict[str, Any]:
 
 def evaluate(
     cfg: RecipeConfig,
-    method: nn.Module,
+    method: Method,
     data: DataBundle,
     device: torch.device,
     figures_dir: Path | None = None,
 ) -> dict[str, float]:
     """Run every evaluator named in ``cfg.eval`` on ``method.encoder``; merged metric dict.
 
-    Evaluators that declare a ``method`` parameter (e.g. a semi-supervised classifier's accuracy)
-    also receive the whole method; those that declare ``figures_dir`` receive the folder where
-    they may save PNG figures (None: save nothing).
+    Each is called as ``fn(encoder, data, ctx, **options)`` with one :class:`EvalContext` (device, seed,
+    the method, where figures may go).
     """
+    ctx = EvalContext(device=device, seed=cfg.train.seed, method=method, figures_dir=figures_dir)
     results: dict[str, float] = {}
     for name, options in cfg.eval.items():
-        if name in ("baselines", "batch_size"):
+        if name == "baselines":
             continue
         fn = EVALUATORS.get(name)
-        params = inspect.signature(fn).parameters
-        opts = dict(options or {})
-        if "batch_size" in cfg.eval and "batch_size" in params:
-            opts.setdefault("batch_size", cfg.eval["batch_size"])
-        if "method" in params:
-            opts["method"] = method
-        if "figures_dir" in params:
-            opts["figures_dir"] = figures_dir
-        results.update(fn(method.encoder, data, device=device, seed=cfg.train.seed, **opts))
+        opts = builder_options(fn, options or {}, f"eval.{name}", kind="evaluator", name=name)
+        results.update(fn(method.encoder, data, ctx, **opts))
     return results
 
 
@@ -115,15 +111,14 @@ def train(
         run_dir=run_dir,
         resume=cfg.resume,
         extra_state={"config": cfg.to_dict(), "encoder_spec": encoder_spec(cfg)},
-        collate_fn=data.info.get("collate_fn"),
+        collate_fn=data.collate_fn,
         batch_transform=data.batch_transform,
     )
     result = trainer.fit()
     if dist.is_main_process():
         save_encoder(trainer.method.encoder, encoder_spec(cfg), run_dir / "encoder.pt")
         # Methods with more encoders (cross-modal towers) list them as {key: (module, spec)}.
-        extra = getattr(trainer.method, "extra_encoders", None)
-        for key, (module, spec) in (extra() if extra else {}).items():
+        for key, (module, spec) in trainer.method.extra_encoders().items():
             save_encoder(module, spec, run_dir / "encoders" / f"{key}.pt")
     return trainer.method, untrained, result, run_dir
 
@@ -160,6 +155,7 @@ def report(
         "final_loss": result.final_loss if result else None,
         "train_seconds": round(result.seconds, 2) if result else None,
         "train_samples_per_s": round(result.samples_per_s, 1) if result else None,
+        "data": dict(data.stats),
         "eval": evaluate(cfg, method.to(device), data, device, figures_dir=run_dir / "figures"),
         "baselines": {},
     }
@@ -175,8 +171,7 @@ def report(
         metrics["baselines"][name] = evaluate(bcfg, bmethod.to(device), bdata, device)
     metrics["eval_seconds"] = round(time.perf_counter() - t0, 2)
     # Methods with pictures to show (reconstructions, colourisations ...) save them here.
-    if hasattr(method, "save_figures"):
-        method.save_figures(run_dir / "figures", data, device)
+    method.save_figures(run_dir / "figures", data, device)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     plot_loss_curve(run_dir)

@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from mmssl.core.losses import masked_reconstruction_loss
 from mmssl.core.masking import TokenMask, TokenMasker, gather_tokens, unshuffle
+from mmssl.core.method import Method
 
 
 class MaskedDecoder(nn.Module):
@@ -122,7 +123,7 @@ class MaskedDecoder(nn.Module):
         return self.pred(self.norm(x))[:, p:]
 
 
-class MaskedModel(nn.Module):
+class MaskedModel(Method):
     """Masked modelling method: ``forward(batch) -> {"loss"}`` with the loss on masked tokens only.
 
     Args:

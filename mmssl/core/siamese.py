@@ -19,6 +19,7 @@ The representation used downstream is the encoder's ``global`` output, before th
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -26,13 +27,16 @@ from torch import nn
 
 from mmssl.core.heads import PredictionHead, ProjectionHead
 from mmssl.core.losses import byol_regression, info_nce, nt_xent
+from mmssl.core.method import Method
 from mmssl.core.momentum import EMATeacher, MemoryBank, MomentumQueue, cosine_momentum
+from mmssl.data import DataBundle
+from mmssl.data.keys import INDEX, VIEWS
 
 NEGATIVE_SOURCES = ("batch", "memory_bank", "queue")
 OBJECTIVES = ("nt_xent", "info_nce", "regression")
 
 
-class SiameseMethod(nn.Module):
+class SiameseMethod(Method):
     """Generic two-view self-supervised method.
 
     Args:
@@ -53,9 +57,18 @@ class SiameseMethod(nn.Module):
         num_samples: dataset size (memory bank only; given by the runner).
     """
 
+    consumes = frozenset({VIEWS})
+
+    @classmethod
+    def consumed_keys(cls, options: Mapping[str, Any]) -> frozenset[str]:
+        # The memory bank stores one feature per sample: it reads each sample's index.
+        extra = {INDEX} if options.get("negatives") == "memory_bank" else set()
+        return cls.consumes | extra
+
     def __init__(
         self,
         encoder: nn.Module,
+        data: DataBundle | None = None,
         *,
         objective: str = "nt_xent",
         negatives: str = "batch",
@@ -77,6 +90,8 @@ class SiameseMethod(nn.Module):
         num_samples: int | None = None,
     ) -> None:
         super().__init__()
+        if num_samples is None and data is not None:
+            num_samples = len(data.pretrain)
         if objective not in OBJECTIVES:
             raise ValueError(f"method.objective must be one of {OBJECTIVES}, got '{objective}'")
         if negatives not in NEGATIVE_SOURCES:
@@ -187,6 +202,7 @@ class SiameseMethod(nn.Module):
 
 def simclr(
     encoder: nn.Module,
+    data: DataBundle | None = None,
     temperature: float = 0.5,
     projector_hidden: int = 512,
     projector_dim: int = 128,
@@ -207,6 +223,7 @@ def simclr(
 
 def moco(
     encoder: nn.Module,
+    data: DataBundle | None = None,
     negatives: str = "queue",
     temperature: float = 0.2,
     momentum: float = 0.99,
@@ -217,7 +234,6 @@ def moco(
     projector_dim: int = 128,
     symmetric: bool = False,
     shuffle_bn_groups: int = 2,
-    num_samples: int | None = None,
 ) -> SiameseMethod:
     """MoCo v2 (He et al. 2020; Chen et al. 2020) with MoCo's three negative sources.
 
@@ -239,12 +255,13 @@ def moco(
         projector_dim=projector_dim,
         symmetric=symmetric,
         shuffle_bn_groups=shuffle_bn_groups,
-        num_samples=num_samples,
+        num_samples=len(data.pretrain) if data is not None else None,
     )
 
 
 def byol(
     encoder: nn.Module,
+    data: DataBundle | None = None,
     momentum_base: float = 0.996,
     projector_hidden: int = 1024,
     projector_dim: int = 256,

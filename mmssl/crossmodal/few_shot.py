@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Annotated, Any
 
-import torch
 from torch import nn
 
-from mmssl.crossmodal.specs import parse_specs
 from mmssl.data import DataBundle
 from mmssl.eval import few_shot_evaluator
+from mmssl.eval.context import EvalContext
+from mmssl.options import Components, component_sections
 from mmssl.registry import DATASETS
 
 
@@ -57,13 +57,11 @@ def _labelled_bundle(data: DataBundle, source: str) -> DataBundle:
 def modality_few_shot(
     encoder: nn.Module,
     data: DataBundle,
+    ctx: EvalContext,
     *,
-    device: torch.device | str = "cpu",
-    seed: int = 0,
-    method: nn.Module | None = None,
     tower: str = "audio",
     source: str | None = None,
-    datasets: dict[str, dict[str, Any]] | None = None,
+    datasets: Annotated[dict[str, dict[str, Any]] | None, Components("dataset")] = None,
     shots: Sequence[int] = (1, 5, 10),
     seeds: int = 5,
     epochs: int = 200,
@@ -81,12 +79,13 @@ def modality_few_shot(
     <registered dataset>, ...kwargs}}`` whose ``eval_train`` / ``eval_test`` are used; their items
     must be what the tower takes. The remaining options are those of ``few_shot``.
     """
+    method = ctx.method
     model = select_tower(encoder, method, tower)
     bundles: list[tuple[str, DataBundle]] = []
     source = f"{tower}_eval" if source is None else source
     if source:
         bundles.append((f"{tower}_", _labelled_bundle(data, source)))
-    extra = parse_specs(datasets, DATASETS, "eval.modality_few_shot.datasets") if datasets else {}
+    extra = component_sections(datasets, DATASETS, "eval.modality_few_shot.datasets") if datasets else {}
     for label, spec in extra.items():
         bundles.append((f"{tower}_{label}_", DATASETS.build(spec["name"], **spec["kwargs"])))
     if not bundles:
@@ -96,8 +95,7 @@ def modality_few_shot(
         metrics = few_shot_evaluator(
             model,
             bundle,
-            device=device,
-            seed=seed,
+            ctx,
             shots=shots,
             seeds=seeds,
             epochs=epochs,
@@ -112,10 +110,3 @@ def modality_few_shot(
     return results
 
 
-def _check_options(options: Mapping[str, Any], where: str) -> None:
-    """Load-time check of the nested ``datasets`` option (see mmssl.config)."""
-    if options.get("datasets"):
-        parse_specs(options["datasets"], DATASETS, f"{where}.datasets")
-
-
-modality_few_shot.check_options = _check_options  # type: ignore[attr-defined]

@@ -28,20 +28,22 @@ writes what :meth:`CrossModalContrastive.extra_encoders` returns), so both load 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 from torch import Tensor, nn
 
-from mmssl.config import ConfigError
 from mmssl.core.heads import ProjectionHead
 from mmssl.core.losses import LearnableTemperature, symmetric_info_nce
-from mmssl.crossmodal.specs import build_tower, check_item_keys, parse_specs
+from mmssl.core.method import Method
+from mmssl.crossmodal.specs import build_tower, check_item_keys
 from mmssl.data import DataBundle
+from mmssl.errors import ConfigError
+from mmssl.options import Components, component_sections
 from mmssl.registry import ENCODERS
 
 
-class CrossModalContrastive(nn.Module):
+class CrossModalContrastive(Method):
     """Two towers with projection heads into a shared space, trained with symmetric InfoNCE.
 
     Args:
@@ -55,6 +57,12 @@ class CrossModalContrastive(nn.Module):
             in log space and kept in ``[min_temperature, max_temperature]``.
         gather: negatives from every process (exact gradients through the gather).
     """
+
+    @classmethod
+    def consumed_keys(cls, options: Mapping[str, Any]) -> frozenset[str]:
+        # Each tower reads the item key it is named by: the encoder's, then the partner's.
+        encoder_key = str(options.get("encoder_key", "image"))
+        return frozenset({encoder_key, partner_key_of(options.get("towers") or {}, encoder_key)})
 
     def __init__(
         self,
@@ -134,27 +142,23 @@ class CrossModalContrastive(nn.Module):
         return {self.partner_key: (self.partner, self.partner_spec)}
 
 
-def _check_options(kwargs: Mapping[str, Any], where: str) -> dict[str, dict[str, Any]]:
-    """Load-time check of the method section: exactly one partner tower, a valid encoder spec."""
-    towers = kwargs.get("towers")
-    if towers is None:
-        raise ConfigError(
-            f"'{where}.towers' is required: the partner tower by item key, e.g. "
-            "{audio: {name: audio_cnn}} (the recipe's encoder is the other tower)"
-        )
-    specs = parse_specs(towers, ENCODERS, f"{where}.towers")
-    encoder_key = kwargs.get("encoder_key", "image")
-    if len(specs) != 1 or encoder_key in specs:
+def partner_key_of(towers: Mapping[str, Any], encoder_key: str, where: str = "method") -> str:
+    """The one partner tower's item key; a ConfigError unless ``towers`` names exactly one, other than
+    ``encoder_key`` (the recipe's encoder is the other tower)."""
+    keys = [str(k) for k in towers]
+    if len(keys) != 1 or encoder_key in keys:
         raise ConfigError(
             f"'{where}.towers' must name exactly one partner tower with a key other than "
-            f"'{where}.encoder_key' ('{encoder_key}', the recipe's encoder); got {', '.join(specs)}"
+            f"'{where}.encoder_key' ('{encoder_key}', the recipe's encoder); got {', '.join(keys)}"
         )
-    return specs
+    return keys[0]
 
 
 def crossmodal_contrastive(
     encoder: nn.Module,
-    towers: dict[str, Any] | None = None,
+    data: DataBundle | None = None,
+    *,
+    towers: Annotated[dict[str, Any], Components("encoder")],
     encoder_key: str = "image",
     projector_dim: int = 128,
     projector_hidden: int = 512,
@@ -165,7 +169,6 @@ def crossmodal_contrastive(
     min_temperature: float = 0.01,
     max_temperature: float = 1.0,
     gather: bool = True,
-    data: DataBundle | None = None,
 ) -> CrossModalContrastive:
     """Cross-modal contrastive pretraining of the recipe's encoder with a partner tower (CLIP-style).
 
@@ -175,8 +178,8 @@ def crossmodal_contrastive(
     ``[min_temperature, max_temperature]`` (0.01: CLIP's logit scale <= 100). ``data`` (given by the
     runner): the tower keys are checked against a pretraining item.
     """
-    specs = _check_options({"towers": towers, "encoder_key": encoder_key}, "method")
-    ((partner_key, spec),) = specs.items()
+    partner_key = partner_key_of(towers, encoder_key)
+    spec = component_sections(towers, ENCODERS, "method.towers")[partner_key]
     if data is not None:
         check_item_keys(
             {encoder_key: "method.encoder_key", partner_key: f"method.towers.{partner_key}"}, data.pretrain
@@ -198,6 +201,3 @@ def crossmodal_contrastive(
         gather=gather,
     )
 
-
-# Validates the nested ``towers`` section when a recipe is loaded (see mmssl.config).
-crossmodal_contrastive.check_options = _check_options  # type: ignore[attr-defined]

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from mmssl.data import DataBundle
+from mmssl.eval.context import EvalContext
 from mmssl.eval.features import extract_features
 
 
@@ -88,10 +89,8 @@ def embed_pairs(
 def retrieval_evaluator(
     encoder: nn.Module,
     data: DataBundle,
+    ctx: EvalContext,
     *,
-    device: torch.device | str = "cpu",
-    seed: int = 0,
-    method: nn.Module | None = None,
     source: str = "pairs_test",
     ks: Sequence[int] = (1, 5, 10),
     batch_size: int = 256,
@@ -103,6 +102,7 @@ def retrieval_evaluator(
     ``b``: the method's tower keys, e.g. ``ret_image2audio_r1``) and ``ret_chance_r{K}`` = K / N. ``encoder``
     and ``seed`` are unused (the method's towers and heads are evaluated; nothing is random).
     """
+    device, method = ctx.device, ctx.method
     if method is None or not hasattr(method, "embed") or not hasattr(method, "tower_keys"):
         raise ValueError(
             "evaluator 'retrieval' needs a cross-modal method with two towers (e.g. "

@@ -1,15 +1,8 @@
-"""Nested component sections: ``{key: {name: <registered>, ...kwargs}}`` checked against a registry.
+"""Towers named in a cross-modal recipe: built from their spec, and checked against a paired item.
 
-A cross-modal recipe names components inside other sections: the partner tower of a method, by the
-key its input has in a paired item (``image``, ``audio``, later ``text`` or ``points``), and extra
-labelled datasets of an evaluator, by a label::
-
-    method: {name: crossmodal_contrastive, towers: {audio: {name: audio_cnn, n_mels: 64}}}
-    eval:   {modality_few_shot: {tower: audio, datasets: {fsdd: {name: fsdd, root: /data/fsdd}}}}
-
-These sections are checked when the recipe is loaded, with the same messages as top-level sections
-(unknown names and keys are named, with the closest valid one); tower keys are checked against a
-real item once the dataset is built.
+The nested sections themselves (``method.towers``, ``eval.modality_few_shot.datasets``) are typed options
+(``Components`` in :mod:`mmssl.options`), checked when the recipe is loaded; here the partner tower is built
+and its item key is checked against a real pretraining item once the dataset exists.
 """
 
 from __future__ import annotations
@@ -20,38 +13,8 @@ from typing import Any
 from torch import nn
 from torch.utils.data import Dataset
 
-from mmssl.config import ConfigError
-from mmssl.registry import ENCODERS, Registry, RegistryError, closest
-
-
-def parse_specs(sections: Any, registry: Registry, where: str) -> dict[str, dict[str, Any]]:
-    """Validate ``{key: {name, **kwargs}}``; returns ``{key: {"name": ..., "kwargs": {...}}}``.
-
-    A bare string is shorthand for ``{name: <string>}``. Raises :class:`ConfigError` for a malformed
-    section and :class:`RegistryError` for an unknown name or keyword, naming ``where.<key>`` (e.g.
-    ``unknown key 'method.towers.audio.n_mel' for encoder 'audio_cnn' (did you mean 'n_mels'?)``).
-    """
-    if not isinstance(sections, Mapping) or not sections:
-        raise ConfigError(
-            f"'{where}' must map keys to {registry.kind} sections like {{key: {{name: <{registry.kind}>}}}}, "
-            f"got {sections!r}"
-        )
-    specs: dict[str, dict[str, Any]] = {}
-    for key, spec in sections.items():
-        if isinstance(spec, str):
-            spec = {"name": spec}
-        if not isinstance(spec, Mapping) or "name" not in spec:
-            raise ConfigError(
-                f"'{where}.{key}' needs a 'name' naming a registered {registry.kind}, got {spec!r}"
-            )
-        kwargs = {k: v for k, v in spec.items() if k != "name"}
-        try:
-            registry.get(spec["name"])
-        except RegistryError as err:
-            raise RegistryError(f"'{where}.{key}.name': {err}") from None
-        registry.check_kwargs(spec["name"], kwargs, f"{where}.{key}")
-        specs[str(key)] = {"name": spec["name"], "kwargs": kwargs}
-    return specs
+from mmssl.errors import ConfigError
+from mmssl.registry import ENCODERS, closest
 
 
 def build_tower(spec: Mapping[str, Any], where: str) -> nn.Module:

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from mmssl.data import DataBundle
+from mmssl.eval.context import EvalContext
 from mmssl.eval.features import cached_features
 from mmssl.eval.few_shot import few_shot_linear
 from mmssl.eval.finetune import finetune_classifier
@@ -50,9 +51,8 @@ def _features(encoder: nn.Module, data: DataBundle, evaluator: str, device: torc
 def knn_evaluator(
     encoder: nn.Module,
     data: DataBundle,
+    ctx: EvalContext,
     *,
-    device: torch.device | str = "cpu",
-    seed: int = 0,
     k: int = 200,
     temperature: float = 0.07,
     batch_size: int = 256,
@@ -63,6 +63,7 @@ def knn_evaluator(
 
     ``seed`` is unused (kNN is deterministic); ``batch_size`` is the feature-extraction batch.
     """
+    device = ctx.device
     device = torch.device(device)
     x_tr, y_tr, x_te, y_te, num_classes = _features(
         encoder, data, "knn", device, batch_size=batch_size, num_workers=num_workers, cache=cache
@@ -73,9 +74,8 @@ def knn_evaluator(
 def linear_evaluator(
     encoder: nn.Module,
     data: DataBundle,
+    ctx: EvalContext,
     *,
-    device: torch.device | str = "cpu",
-    seed: int = 0,
     epochs: int = 100,
     lr: float = 1e-2,
     weight_decay: float = 1e-4,
@@ -85,6 +85,7 @@ def linear_evaluator(
     cache: bool = True,
 ) -> dict[str, float]:
     """Linear probe on frozen standardised features (Adam, cosine, L2 ``weight_decay``) -> ``linear_top1``."""
+    device, seed = ctx.device, ctx.seed
     device = torch.device(device)
     x_tr, y_tr, x_te, y_te, num_classes = _features(
         encoder, data, "linear", device, batch_size=batch_size, num_workers=num_workers, cache=cache
@@ -108,9 +109,8 @@ def linear_evaluator(
 def few_shot_evaluator(
     encoder: nn.Module,
     data: DataBundle,
+    ctx: EvalContext,
     *,
-    device: torch.device | str = "cpu",
-    seed: int = 0,
     shots: Sequence[int] = (1, 5, 10),
     seeds: int = 5,
     epochs: int = 200,
@@ -126,6 +126,7 @@ def few_shot_evaluator(
     Returns ``fewshot_{n}_mean`` and ``fewshot_{n}_std`` (population std over the draws) for each n
     in ``shots``; the support set is drawn from ``eval_train``, accuracy measured on ``eval_test``.
     """
+    device, seed = ctx.device, ctx.seed
     if seeds < 1:
         raise ValueError(f"few_shot needs seeds >= 1, got {seeds}")
     device = torch.device(device)
@@ -151,9 +152,8 @@ def few_shot_evaluator(
 def finetune_evaluator(
     encoder: nn.Module,
     data: DataBundle,
+    ctx: EvalContext,
     *,
-    device: torch.device | str = "cpu",
-    seed: int = 0,
     epochs: int = 5,
     lr: float = 5e-4,
     head_lr_scale: float = 10.0,
@@ -166,6 +166,7 @@ def finetune_evaluator(
 
     The encoder passed in is left untouched.
     """
+    device, seed = ctx.device, ctx.seed
     train_set, test_set, num_classes = _labelled_splits(data, "finetune")
     acc = finetune_classifier(
         encoder,

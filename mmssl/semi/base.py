@@ -23,6 +23,7 @@ so it is saved in checkpoints and restored on resume.
 from __future__ import annotations
 
 import abc
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -30,13 +31,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
+from mmssl.core.method import Method
 from mmssl.core.momentum import EMATeacher
 from mmssl.data import DataBundle
 from mmssl.eval.features import eval_mode, global_features, move_to
+from mmssl.semi.keys import U_INDEX, U_WEAK, X_L, Y_L
 from mmssl.semi.ood import GuardResult, OODGuard
 
 
-class SemiMethod(nn.Module, metaclass=abc.ABCMeta):
+class SemiMethod(Method, metaclass=abc.ABCMeta):
     """Base class; subclasses implement :meth:`semi_loss` and may override :meth:`after_step`.
 
     Args:
@@ -52,6 +55,20 @@ class SemiMethod(nn.Module, metaclass=abc.ABCMeta):
         ema_decay: keep an EMA copy of encoder + head with this decay (None: no copy).
         pool_batch_size: batch size when predicting on the whole pool.
     """
+
+    consumes = frozenset({X_L, Y_L})
+
+    @classmethod
+    def unlabelled_keys(cls, options: Mapping[str, Any]) -> frozenset[str]:
+        """The unlabelled views :meth:`semi_loss` reads (besides ``u_index``)."""
+        return frozenset({U_WEAK})
+
+    @classmethod
+    def consumed_keys(cls, options: Mapping[str, Any]) -> frozenset[str]:
+        # unlabelled_weight = 0 is plain supervised training: no unlabelled input is read.
+        if options.get("unlabelled_weight", 1.0) == 0:
+            return cls.consumes
+        return cls.consumes | {U_INDEX} | cls.unlabelled_keys(options)
 
     #: multi-phase methods (self-training, data distillation) score the pool at their boundaries
     guard_at_boundaries = False

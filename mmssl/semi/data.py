@@ -29,7 +29,7 @@ at a random magnitude) + Cutout (a grey square of side up to ``cutout * size``);
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -38,11 +38,13 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from mmssl.data import DataBundle
+from mmssl.data.source import data_source
 from mmssl.errors import DataError
 from mmssl.modalities.image.batch_views import normalize, to_float
 from mmssl.modalities.image.data import SHAPE_CLASSES, ProceduralShapes
 from mmssl.modalities.image.views import IMAGENET_MEAN, IMAGENET_STD
 from mmssl.semi.augment import SemiBatchViews
+from mmssl.semi.keys import U_INDEX, U_STRONG, U_WEAK, X_L, Y_L
 
 STRONG_VIEWS = ("randaugment", "weak", "none")
 OOD_KINDS = ("noise", "unseen_classes")
@@ -170,6 +172,11 @@ def unseen_class_images(n: int, size: int, num_classes: int, seed: int, cache_di
 # ---------------------------------------------------------------------------------------- builder
 
 
+def _semi_keys(options: Mapping[str, Any]) -> set[str]:
+    return {X_L, Y_L, U_WEAK, U_INDEX} | ({U_STRONG} if options["strong"] != "none" else set())
+
+
+@data_source(produces=_semi_keys)
 def semi_shapes(
     labels_per_class: int = 10,
     mu: int = 7,

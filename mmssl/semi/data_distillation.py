@@ -15,8 +15,9 @@ outputs; :func:`image_transforms` builds the flip x scale set for image inputs `
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -90,6 +91,10 @@ def ensemble_predictions(
 class DataDistillation(PseudoLabelMethod):
     """Data distillation; see the module docstring. Arguments as :func:`data_distillation`."""
 
+    @classmethod
+    def unlabelled_keys(cls, options: Mapping[str, Any]) -> frozenset[str]:
+        return frozenset({STUDENT_VIEWS[str(options.get("student_view", "weak"))]})
+
     def __init__(
         self,
         encoder: nn.Module,
@@ -137,8 +142,7 @@ class DataDistillation(PseudoLabelMethod):
 
 def data_distillation(
     encoder: nn.Module,
-    num_classes: int = 10,
-    data: DataBundle | None = None,
+    data: DataBundle,
     unlabelled_weight: float = 1.0,
     teacher_fraction: float = 0.4,
     flips: bool = True,
@@ -167,7 +171,7 @@ def data_distillation(
         )
     return DataDistillation(
         encoder,
-        num_classes,
+        data.num_classes,
         data,
         teacher_fraction=teacher_fraction,
         transforms=image_transforms(flips, scales),

@@ -10,6 +10,9 @@ weight follows the sigmoid ramp-up ``w(t) = exp(-5 (1 - t)^2)`` over the first `
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
@@ -21,6 +24,10 @@ from mmssl.semi.pseudo_label import entropy, sigmoid_rampup
 
 class EntropyMinimisation(SemiMethod):
     """Entropy minimisation; arguments as :func:`entropy_min`."""
+
+    @classmethod
+    def unlabelled_keys(cls, options: Mapping[str, Any]) -> frozenset[str]:
+        return frozenset({str(options.get("unlabelled_view", "u_weak"))})
 
     def __init__(
         self,
@@ -52,8 +59,7 @@ class EntropyMinimisation(SemiMethod):
 
 def entropy_min(
     encoder: nn.Module,
-    num_classes: int = 10,
-    data: DataBundle | None = None,
+    data: DataBundle,
     unlabelled_weight: float = 0.1,
     rampup: float = 0.3,
     unlabelled_view: str = "weak",
@@ -76,7 +82,7 @@ def entropy_min(
         raise ValueError(f"method.unlabelled_view must be one of {', '.join(views)}, got '{unlabelled_view}'")
     return EntropyMinimisation(
         encoder,
-        num_classes,
+        data.num_classes,
         data,
         rampup=rampup,
         unlabelled_view=views[unlabelled_view],

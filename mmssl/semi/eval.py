@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from mmssl.data import DataBundle
+from mmssl.eval.context import EvalContext
 from mmssl.semi.base import SemiMethod
 
 
@@ -42,10 +43,8 @@ def _accuracy(method: SemiMethod, model: nn.Module, data: DataBundle, batch_size
 def classifier_accuracy(
     encoder: nn.Module,
     data: DataBundle,
+    ctx: EvalContext,
     *,
-    device: torch.device | str = "cpu",
-    seed: int = 0,
-    method: nn.Module | None = None,
     batch_size: int = 256,
 ) -> dict[str, Any]:
     """Top-1 test accuracy of ``method``'s classifier and the unlabelled-pool report (see module doc).
@@ -53,6 +52,7 @@ def classifier_accuracy(
     ``method`` is given by the runner (the evaluator declares it); it must be a semi-supervised method
     (:class:`~mmssl.semi.base.SemiMethod`). ``batch_size``: prediction batch. ``seed`` is unused.
     """
+    device, method = ctx.device, ctx.method
     if not isinstance(method, SemiMethod):
         raise ValueError(
             "evaluator 'classifier_accuracy' needs a semi-supervised method with a classifier "

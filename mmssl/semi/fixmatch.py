@@ -16,18 +16,26 @@ close to that curve's end point).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmssl.data import DataBundle
 from mmssl.semi.base import SemiMethod
+from mmssl.semi.keys import U_STRONG, U_WEAK
 from mmssl.semi.ood import OODGuard
 from mmssl.semi.pseudo_label import confidence_mask
 
 
 class FixMatch(SemiMethod):
     """FixMatch; arguments as :func:`fixmatch`."""
+
+    @classmethod
+    def unlabelled_keys(cls, options: Mapping[str, Any]) -> frozenset[str]:
+        return frozenset({U_WEAK, U_STRONG})
 
     def __init__(
         self,
@@ -64,8 +72,7 @@ class FixMatch(SemiMethod):
 
 def fixmatch(
     encoder: nn.Module,
-    num_classes: int = 10,
-    data: DataBundle | None = None,
+    data: DataBundle,
     unlabelled_weight: float = 1.0,
     threshold: float = 0.95,
     temperature: float = 1.0,
@@ -87,7 +94,7 @@ def fixmatch(
     """
     return FixMatch(
         encoder,
-        num_classes,
+        data.num_classes,
         data,
         threshold=threshold,
         temperature=temperature,

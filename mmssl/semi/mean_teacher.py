@@ -14,17 +14,25 @@ The teacher is the model that is evaluated (the paper reports it; it is the bett
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
 from mmssl.data import DataBundle
 from mmssl.semi.base import SemiMethod
+from mmssl.semi.keys import U_STRONG, U_WEAK
 from mmssl.semi.ood import OODGuard
 from mmssl.semi.pseudo_label import sigmoid_rampup, softmax_mse
 
 
 class MeanTeacher(SemiMethod):
     """Mean Teacher; arguments as :func:`mean_teacher`."""
+
+    @classmethod
+    def unlabelled_keys(cls, options: Mapping[str, Any]) -> frozenset[str]:
+        return frozenset({U_WEAK, U_STRONG})
 
     def __init__(
         self,
@@ -69,8 +77,7 @@ class MeanTeacher(SemiMethod):
 
 def mean_teacher(
     encoder: nn.Module,
-    num_classes: int = 10,
-    data: DataBundle | None = None,
+    data: DataBundle,
     unlabelled_weight: float = 100.0,
     rampup: float = 0.3,
     ema_decay: float = 0.999,
@@ -90,7 +97,7 @@ def mean_teacher(
     """
     return MeanTeacher(
         encoder,
-        num_classes,
+        data.num_classes,
         data,
         rampup=rampup,
         ema_decay=ema_decay,

@@ -73,8 +73,7 @@ class SelfTraining(PseudoLabelMethod):
 
 def self_training(
     encoder: nn.Module,
-    num_classes: int = 10,
-    data: DataBundle | None = None,
+    data: DataBundle,
     unlabelled_weight: float = 1.0,
     rounds: int = 3,
     selection: str = "confident",
@@ -94,7 +93,7 @@ def self_training(
     confident), ``all`` (weight 1) or ``weighted`` (weight = confidence). ``unlabelled_weight``:
     lambda_u (0 = supervised only). ``ood_guard``: ``none`` | ``max_softmax`` | ``energy`` | ``knn``,
     scored at every round boundary; threshold ``ood_threshold`` (absolute) or the ``ood_quantile`` of
-    labelled scores. ``data`` and ``num_classes`` come from the runner.
+    labelled scores. ``data`` comes from the runner (its ``num_classes`` sizes the classifier).
     """
     if student_view not in STUDENT_VIEWS:
         raise ValueError(
@@ -102,7 +101,7 @@ def self_training(
         )
     return SelfTraining(
         encoder,
-        num_classes,
+        data.num_classes,
         data,
         rounds=rounds,
         selection=selection,

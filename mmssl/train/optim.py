@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from mmssl.config import TrainConfig
+from mmssl.train.config import TrainConfig
 
 
 class LARS(torch.optim.Optimizer):

@@ -28,9 +28,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from mmssl.config import TrainConfig
 from mmssl.core import distributed as dist
 from mmssl.train.checkpoint import FORMAT, atomic_save, load_checkpoint, rng_state, set_rng_state
+from mmssl.train.config import TrainConfig
 from mmssl.train.data import ResumableSampler, SeededDataset, move_to_device
 from mmssl.train.optim import build_optimizer, build_scheduler
 

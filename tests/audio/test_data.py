@@ -10,6 +10,7 @@ import torch
 
 from mmssl.errors import DataError
 from mmssl.eval import few_shot_evaluator, knn_evaluator
+from mmssl.eval.context import EvalContext
 from mmssl.modalities.audio.data import audio_folder_csv, fsdd, parse_fsdd_name, read_clip_table
 from mmssl.modalities.audio.encoders import audio_cnn
 from mmssl.modalities.audio.features import LogMel
@@ -145,7 +146,9 @@ def test_generic_few_shot_and_knn_evaluators_work_on_audio(tmp_path: Path) -> No
     bundle = fsdd(str(_need(FSDD)), sample_rate=8000, clip_seconds=0.5, test_speakers=["theo"])
     torch.manual_seed(0)
     encoder = audio_cnn(sample_rate=8000, n_mels=32, n_fft=256, hop_length=80, widths=(8, 16))
-    shots = few_shot_evaluator(encoder, bundle, device="cpu", seed=0, shots=[1], seeds=2, epochs=20)
+    shots = few_shot_evaluator(
+        encoder, bundle, EvalContext(device="cpu", seed=0), shots=[1], seeds=2, epochs=20
+    )
     assert set(shots) == {"fewshot_1_mean", "fewshot_1_std"} and 0 <= shots["fewshot_1_mean"] <= 1
-    knn = knn_evaluator(encoder, bundle, device="cpu", k=5)
+    knn = knn_evaluator(encoder, bundle, EvalContext(device="cpu"), k=5)
     assert 0.1 < knn["knn_top1"] <= 1.0  # even random conv features beat chance on spoken digits

@@ -10,6 +10,7 @@ from torch.utils.data import default_collate
 
 from mmssl.data import DataBundle
 from mmssl.errors import DataError
+from mmssl.eval.context import EvalContext
 from mmssl.modalities.audio.methods import ambient_sound, ambient_targets_evaluator
 from mmssl.modalities.audio.paired import procedural_audio_visual
 from mmssl.modalities.image.encoders import small_cnn
@@ -59,7 +60,9 @@ def test_cluster_targets_train_the_visual_encoder(bundle: DataBundle, tmp_path: 
         loss.backward()
         optimiser.step()
     assert loss.item() < 0.5 * first
-    metrics = EVALUATORS.get("ambient_targets")(method.encoder, bundle, device="cpu", seed=0, method=method)
+    metrics = EVALUATORS.get("ambient_targets")(
+        method.encoder, bundle, EvalContext(device="cpu", seed=0, method=method)
+    )
     assert metrics == {"target_nmi": pytest.approx(1.0)}
     path = method.save_figures(tmp_path, bundle, torch.device("cpu"))
     assert path is not None and path.stat().st_size > 0
@@ -89,4 +92,4 @@ def test_targets_are_deterministic_and_need_paired_data(bundle: DataBundle) -> N
     with pytest.raises(DataError, match="paired video\\+audio dataset"):
         ambient_sound(small_cnn(widths=(8,)), audio_only)
     with pytest.raises(ValueError, match="needs the ambient_sound method"):
-        ambient_targets_evaluator(a.encoder, bundle, method=object())
+        ambient_targets_evaluator(a.encoder, bundle, EvalContext(method=object()))

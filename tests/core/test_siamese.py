@@ -6,9 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from mmssl.config import TrainConfig
 from mmssl.core.losses import nt_xent
 from mmssl.core.siamese import SiameseMethod, byol, moco, simclr
+from mmssl.data import DataBundle
+from mmssl.train.config import TrainConfig
 from mmssl.train.trainer import Trainer
 
 
@@ -81,8 +82,8 @@ def test_moco_end_to_end_keys_carry_gradient_and_memory_bank_updates():
 
     bank = moco(
         VecEncoder(),
+        DataBundle(pretrain=range(96)),
         negatives="memory_bank",
-        num_samples=96,
         num_negatives=32,
         projector_hidden=32,
         projector_dim=8,
@@ -144,8 +145,8 @@ def test_each_configuration_learns(name, tmp_path):
         "moco_batch": lambda: moco(enc, negatives="batch", projector_hidden=32, projector_dim=8),
         "moco_bank": lambda: moco(
             enc,
+            DataBundle(pretrain=range(96)),
             negatives="memory_bank",
-            num_samples=96,
             num_negatives=64,
             projector_hidden=32,
             projector_dim=8,

@@ -9,8 +9,9 @@ import torch
 
 from mmssl.config import ConfigError, from_dict
 from mmssl.crossmodal import CrossModalContrastive, modality_few_shot, select_tower
-from mmssl.data import DataBundle
+from mmssl.data import DataBundle, data_source
 from mmssl.eval import few_shot_evaluator
+from mmssl.eval.context import EvalContext
 from mmssl.registry import DATASETS
 from tests.crossmodal._helpers import TinyTower, labelled, paired_items
 
@@ -28,7 +29,11 @@ def _audio_bundle(n: int = 16, seed: int = 0) -> DataBundle:
 
 
 if "crossmodal_test_audio" not in DATASETS:
-    DATASETS.register("crossmodal_test_audio", _audio_bundle, modality="audio")
+    DATASETS.register(
+        "crossmodal_test_audio",
+        data_source(produces={"input", "label"})(_audio_bundle),
+        modality="audio",
+    )
 
 
 def _method() -> CrossModalContrastive:
@@ -60,11 +65,12 @@ def test_tower_selection():
 
 def test_same_numbers_as_few_shot_on_the_audio_tower():
     method, data = _method(), _data()
-    got = modality_few_shot(method.encoder, data, method=method, tower="audio", **OPTS)
+    got = modality_few_shot(method.encoder, data, EvalContext(method=method), tower="audio", **OPTS)
     audio = data.info["audio_eval"]
     direct = few_shot_evaluator(
         method.partner,
         dataclasses.replace(data, eval_train=audio["train"], eval_test=audio["test"]),
+        EvalContext(),
         **OPTS,
     )
     assert got == {f"audio_{k}": v for k, v in direct.items()}
@@ -81,20 +87,20 @@ def test_extra_registered_dataset():
     got = modality_few_shot(
         method.encoder,
         data,
-        method=method,
+        EvalContext(method=method),
         tower="audio",
         source="",
         datasets={"other": {"name": "crossmodal_test_audio", "seed": 3}},
         **OPTS,
     )
-    direct = few_shot_evaluator(method.partner, _audio_bundle(seed=3), **OPTS)
+    direct = few_shot_evaluator(method.partner, _audio_bundle(seed=3), EvalContext(), **OPTS)
     assert got == {f"audio_other_{k}": v for k, v in direct.items()}
 
 
 def test_errors_name_the_missing_source_and_mistyped_dataset_keys():
     method = _method()
     with pytest.raises(ValueError, match=r"data.info\['audio_eval'\]"):
-        modality_few_shot(method.encoder, DataBundle(pretrain=[]), method=method, **OPTS)
+        modality_few_shot(method.encoder, DataBundle(pretrain=[]), EvalContext(method=method), **OPTS)
     raw = {
         "name": "t",
         "modality": "audiovisual",

@@ -90,7 +90,7 @@ def _recipe(towers, **method_kw) -> dict:
         "modality": "audiovisual",
         "method": {"name": "crossmodal_contrastive", "towers": towers, **method_kw},
         "encoder": {"name": "small_cnn"},
-        "data": {"name": "procedural_shapes"},
+        "data": {"name": "procedural_audio_visual"},
     }
 
 

@@ -9,13 +9,13 @@ import torch
 
 from mmssl import pipeline
 from mmssl.config import from_dict
-from mmssl.data import DataBundle
+from mmssl.data import DataBundle, data_source
 from mmssl.registry import DATASETS
 from mmssl.train.checkpoint import load_checkpoint, load_encoder
 from tests.crossmodal._helpers import ListDataset, labelled, paired_items
 
 
-def tiny_pairs(train: int = 32, test: int = 12) -> DataBundle:
+def tiny_pairs(train: int = 32, test: int = 12, seed: int = 0) -> DataBundle:
     """In-memory image / 'audio' (a 1-channel 8x8 map) pairs, both sides determined by the class."""
     items, held_out = paired_items(train, seed=0), paired_items(test, seed=1)
     return DataBundle(
@@ -35,7 +35,11 @@ def tiny_pairs(train: int = 32, test: int = 12) -> DataBundle:
 
 
 if "crossmodal_test_pairs" not in DATASETS:
-    DATASETS.register("crossmodal_test_pairs", tiny_pairs, modality="audiovisual")
+    DATASETS.register(
+        "crossmodal_test_pairs",
+        data_source(produces={"image", "audio", "label", "index"})(tiny_pairs),
+        modality="audiovisual",
+    )
 
 RECIPE = {
     "name": "crossmodal_tiny",

@@ -8,6 +8,7 @@ from torch import nn
 
 from mmssl.crossmodal import recall_at_k, retrieval_evaluator, retrieval_ranks
 from mmssl.data import DataBundle
+from mmssl.eval.context import EvalContext
 from tests.crossmodal._helpers import ListDataset
 
 
@@ -49,12 +50,12 @@ def _bundle(perm: list[int]) -> DataBundle:
 
 def test_evaluator_both_directions_on_a_known_permutation():
     ks = (1, 2, 6)
-    ident = retrieval_evaluator(None, _bundle(list(range(6))), method=_IdentityMethod(), ks=ks)
+    ident = retrieval_evaluator(None, _bundle(list(range(6))), EvalContext(method=_IdentityMethod()), ks=ks)
     assert all(ident[f"ret_{d}_r{k}"] == 1.0 for d in ("x2y", "y2x") for k in ks)
     # y_i = e_{perm(i)}: pairs 0 and 5 stay matched, the 4 others point at another item. A moved
     # query scores 0 against its own partner, tied with 4 others: rank 5, found only at K=6.
     perm = [0, 2, 3, 4, 1, 5]
-    got = retrieval_evaluator(None, _bundle(perm), method=_IdentityMethod(), ks=ks)
+    got = retrieval_evaluator(None, _bundle(perm), EvalContext(method=_IdentityMethod()), ks=ks)
     for direction in ("x2y", "y2x"):
         assert got[f"ret_{direction}_r1"] == pytest.approx(2 / 6)
         assert got[f"ret_{direction}_r2"] == pytest.approx(2 / 6)
@@ -68,7 +69,10 @@ def test_directions_rank_rows_and_columns():
     y = torch.tensor([[0.8, 0.6], [0.0, 1.0]])
     pairs = ListDataset([{"x": x[i], "y": y[i]} for i in range(2)])
     got = retrieval_evaluator(
-        None, DataBundle(pretrain=pairs, info={"pairs_test": pairs}), method=_IdentityMethod(), ks=(1,)
+        None,
+        DataBundle(pretrain=pairs, info={"pairs_test": pairs}),
+        EvalContext(method=_IdentityMethod()),
+        ks=(1,),
     )
     # sim = [[0.8, 0.0], [0.96, 0.8]]: rows (x->y) ranks [0, 1]; columns (y->x) ranks [1, 0].
     assert got["ret_x2y_r1"] == 0.5 and got["ret_y2x_r1"] == 0.5
@@ -78,6 +82,6 @@ def test_directions_rank_rows_and_columns():
 
 def test_evaluator_errors_name_what_is_missing():
     with pytest.raises(ValueError, match="cross-modal method"):
-        retrieval_evaluator(None, _bundle([0, 1]), method=nn.Linear(2, 2))
+        retrieval_evaluator(None, _bundle([0, 1]), EvalContext(method=nn.Linear(2, 2)))
     with pytest.raises(ValueError, match="data.info\\['pairs_test'\\]"):
-        retrieval_evaluator(None, DataBundle(pretrain=[]), method=_IdentityMethod())
+        retrieval_evaluator(None, DataBundle(pretrain=[]), EvalContext(method=_IdentityMethod()))

@@ -9,6 +9,7 @@ from torch import nn
 
 from mmssl.data import DataBundle
 from mmssl.eval import knn_evaluator
+from mmssl.eval.context import EvalContext
 from mmssl.eval.features import cached_features, clear_feature_cache, extract_features
 from mmssl.eval.knn import knn_accuracy, knn_classify
 
@@ -162,10 +163,12 @@ def test_knn_evaluator_on_bundle_and_missing_split_error():
         eval_test=Labelled(x_te, y_te),
         num_classes=3,
     )
-    out = knn_evaluator(enc, data, device=torch.device("cpu"), seed=0, k=10)
+    out = knn_evaluator(enc, data, EvalContext(device=torch.device("cpu"), seed=0), k=10)
     assert out == {"knn_top1": 1.0}
     with pytest.raises(ValueError, match="eval_train"):
-        knn_evaluator(enc, DataBundle(pretrain=data.pretrain), device=torch.device("cpu"), seed=0)
+        knn_evaluator(
+            enc, DataBundle(pretrain=data.pretrain), EvalContext(device=torch.device("cpu"), seed=0)
+        )
 
 
 def test_evaluators_are_registered_for_every_modality():

@@ -9,6 +9,7 @@ from torch import nn
 
 from mmssl.data import DataBundle
 from mmssl.eval import finetune_evaluator, linear_evaluator
+from mmssl.eval.context import EvalContext
 from mmssl.eval.finetune import finetune_classifier
 from mmssl.eval.linear import linear_accuracy, linear_probe_accuracy, train_linear_probe
 
@@ -123,17 +124,21 @@ def test_finetune_beats_chance_and_leaves_encoder_untouched():
     assert acc > 0.7  # chance is 0.25
     assert all(torch.equal(before[k], v) for k, v in enc.state_dict().items())
     # max_steps caps training: a single step with a tiny learning rate stays near chance.
-    capped = finetune_evaluator(enc, data, device=torch.device("cpu"), seed=0, max_steps=1, lr=1e-6)
+    capped = finetune_evaluator(
+        enc, data, EvalContext(device=torch.device("cpu"), seed=0), max_steps=1, lr=1e-6
+    )
     assert set(capped) == {"finetune_top1"} and capped["finetune_top1"] < 0.6
 
 
 def test_linear_evaluator_on_bundle():
     torch.manual_seed(0)
     out = linear_evaluator(
-        MLPEncoder(), _cluster_bundle(), device=torch.device("cpu"), seed=0, epochs=30, lr=1e-2
+        MLPEncoder(), _cluster_bundle(), EvalContext(device=torch.device("cpu"), seed=0), epochs=30, lr=1e-2
     )
     assert set(out) == {"linear_top1"} and 0.8 < out["linear_top1"] <= 1.0
     with pytest.raises(ValueError, match="eval_test"):
         linear_evaluator(
-            MLPEncoder(), DataBundle(pretrain=[], eval_train=[1]), device=torch.device("cpu"), seed=0
+            MLPEncoder(),
+            DataBundle(pretrain=[], eval_train=[1]),
+            EvalContext(device=torch.device("cpu"), seed=0),
         )

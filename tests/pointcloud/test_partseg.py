@@ -8,6 +8,7 @@ from torch import nn
 
 from mmssl.data import DataBundle
 from mmssl.errors import DataError
+from mmssl.eval.context import EvalContext
 from mmssl.modalities.pointcloud.partseg import (
     category_part_mask,
     finetune_segmenter,
@@ -125,15 +126,13 @@ def test_linear_variant_solves_a_linearly_separable_case(tmp_path) -> None:
     out = EVALUATORS.get("part_segmentation")(
         encoder,
         data,
-        device=torch.device("cpu"),
-        seed=0,
+        EvalContext(device=torch.device("cpu"), seed=0, figures_dir=tmp_path),
         shots=[2],
         seeds=2,
         finetune=False,
         linear_epochs=200,
         linear_batch_size=512,
         linear_lr=0.1,
-        figures_dir=tmp_path,
     )
     assert set(out) == {
         f"fewshot2_linear_{avg}_miou{std}" for avg in ("class", "instance") for std in ("", "_std")
@@ -151,8 +150,7 @@ def test_evaluator_finetune_keys_renders_and_untouched_encoder(tmp_path) -> None
     out = EVALUATORS.get("part_segmentation")(
         encoder,
         data,
-        device=torch.device("cpu"),
-        seed=3,
+        EvalContext(device=torch.device("cpu"), seed=3, figures_dir=tmp_path),
         shots=[1, 2],
         seeds=2,
         steps=3,
@@ -160,7 +158,6 @@ def test_evaluator_finetune_keys_renders_and_untouched_encoder(tmp_path) -> None
         linear_epochs=2,
         supervised=True,
         acd_weight=1.0,
-        figures_dir=tmp_path,
         num_renders=3,
     )
     for k in (1, 2):
@@ -202,8 +199,7 @@ def test_linear_init_starts_fine_tuning_from_the_probe() -> None:
     out = EVALUATORS.get("part_segmentation")(
         encoder,
         data,
-        device=torch.device("cpu"),
-        seed=0,
+        EvalContext(device=torch.device("cpu"), seed=0),
         shots=[1],
         seeds=1,
         steps=0,
@@ -216,10 +212,10 @@ def test_linear_init_starts_fine_tuning_from_the_probe() -> None:
 def test_too_many_shots_and_missing_info_are_reported() -> None:
     evaluator = EVALUATORS.get("part_segmentation")
     with pytest.raises(DataError, match="cannot draw 5 labelled shapes"):
-        evaluator(XYZEncoder(), _bundle(), device=torch.device("cpu"), seed=0, shots=[5], finetune=False)
+        evaluator(XYZEncoder(), _bundle(), EvalContext(), shots=[5], finetune=False)
     bare = DataBundle(pretrain=[], eval_train=[], eval_test=[])
     with pytest.raises(DataError, match="part_seg"):
-        evaluator(XYZEncoder(), bare, device=torch.device("cpu"), seed=0)
+        evaluator(XYZEncoder(), bare, EvalContext())
 
 
 @pytest.mark.slow

@@ -9,8 +9,8 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from mmssl.config import TrainConfig
 from mmssl.train.checkpoint import load_checkpoint
+from mmssl.train.config import TrainConfig
 from mmssl.train.data import ResumableSampler, SeededDataset
 from mmssl.train.optim import LARS, lr_factor
 from mmssl.train.trainer import NonFiniteLossError, Trainer

@@ -14,6 +14,7 @@ from PIL import Image
 from torch import nn
 
 from mmssl.data import DataBundle
+from mmssl.eval.context import EvalContext
 from mmssl.modalities.video.encoders import RawColorEncoder
 from mmssl.modalities.video.eval import frame_size_for, label_propagation, normalize_frames
 from mmssl.modalities.video.io import write_palette_mask
@@ -136,7 +137,13 @@ def test_evaluator_end_to_end_on_a_tiny_davis_folder(tmp_path):
     )
     assert EVALUATORS.get("label_propagation") is label_propagation
     out = label_propagation(
-        PositionEncoder(1), data, figures_dir=tmp_path / "fig", n_context=2, topk=5, radius=3, sequences=1
+        PositionEncoder(1),
+        data,
+        EvalContext(figures_dir=tmp_path / "fig"),
+        n_context=2,
+        topk=5,
+        radius=3,
+        sequences=1,
     )
     assert out["jf_mean"] == pytest.approx(1.0) and out["j_mean"] == pytest.approx(1.0)
     assert out["f_mean"] == pytest.approx(1.0)
@@ -154,6 +161,7 @@ def test_evaluator_on_real_davis_sample():
     out = label_propagation(
         RawColorEncoder(8),
         DataBundle(pretrain=[]),
+        EvalContext(),
         root=str(root),
         sequences=["blackswan"],
         frame_size=96,

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import csv
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,8 +37,11 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from mmssl.data import DataBundle
+from mmssl.data.keys import INDEX, LABEL, VIEWS
+from mmssl.data.source import data_source
 from mmssl.errors import CorruptFileError, DataError
 from mmssl.modalities.audio.io import center_crop, load_audio, random_crop
+from mmssl.modalities.audio.keys import AUDIO
 
 log = logging.getLogger(__name__)
 
@@ -297,6 +300,12 @@ def split_rows(
     return train, test
 
 
+def pretrain_keys(options: Mapping[str, Any]) -> set[str]:
+    """``views: crops`` gives two crops per clip (``views``); otherwise one crop with its label."""
+    return {VIEWS, INDEX} if _check_views(options["views"]) else {AUDIO, LABEL, INDEX}
+
+
+@data_source(produces=pretrain_keys)
 def audio_folder_csv(
     root: str,
     csv_file: str = "meta/esc50.csv",
@@ -308,6 +317,7 @@ def audio_folder_csv(
     views: str | None = None,
     preload: bool = False,
     skip_bad: bool = False,
+    seed: int = 0,
 ) -> DataBundle:
     """Labelled clips listed in a CSV: the ESC-50 layout by default (``root/meta/esc50.csv`` +
     ``root/audio/``), or any folder + CSV (``csv_file``, ``audio_dir`` relative to ``root``).
@@ -370,6 +380,7 @@ def fsdd_split(
     return train, test
 
 
+@data_source(produces=pretrain_keys)
 def fsdd(
     root: str,
     sample_rate: int = 16000,
@@ -378,6 +389,7 @@ def fsdd(
     views: str | None = None,
     preload: bool = True,
     skip_bad: bool = False,
+    seed: int = 0,
 ) -> DataBundle:
     """Free Spoken Digit Dataset (10 digits, 8 kHz mono recordings), resampled to ``sample_rate``.
 

@@ -27,15 +27,18 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmssl.core.heads import ProjectionHead
+from mmssl.core.method import Method
 from mmssl.data import DataBundle
+from mmssl.data.keys import IMAGE, INDEX
 from mmssl.errors import DataError
+from mmssl.eval.context import EvalContext
 from mmssl.modalities.audio.clusters import TARGET_KINDS, ambient_targets
 from mmssl.modalities.audio.texture_stats import TextureConfig
 
 log = logging.getLogger(__name__)
 
 
-class AmbientSoundPrediction(nn.Module):
+class AmbientSoundPrediction(Method):
     """Predict each clip's sound target from one of its frames (see the module docstring).
 
     Args:
@@ -45,6 +48,8 @@ class AmbientSoundPrediction(nn.Module):
         kind: ``clusters`` or ``binary``. num_outputs: clusters or bits.
         head_hidden / head_layers: the classifier (``head_layers=1``: linear).
     """
+
+    consumes = frozenset({IMAGE, INDEX})
 
     def __init__(
         self,
@@ -167,15 +172,12 @@ def ambient_sound(
 def ambient_targets_evaluator(
     encoder: nn.Module,
     data: DataBundle,
-    *,
-    device: torch.device | str = "cpu",
-    seed: int = 0,
-    method: Any = None,
+    ctx: EvalContext,
 ) -> dict[str, float]:
     """How much class structure the sound targets carry (the same for the trained and the baseline
     method): ``target_nmi`` = normalised mutual information of clusters and class labels, which the
     method never sees. Only for ``ambient_sound`` with ``target: clusters``."""
-    info = getattr(method, "target_info", None)
+    info = getattr(ctx.method, "target_info", None)
     if info is None:
         raise ValueError("evaluator 'ambient_targets' needs the ambient_sound method")
     return {"target_nmi": float(info["nmi_vs_labels"])} if "nmi_vs_labels" in info else {}

@@ -39,6 +39,8 @@ from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
 from mmssl.data import DataBundle
+from mmssl.data.keys import IMAGE, INDEX, LABEL
+from mmssl.data.source import data_source
 from mmssl.errors import CorruptFileError, DataError
 from mmssl.modalities.audio.data import num_samples_for
 from mmssl.modalities.audio.io import (
@@ -49,6 +51,7 @@ from mmssl.modalities.audio.io import (
     load_audio,
     read_video_frames,
 )
+from mmssl.modalities.audio.keys import AUDIO
 from mmssl.modalities.audio.procedural import generate_audio_visual_set, read_manifest
 from mmssl.modalities.image.views import IMAGENET_MEAN, IMAGENET_STD, eval_transform
 
@@ -245,6 +248,7 @@ def paired_bundle(
 # ---------------------------------------------------------------------------------- builders
 
 
+@data_source(produces={IMAGE, AUDIO, LABEL, INDEX})
 def procedural_audio_visual(
     num_scenes: int = 10,
     train_per_class: int = 24,
@@ -332,6 +336,7 @@ def folder_key(paths: Sequence[Path], sample_rate: int) -> str:
     return digest.hexdigest()[:16]
 
 
+@data_source(produces={IMAGE, AUDIO, LABEL, INDEX})
 def paired_video_audio(
     root: str,
     image_size: int = 64,
@@ -345,6 +350,7 @@ def paired_video_audio(
     augment: bool = True,
     allow_silent: bool = False,
     skip_bad: bool = False,
+    seed: int = 0,
 ) -> DataBundle:
     """Video files with sound: ``root/{train,test}/<class>/<video>``, or ``root/<class>/<video>``
     (every ``test_every``-th video of a class, in name order, is held out), or a flat folder of videos

@@ -22,7 +22,7 @@ import math
 import os
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,8 @@ from torchvision.transforms.v2 import functional as TF
 
 from mmssl.cache import cache_folder
 from mmssl.data import DataBundle
+from mmssl.data.keys import IMAGE, INDEX, LABEL, VIEWS
+from mmssl.data.source import data_source
 from mmssl.errors import CorruptFileError, DataError
 from mmssl.modalities.image.batch_views import build_batch_views
 from mmssl.modalities.image.views import (
@@ -480,6 +482,16 @@ def _pretrain_dataset(
 # ---------------------------------------------------------------------------------- builders
 
 
+def pretrain_keys(options: Mapping[str, Any]) -> set[str]:
+    """Two-view recipes get ``views`` (+ ``index``); single-image ones (``views`` null or a single-view
+    name such as ``mae``) get one ``image`` per sample with its ``label`` and ``index``."""
+    views = _check_views(options["views"])
+    if views is None or views in SINGLE_VIEW_NAMES:
+        return {IMAGE, LABEL, INDEX}
+    return {VIEWS, INDEX}
+
+
+@data_source(produces=pretrain_keys)
 def procedural_shapes(
     views: str | None = "simclr",
     image_size: int = 32,
@@ -527,6 +539,7 @@ def procedural_shapes(
     )
 
 
+@data_source(produces=pretrain_keys)
 def image_folder(
     root: str,
     views: str | None = "simclr",
@@ -535,6 +548,7 @@ def image_folder(
     test_subdir: str = "test",
     skip_bad: bool = False,
     augment: str = "batch",
+    seed: int = 0,
 ) -> DataBundle:
     """Real images in ``root/<train_subdir>/<class>/*`` and ``root/<test_subdir>/<class>/*``.
 

@@ -30,6 +30,9 @@ from torch import Tensor, nn
 
 from mmssl.core.heads import ProjectionHead
 from mmssl.core.losses import pairwise_group_contrastive
+from mmssl.core.method import Method
+from mmssl.data import DataBundle
+from mmssl.modalities.pointcloud.keys import ACD_LABELS, POINTS
 
 
 def augment_points(
@@ -115,11 +118,13 @@ def acd_loss(
     )
 
 
-class ACDPretext(nn.Module):
+class ACDPretext(Method):
     """Pairwise contrastive pretraining on approximate convex components (see the module docstring).
 
     Batches are ``{"points": [B, N, 3], "normals": [B, N, 3], "acd": [B, N] int64, ...}``.
     """
+
+    consumes = frozenset({POINTS, ACD_LABELS})
 
     def __init__(
         self,
@@ -177,6 +182,7 @@ class ACDPretext(nn.Module):
 
 def acd(
     encoder: nn.Module,
+    data: DataBundle | None = None,
     margin: float = 0.5,
     balance: bool = True,
     loss_points: int | None = 256,

@@ -27,6 +27,8 @@ import torch
 from torch.utils.data import Dataset
 
 from mmssl.data import DataBundle
+from mmssl.data.keys import INDEX
+from mmssl.data.source import data_source
 from mmssl.errors import CorruptFileError, DataError
 from mmssl.modalities.pointcloud import procedural
 from mmssl.modalities.pointcloud.acd import (
@@ -41,6 +43,7 @@ from mmssl.modalities.pointcloud.acd import (
     default_acd_cache_dir,
 )
 from mmssl.modalities.pointcloud.io import MESH_EXTENSIONS, normalize_unit_sphere, read_mesh, sample_points
+from mmssl.modalities.pointcloud.keys import ACD_LABELS, NORMALS, POINTS
 from mmssl.modalities.pointcloud.procedural import (
     DEFAULT_CATEGORIES,
     PROCEDURAL_CATEGORIES,
@@ -215,6 +218,7 @@ def _acd_labels(
 # ----------------------------------------------------------------------------------- builders
 
 
+@data_source(produces={POINTS, NORMALS, ACD_LABELS, INDEX})
 def procedural_parts(
     categories: list[str] | None = None,
     train_per_category: int = 24,
@@ -325,6 +329,7 @@ def procedural_parts(
     )
 
 
+@data_source(produces={POINTS, NORMALS, ACD_LABELS, INDEX})
 def shapenetpart(
     root: str,
     num_points: int = 2048,
@@ -428,6 +433,7 @@ def shapenetpart(
     )
 
 
+@data_source(produces={POINTS, NORMALS, ACD_LABELS, INDEX})
 def mesh_folder(
     root: str,
     num_points: int = 2048,

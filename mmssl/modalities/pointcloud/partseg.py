@@ -37,6 +37,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from mmssl.data import DataBundle
 from mmssl.errors import DataError
+from mmssl.eval.context import EvalContext
 from mmssl.eval.features import eval_mode
 from mmssl.eval.few_shot import sample_n_shot
 from mmssl.eval.linear import flush_denormals, train_linear_probe
@@ -331,10 +332,8 @@ def _render(
 def part_segmentation_evaluator(
     encoder: nn.Module,
     data: DataBundle,
+    ctx: EvalContext,
     *,
-    device: torch.device | str = "cpu",
-    seed: int = 0,
-    figures_dir: Path | None = None,
     shots: Sequence[int] = (1, 5, 10),
     seeds: int = 3,
     finetune: bool = True,
@@ -370,6 +369,7 @@ def part_segmentation_evaluator(
     PNG renders (true vs predicted parts) of ``num_renders`` test shapes for the largest K, first
     seed (``up_axis`` drawn vertically).
     """
+    device, seed, figures_dir = ctx.device, ctx.seed, ctx.figures_dir
     if seeds < 1:
         raise ValueError(f"part_segmentation needs seeds >= 1, got {seeds}")
     if not (finetune or linear or supervised):

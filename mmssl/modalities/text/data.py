@@ -26,8 +26,10 @@ from typing import Any
 import torch
 
 from mmssl.data import DataBundle
+from mmssl.data.source import data_source
 from mmssl.errors import DataError
 from mmssl.modalities.text.corpus import TextUnit, builtin_corpus, read_corpus, split_units
+from mmssl.modalities.text.keys import ATTENTION_MASK, INPUT_IDS
 from mmssl.modalities.text.packing import LabelledBlocks, TokenBlocks, pack_blocks
 from mmssl.modalities.text.tokenizer import cached_tokenizer, load_tokenizer
 
@@ -117,6 +119,7 @@ def labelled_task(
     return build(train_windows, train_per_class), build(val_windows, test_per_class)
 
 
+@data_source(produces={INPUT_IDS, ATTENTION_MASK})
 def text_corpus(
     root: str | None = None,
     text_field: str = "text",
@@ -136,6 +139,7 @@ def text_corpus(
     eval_min_per_class: int = 10,
     cache_dir: str | None = None,
     skip_bad: bool = False,
+    seed: int = 0,
 ) -> DataBundle:
     """A text corpus for language-model pre-training and few-shot evaluation (see the module docstring).
 

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmssl.data import DataBundle
+from mmssl.eval.context import EvalContext
 from mmssl.eval.features import autocast_for, eval_mode
 from mmssl.modalities.text.methods import CausalLanguageModel, MaskedLanguageModel, causal_lm_loss
 from mmssl.modalities.text.mlm_masking import IGNORE_INDEX
@@ -62,10 +63,8 @@ def _batches(blocks: TokenBlocks, batch_size: int, device: torch.device):
 def perplexity_evaluator(
     encoder: nn.Module,
     data: DataBundle,
+    ctx: EvalContext,
     *,
-    device: torch.device | str = "cpu",
-    seed: int = 0,
-    method: nn.Module | None = None,
     batch_size: int = 32,
     max_blocks: int | None = None,
 ) -> dict[str, float]:
@@ -73,6 +72,7 @@ def perplexity_evaluator(
 
     ``max_blocks``: score only the first that many validation blocks (None: all).
     """
+    device, method = ctx.device, ctx.method
     lm = _method_of(method, CausalLanguageModel, "perplexity", "clm")
     device = torch.device(device)
     blocks = _val_blocks(data, "perplexity", max_blocks)
@@ -91,10 +91,8 @@ def perplexity_evaluator(
 def masked_accuracy_evaluator(
     encoder: nn.Module,
     data: DataBundle,
+    ctx: EvalContext,
     *,
-    device: torch.device | str = "cpu",
-    seed: int = 0,
-    method: nn.Module | None = None,
     batch_size: int = 32,
     max_blocks: int | None = None,
 ) -> dict[str, float]:
@@ -102,6 +100,7 @@ def masked_accuracy_evaluator(
 
     Masks come from a CPU generator seeded with ``seed``, so they do not depend on the device.
     """
+    device, seed, method = ctx.device, ctx.seed, ctx.method
     lm = _method_of(method, MaskedLanguageModel, "masked_accuracy", "mlm")
     device = torch.device(device)
     blocks = _val_blocks(data, "masked_accuracy", max_blocks)
@@ -122,11 +121,9 @@ def masked_accuracy_evaluator(
 def train_throughput_evaluator(
     encoder: nn.Module,
     data: DataBundle,
-    *,
-    device: torch.device | str = "cpu",
-    seed: int = 0,
-    method: nn.Module | None = None,
+    ctx: EvalContext,
 ) -> dict[str, float]:
     """``train_tokens_per_s`` measured by the method during training (nothing for an untrained one)."""
+    method = ctx.method
     rate = getattr(method, "train_tokens_per_s", None)
     return {"train_tokens_per_s": float(rate)} if rate is not None else {}

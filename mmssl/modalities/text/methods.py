@@ -28,10 +28,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mmssl.core.method import Method
 from mmssl.data import DataBundle
 from mmssl.modalities.text.encoders import HFTextEncoder
 from mmssl.modalities.text.export import export_pretrained
 from mmssl.modalities.text.generation import write_generations
+from mmssl.modalities.text.keys import ATTENTION_MASK, INPUT_IDS
 from mmssl.modalities.text.mlm_masking import IGNORE_INDEX, mask_tokens
 from mmssl.modalities.text.tokenizer import check_special_ids
 
@@ -47,8 +49,10 @@ def causal_lm_loss(logits: Tensor, labels: Tensor, reduction: str = "mean") -> T
     return F.cross_entropy(shifted_logits, targets, ignore_index=IGNORE_INDEX, reduction=reduction)
 
 
-class _LanguageModel(nn.Module):
+class _LanguageModel(Method):
     """Shared pieces: the tokenizer, token throughput of training, export after training."""
+
+    consumes = frozenset({INPUT_IDS, ATTENTION_MASK})
 
     causal: bool
     name: str

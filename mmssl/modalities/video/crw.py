@@ -43,7 +43,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mmssl.core.method import Method
+from mmssl.data import DataBundle
 from mmssl.modalities.video.encoders import frame_feature_map
+from mmssl.modalities.video.keys import CLIP
 
 EPS = 1e-20
 _DROPPED = -1e9  # a finite "-inf": a row that lost every edge becomes uniform instead of NaN
@@ -136,8 +139,10 @@ def extract_patches(
     return patches.permute(0, 1, 4, 2, 3), (ny, nx)
 
 
-class ContrastiveRandomWalk(nn.Module):
+class ContrastiveRandomWalk(Method):
     """CRW on clips ``batch["clip"] [B, T, 3, H, W]`` (see the module docstring)."""
+
+    consumes = frozenset({CLIP})
 
     def __init__(
         self,
@@ -202,6 +207,7 @@ class ContrastiveRandomWalk(nn.Module):
 
 def crw(
     encoder: nn.Module,
+    data: DataBundle | None = None,
     temperature: float = 0.07,
     edge_dropout: float = 0.1,
     embed_dim: int = 128,

@@ -30,6 +30,8 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from mmssl.data import DataBundle
+from mmssl.data.keys import INDEX, LABEL
+from mmssl.data.source import data_source
 from mmssl.errors import CorruptFileError, DataError
 from mmssl.modalities.video.io import (
     FRAME_EXTENSIONS,
@@ -44,6 +46,7 @@ from mmssl.modalities.video.io import (
     read_video,
     video_info,
 )
+from mmssl.modalities.video.keys import CLIP
 from mmssl.modalities.video.procedural import (
     DAVIS_RESOLUTION,
     ProceduralVideoSpec,
@@ -346,6 +349,7 @@ def _check_sampling(sampling: str, short: str) -> None:
     sample_clip_indices(1, 1, 1, sampling, short=short)
 
 
+@data_source(produces={CLIP, LABEL, INDEX})
 def procedural_videos(
     clip_len: int = 8,
     frame_stride: int = 1,
@@ -447,6 +451,7 @@ def _davis_propagation(
     return _propagation_info(Path(root).expanduser(), names, resolution)
 
 
+@data_source(produces={CLIP, LABEL, INDEX})
 def video_folder(
     root: str | None = None,
     clip_len: int = 8,
@@ -521,6 +526,7 @@ def video_folder(
     )
 
 
+@data_source(produces={CLIP, LABEL, INDEX})
 def davis(
     root: str | None = None,
     resolution: str = "480p",

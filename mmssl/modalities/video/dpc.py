@@ -34,7 +34,10 @@ import torch
 from torch import Tensor, nn
 
 from mmssl.core.losses import info_nce
+from mmssl.core.method import Method
+from mmssl.data import DataBundle
 from mmssl.modalities.video.encoders import frame_feature_map
+from mmssl.modalities.video.keys import CLIP
 
 
 class ConvGRUCell(nn.Module):
@@ -80,7 +83,7 @@ def dense_predictive_loss(pred: Tensor, target: Tensor, temperature: float = 0.1
     return loss, acc
 
 
-class DensePredictiveCoding(nn.Module):
+class DensePredictiveCoding(Method):
     """DPC (see the module docstring).
 
     Args:
@@ -90,6 +93,8 @@ class DensePredictiveCoding(nn.Module):
         hidden_dim: ConvGRU state size (None: D, as DPC). ``kernel_size``: ConvGRU kernel (1 in DPC).
         temperature: of the cosine-similarity InfoNCE.
     """
+
+    consumes = frozenset({CLIP})
 
     def __init__(
         self,
@@ -146,6 +151,7 @@ class DensePredictiveCoding(nn.Module):
 
 def dpc(
     encoder: nn.Module,
+    data: DataBundle | None = None,
     num_blocks: int = 4,
     block_len: int = 2,
     pred_steps: int = 2,

@@ -38,6 +38,7 @@ from torch import Tensor, nn
 
 from mmssl.data import DataBundle
 from mmssl.errors import DataError
+from mmssl.eval.context import EvalContext
 from mmssl.eval.features import eval_mode
 from mmssl.modalities.image.views import IMAGENET_MEAN, IMAGENET_STD
 from mmssl.modalities.video.davis_metrics import (
@@ -206,10 +207,8 @@ def _output_stride(encoder: nn.Module, device: torch.device) -> int:
 def label_propagation(
     encoder: nn.Module,
     data: DataBundle,
+    ctx: EvalContext,
     *,
-    device: torch.device | str = "cpu",
-    seed: int = 0,
-    figures_dir: str | Path | None = None,
     n_context: int = 20,
     topk: int = 10,
     radius: float | None = 12.0,
@@ -237,6 +236,7 @@ def label_propagation(
     colour cells. ``bound_th``: F's boundary tolerance (fraction of the diagonal). ``batch_size``:
     frames per encoder call. ``strip_frames``: frames per PNG strip. ``seed`` is unused (deterministic).
     """
+    device, figures_dir = ctx.device, ctx.figures_dir
     device = torch.device(device)
     info = dict(data.info.get("propagation") or {})
     root = str(root) if root else info.get("root")

@@ -49,11 +49,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mmssl.core.method import Method
 from mmssl.data import DataBundle
 from mmssl.eval.features import eval_mode
 from mmssl.modalities.image.color import to_unit_rgb
 from mmssl.modalities.video.encoders import frame_feature_map
 from mmssl.modalities.video.flow import chain_flows, clip_flows, to_gray
+from mmssl.modalities.video.keys import CLIP
 
 
 def gaussian_kl(mu: Tensor, logvar: Tensor) -> Tensor:
@@ -92,7 +94,7 @@ def clip_trajectories(
     return cells / torch.tensor([fw / gw, fh / gh], device=clip.device).view(1, 1, 2, 1, 1)
 
 
-class FutureCVAE(nn.Module):
+class FutureCVAE(Method):
     """Walker et al.'s conditional VAE over dense future trajectories (see the module docstring).
 
     Args:
@@ -104,6 +106,8 @@ class FutureCVAE(nn.Module):
         kl_weight: beta on the KL term (1 = the ELBO).
         flow_size: frame short side (pixels) for the optical flow that makes the targets (None: as is).
     """
+
+    consumes = frozenset({CLIP})
 
     def __init__(
         self,
@@ -279,6 +283,7 @@ def _draw_motion(ax: Any, image: Any, field: Tensor, h: int, w: int) -> None:
 
 def future_cvae(
     encoder: nn.Module,
+    data: DataBundle | None = None,
     horizon: int = 4,
     latent_dim: int = 8,
     hidden_dim: int = 64,

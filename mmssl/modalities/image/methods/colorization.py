@@ -39,7 +39,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mmssl.core.method import Method
 from mmssl.data import DataBundle
+from mmssl.data.keys import IMAGE
 from mmssl.modalities.image.color import (
     ab_gamut_bins,
     annealed_mean,
@@ -112,7 +114,7 @@ def tokens_to_map(tokens: Tensor) -> Tensor:
     return tokens.transpose(1, 2).reshape(b, d, side, side)
 
 
-class Colorization(nn.Module):
+class Colorization(Method):
     """Zhang et al.'s colorization as a pretext task (see the module docstring).
 
     Args:
@@ -126,6 +128,8 @@ class Colorization(nn.Module):
         head_dim: width of the prediction head.
         gray_threshold: images with mean chroma below it are skipped.
     """
+
+    consumes = frozenset({IMAGE})
 
     def __init__(
         self,
@@ -233,6 +237,7 @@ class Colorization(nn.Module):
 
 def colorization(
     encoder: nn.Module,
+    data: DataBundle | None = None,
     grid: float = 10.0,
     sigma: float = 5.0,
     num_neighbours: int = 5,

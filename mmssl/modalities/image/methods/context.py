@@ -39,6 +39,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmssl.core.heads import ProjectionHead
+from mmssl.core.method import Method
+from mmssl.data import DataBundle
+from mmssl.data.keys import IMAGE
 from mmssl.modalities.image.color import to_unit_rgb
 
 # (dy, dx) of label 0..7: the 3x3 neighbourhood in row-major order without the centre.
@@ -156,7 +159,7 @@ def suppress_chromatic_aberration(patches: Tensor, mode: str, noise_ratio: float
     return normalise_patches(patches)
 
 
-class ContextPrediction(nn.Module):
+class ContextPrediction(Method):
     """Relative patch position as an 8-way classification (see the module docstring).
 
     Args:
@@ -168,6 +171,8 @@ class ContextPrediction(nn.Module):
         fc_dim: per-patch embedding (Linear-BN-ReLU, shared, the paper's fc6).
         hidden_dim: hidden width of the pair classifier (fc7; fc8 is the 8-way output).
     """
+
+    consumes = frozenset({IMAGE})
 
     def __init__(
         self,
@@ -221,6 +226,7 @@ class ContextPrediction(nn.Module):
 
 def context(
     encoder: nn.Module,
+    data: DataBundle | None = None,
     patch_size: int = 14,
     gap: int = 7,
     jitter: int = 1,

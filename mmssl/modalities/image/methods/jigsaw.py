@@ -39,6 +39,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmssl.core.heads import ProjectionHead
+from mmssl.core.method import Method
+from mmssl.data import DataBundle
+from mmssl.data.keys import IMAGE
 from mmssl.modalities.image.batch_views import grayscale
 from mmssl.modalities.image.color import to_unit_rgb
 from mmssl.modalities.image.methods.context import crop_patches
@@ -146,7 +149,7 @@ def shuffle_tiles(tiles: Tensor, order: Tensor) -> Tensor:
     return tiles.gather(1, index)
 
 
-class Jigsaw(nn.Module):
+class Jigsaw(Method):
     """Solve 3x3 jigsaw puzzles from a fixed permutation set (see the module docstring).
 
     Args:
@@ -158,6 +161,8 @@ class Jigsaw(nn.Module):
         hidden_dim: hidden width of the classifier over the concatenated tiles (fc7 -> fc8).
         permutation_seed: seed of the greedy permutation set.
     """
+
+    consumes = frozenset({IMAGE})
 
     def __init__(
         self,
@@ -212,6 +217,7 @@ class Jigsaw(nn.Module):
 
 def jigsaw(
     encoder: nn.Module,
+    data: DataBundle | None = None,
     num_permutations: int = 100,
     grid: int = 3,
     tile_size: int = 14,

@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from mmssl.core.masked import MaskedDecoder, MaskedModel
 from mmssl.core.masking import BLOCK_POSITIONS, TokenMasker
 from mmssl.data import DataBundle
+from mmssl.data.keys import IMAGE
 from mmssl.modalities.image.encoders import sincos_pos_embed_2d
 from mmssl.modalities.image.views import IMAGENET_MEAN, IMAGENET_STD
 
@@ -82,6 +83,8 @@ class MaskedImageModel(MaskedModel):
         decoder_pos_embed: ``"sincos"`` (fixed 2-D, MAE) or ``"learned"``.
         name: used for the figure's file name.
     """
+
+    consumes = frozenset({IMAGE})
 
     def __init__(
         self,
@@ -205,6 +208,7 @@ def _save_grid(rows: list[Tensor], labels: list[str], path: Path, title: str) ->
 
 def mae(
     encoder: nn.Module,
+    data: DataBundle | None = None,
     mask_ratio: float = 0.75,
     norm_pix_loss: bool = True,
     decoder_dim: int = 512,
@@ -238,6 +242,7 @@ def mae(
 
 def inpainting(
     encoder: nn.Module,
+    data: DataBundle | None = None,
     mask_ratio: float = 0.25,
     position: str = "center",
     decoder_dim: int = 512,

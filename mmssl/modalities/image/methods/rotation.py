@@ -21,6 +21,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmssl.core.heads import ProjectionHead
+from mmssl.core.method import Method
+from mmssl.data import DataBundle
+from mmssl.data.keys import IMAGE
 
 NUM_ROTATIONS = 4
 
@@ -37,13 +40,15 @@ def rotate_batch(images: Tensor) -> tuple[Tensor, Tensor]:
     return rotated, labels
 
 
-class RotationPrediction(nn.Module):
+class RotationPrediction(Method):
     """4-way rotation classification over all rotations of every image (see the module docstring).
 
     Args:
         encoder: backbone returning ``{"global": [N, D]}``.
         head_hidden: hidden width of the classifier. head_layers: 1 = linear classifier, 2+ = MLP.
     """
+
+    consumes = frozenset({IMAGE})
 
     def __init__(self, encoder: nn.Module, *, head_hidden: int = 256, head_layers: int = 2) -> None:
         super().__init__()
@@ -58,7 +63,9 @@ class RotationPrediction(nn.Module):
         return {"loss": loss, "acc": acc.detach()}
 
 
-def rotation(encoder: nn.Module, head_hidden: int = 256, head_layers: int = 2) -> RotationPrediction:
+def rotation(
+    encoder: nn.Module, data: DataBundle | None = None, head_hidden: int = 256, head_layers: int = 2
+) -> RotationPrediction:
     """RotNet (Gidaris et al. 2018): 4-way rotation prediction, all four rotations of each image
     in the batch (the effective batch is 4x ``train.batch_size``).
 

@@ -1,0 +1,73 @@
+"""The one policy for files that cannot be decoded, shared by every modality's readers.
+
+By default a bad file raises :class:`~mmssl.errors.CorruptFileError` naming it. With ``skip=True`` it is
+logged once (a warning naming the file and the reason), remembered in ``bad_files`` and left out;
+``num_skipped`` counts distinct bad files seen by this process (each DataLoader worker keeps its own).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+from mmssl.errors import CorruptFileError, DataError
+
+log = logging.getLogger(__name__)
+Item = TypeVar("Item")
+Loaded = TypeVar("Loaded")
+
+
+class SkipBadFiles:
+    """Raise on a corrupt file, or (``skip=True``) log it once, count it and go on without it."""
+
+    def __init__(self, skip: bool = False) -> None:
+        self.skip = skip
+        self.bad_files: list[Path] = []
+        self._seen: set[Path] = set()
+
+    @property
+    def num_skipped(self) -> int:
+        return len(self.bad_files)
+
+    def record(self, err: CorruptFileError | DataError, path: str | Path) -> None:
+        """Note a bad file (once) or re-raise ``err`` when skipping is off."""
+        if not self.skip:
+            raise err
+        path = Path(path)
+        if path not in self._seen:
+            self._seen.add(path)
+            self.bad_files.append(path)
+            log.warning("skipping %s", err)
+
+    def load(self, path: str | Path, loader: Callable[[], Loaded]) -> Loaded | None:
+        """``loader()``, or None after recording ``path`` when it raises CorruptFileError (skip on)."""
+        try:
+            return loader()
+        except CorruptFileError as err:
+            self.record(err, path)
+            return None
+
+    def keep_readable(
+        self, items: Iterable[Item], path_of: Callable[[Item], str | Path], loader: Callable[[Item], Loaded]
+    ) -> list[tuple[Item, Loaded]]:
+        """Load every item up front; returns ``(item, loaded)`` for the readable ones, the rest recorded."""
+        kept = []
+        for item in items:
+            loaded = self.load(path_of(item), lambda item=item: loader(item))
+            if loaded is not None:
+                kept.append((item, loaded))
+        return kept
+
+    def next_readable(
+        self, index: int, paths: Sequence[str | Path], loader: Callable[[int], Loaded], where: str
+    ) -> Loaded:
+        """``loader(i)`` for the first readable ``i`` from ``index`` on (wrapping around)."""
+        n = len(paths)
+        for offset in range(n):
+            i = (index + offset) % n
+            loaded = self.load(paths[i], lambda i=i: loader(i))
+            if loaded is not None:
+                return loaded
+        raise DataError(f"no readable file under {where}: all {n} files failed to decode")

@@ -1,0 +1,47 @@
+"""The trainer's own options: the ``train`` section of a recipe.
+
+They live with the trainer (the recipe schema in :mod:`mmssl.config` imports them), so the trainer does not
+depend on the recipe format.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class TrainConfig:
+    """How the one trainer runs. ``lr`` is the learning rate at ``batch_size`` after scaling."""
+
+    steps: int = 1000
+    batch_size: int = 256
+    optimizer: str = "sgd"  # sgd | lars | adamw
+    lr: float = 0.1
+    lr_scaling: str = "none"  # none | linear (lr * global_batch / 256, as SimCLR/BYOL)
+    weight_decay: float = 1e-4
+    momentum: float = 0.9
+    nesterov: bool = False
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    schedule: str = "cosine"  # cosine | constant
+    warmup_steps: int = 0
+    min_lr_ratio: float = 0.0
+    exclude_bias_and_norm: bool = True  # from weight decay and LARS adaptation (SimCLR/BYOL practice)
+    clip_grad: float | None = None
+    accumulate: int = 1
+    precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16
+    device: str = "auto"  # auto | cpu | cuda
+    seed: int = 0
+    num_workers: int = 0
+    # Intra-op CPU threads (None: torch's default). On small CPU machines 1 thread plus a data worker
+    # avoids OpenMP oversubscription, which we measured at 10-30x slowdowns on 2 busy cores.
+    num_threads: int | None = None
+    ckpt_every: int = 500
+    log_every: int = 10
+    sync_bn: bool = False
+    progress: bool = True
+    compile: bool = False
+
+
+OPTIMIZERS = ("sgd", "lars", "adamw")
+SCHEDULES = ("cosine", "constant")
+PRECISIONS = ("auto", "fp32", "bf16")
