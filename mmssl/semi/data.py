@@ -41,8 +41,8 @@ from mmssl.data import DataBundle
 from mmssl.data.source import data_source
 from mmssl.errors import DataError
 from mmssl.modalities.image.batch_views import normalize, to_float
-from mmssl.modalities.image.data import SHAPE_CLASSES, ProceduralShapes
 from mmssl.modalities.image.views import IMAGENET_MEAN, IMAGENET_STD
+from mmssl.procedural.shapes import SHAPE_CLASSES, ProceduralShapes
 from mmssl.semi.augment import SemiBatchViews
 from mmssl.semi.keys import U_INDEX, U_STRONG, U_WEAK, X_L, Y_L
 

@@ -14,8 +14,9 @@ from torch.utils.data import DataLoader
 
 from mmssl.data import DataBundle
 from mmssl.errors import CorruptFileError, DataError
-from mmssl.modalities.image import data as image_data
-from mmssl.modalities.image.data import SHAPE_CLASSES, ImageFolderDataset, ProceduralShapes
+from mmssl.modalities.image.data import ImageFolderDataset
+from mmssl.procedural import shapes as procedural_shapes_module
+from mmssl.procedural.shapes import SHAPE_CLASSES, ProceduralShapes
 from mmssl.registry import DATASETS
 
 CIFAR = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "images" / "cifar10_jpg"
@@ -244,7 +245,7 @@ def test_image_folder_bundle_mismatched_classes(tmp_path: Path) -> None:
 
 def test_render_is_a_function_of_the_generator() -> None:
     # Same generator state -> same picture; the module's own sample_rng is what makes indices reproducible.
-    a = image_data.render_shape_image(3, image_data.sample_rng(0, "train", 5), 32)
-    b = image_data.render_shape_image(3, image_data.sample_rng(0, "train", 5), 32)
-    c = image_data.render_shape_image(3, image_data.sample_rng(0, "test", 5), 32)
+    a = procedural_shapes_module.render_shape_image(3, procedural_shapes_module.sample_rng(0, "train", 5), 32)
+    b = procedural_shapes_module.render_shape_image(3, procedural_shapes_module.sample_rng(0, "train", 5), 32)
+    c = procedural_shapes_module.render_shape_image(3, procedural_shapes_module.sample_rng(0, "test", 5), 32)
     assert np.array_equal(a, b) and not np.array_equal(a, c)

@@ -1,7 +1,7 @@
 """A built-in audio-visual set: a scene class drives both the picture and an ambient sound texture.
 
 Scene ``k`` shows the procedural shape / texture ``SHAPE_CLASSES[k]`` of the image renderer
-(:func:`mmssl.modalities.image.data.render_shape_image`: random colours, so colour says nothing about
+(:func:`mmssl.procedural.shapes.render_shape_image`: random colours, so colour says nothing about
 the class), drifting slowly across the frame, and sounds like the ambient texture ``SOUND_CLASSES[k]``:
 
 - a noise bed whose spectral envelope is a Gaussian bump in log-frequency (centre, width in octaves)
@@ -38,7 +38,7 @@ import soundfile as sf
 
 from mmssl.cache import cache_folder
 from mmssl.errors import DataError
-from mmssl.modalities.image.data import SHAPE_CLASSES, render_shape_image
+from mmssl.procedural.shapes import SHAPE_CLASSES, render_shape_image
 
 log = logging.getLogger(__name__)
 

@@ -46,8 +46,8 @@ from PIL import Image
 
 from mmssl.cache import cache_folder
 from mmssl.errors import DataError
-from mmssl.modalities.image.data import _random_colour, _shape_mask, _texture_mask
 from mmssl.modalities.video.io import write_palette_mask, write_video
+from mmssl.procedural.shapes import random_colour, shape_mask, texture_mask
 
 log = logging.getLogger(__name__)
 
@@ -209,10 +209,10 @@ def _sprite_layers(
     u = (cos_a * dx + sin_a * dy) / tr.radius[frame]
     v = (cos_a * dy - sin_a * dx) / tr.radius[frame]
     # The same seed every frame: shape parameters (star depth, ring width ...) stay fixed.
-    inside = _shape_mask(sprite.shape, u, v, np.random.default_rng(sprite.shape_seed))
+    inside = shape_mask(sprite.shape, u, v, np.random.default_rng(sprite.shape_seed))
     mask[r0:r1, c0:c1] = inside
     scale = sprite.base_radius
-    pattern = _texture_mask(
+    pattern = texture_mask(
         sprite.texture, u[inside] * scale, v[inside] * scale, np.random.default_rng(sprite.texture_seed)
     )
     return mask, np.where(pattern[:, None], sprite.colours[0], sprite.colours[1])
@@ -235,8 +235,8 @@ def render_video(
 
     # Background: a two-colour periodic texture (larger period than the sprites') panning at a
     # constant velocity, under a colour gradient.
-    bg_colours = [_random_colour(rng)]
-    bg_colours.append(_random_colour(rng, away_from=bg_colours, min_dist=60.0))
+    bg_colours = [random_colour(rng)]
+    bg_colours.append(random_colour(rng, away_from=bg_colours, min_dist=60.0))
     bg_texture = SPRITE_TEXTURES[rng.integers(len(SPRITE_TEXTURES))]
     bg_seed = int(rng.integers(2**31))
     pan_dir = rng.uniform(0, 2 * np.pi)
@@ -249,8 +249,8 @@ def render_video(
     sprites = []
     for k in range(num_objects):
         radius = (rng.uniform(0.16, 0.22) if k == 0 else rng.uniform(0.09, 0.15)) * s
-        c1 = _random_colour(rng, away_from=bg_colours, min_dist=90.0)
-        c2 = _random_colour(rng, away_from=[*bg_colours, c1], min_dist=70.0)
+        c1 = random_colour(rng, away_from=bg_colours, min_dist=90.0)
+        c2 = random_colour(rng, away_from=[*bg_colours, c1], min_dist=70.0)
         kind = VIDEO_CLASSES[label] if k == 0 else "distractor"
         sprites.append(
             _Sprite(
@@ -273,7 +273,7 @@ def render_video(
     for f in range(num_frames):
         ox, oy = pan * f
         # Coordinates scaled by 0.6: the background's period is 1.7x the sprites'.
-        pattern = _texture_mask(bg_texture, 0.6 * (x + ox), 0.6 * (y + oy), np.random.default_rng(bg_seed))
+        pattern = texture_mask(bg_texture, 0.6 * (x + ox), 0.6 * (y + oy), np.random.default_rng(bg_seed))
         image = np.where(pattern[..., None], bg_colours[0], bg_colours[1]) * 0.8 + 25 + ramp
         background[f] = np.clip(np.rint(image + noise[f]), 0, 255).astype(np.uint8)
         for k in depth:

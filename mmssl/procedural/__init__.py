@@ -1,0 +1,1 @@
+"""Procedurally generated built-in data shared by several modalities (see :mod:`.shapes`)."""
