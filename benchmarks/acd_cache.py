@@ -5,11 +5,12 @@ The meshes are the built-in procedural shapes (the demo's five categories, taken
 row sees the same mix). Each cold row uses a fresh temporary cache; the warm row re-reads the cache
 the cold 2-worker row filled. Rows:
 
-- ``cold, 1 worker`` / ``cold, 2 workers``: what the ``procedural_parts`` builder does
-  (``ACDParams()``: fast CoACD settings, each connected piece on its own, convex pieces without a
-  CoACD call), worker start-up included (a first run pays it);
+- ``cold, 1 worker`` / ``cold, 2 workers``: what the ``procedural_parts`` builder does with its default
+  ``acd:`` section (``ACDParams()``: fast CoACD settings, each connected piece on its own, convex pieces
+  without a CoACD call), worker start-up included (a first run pays it);
 - ``warm, 2 workers``: every decomposition is a cache hit, no CoACD call;
-- ``cold, 2 workers, whole meshes``: CoACD on every whole mesh, fast settings;
+- ``cold, 2 workers, whole meshes``: CoACD on every whole mesh, fast settings (a recipe's
+  ``acd: {split_pieces: false}``);
 - ``cold, 2 workers, whole, coacd defaults``: CoACD's defaults (resolution 2000, preprocess_resolution
   50, mcts_iterations 150, mcts_nodes 20) on whole meshes (``--skip-defaults`` leaves it out).
 
@@ -34,7 +35,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from mmssl.modalities.pointcloud.acd import ACDJob, ACDParams, decompose_many  # noqa: E402
+from mmssl.modalities.pointcloud.acd.batch import decompose_many  # noqa: E402
+from mmssl.modalities.pointcloud.acd.job import ACDJob  # noqa: E402
+from mmssl.modalities.pointcloud.acd.params import ACDParams  # noqa: E402
 from mmssl.modalities.pointcloud.procedural import DEFAULT_CATEGORIES, procedural_shape  # noqa: E402
 
 WHOLE = ACDParams(split_pieces=False)

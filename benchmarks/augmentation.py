@@ -21,8 +21,8 @@ from collections.abc import Callable
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from mmssl.data import MultiViewItems
 from mmssl.modalities.image.batch_views import build_batch_views
-from mmssl.modalities.image.data import TwoViewDataset
 from mmssl.modalities.image.views import build_views
 
 
@@ -49,7 +49,7 @@ def per_sample_workers(
     images: torch.Tensor, recipe: str, batch_size: int, batches: int, workers: int
 ) -> float:
     base = TensorDataset(images, torch.zeros(len(images), dtype=torch.long))
-    dataset = TwoViewDataset(base, build_views(recipe, images.shape[-1]))
+    dataset = MultiViewItems(base, build_views(recipe, images.shape[-1]))
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, shuffle=True, drop_last=True)
     it = iter(loader)
     next(it)  # workers started and warm

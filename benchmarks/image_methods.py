@@ -12,7 +12,7 @@ Table 2 (``--semi``, on by default): each ``recipes/semi/*.yaml`` at 4 and 10 la
 (``data.labels_per_class=N``), with the recipe's own training budget; the classifier's test accuracy
 (``metrics["eval"]["classifier_top1"]``) vs the recipe's retrained ``supervised_only`` baseline
 (``metrics["baselines"]["supervised_only"]["classifier_top1"]``). Then a domain-shift run of
-``self_training`` with ``data.ood_fraction=0.3``, with the OOD guard off (``method.ood_guard=none``)
+``self_training`` with ``data.ood_fraction=0.3``, with the OOD guard off (``method.ood.guard=none``)
 and with the recipe's guard, reporting accuracy and ``ood_dropped`` / ``ood_dropped_true_ood``.
 
 Each run is a fresh subprocess (``--only <recipe> --json-out <file>``), so a crash is reported as a
@@ -290,7 +290,8 @@ def recipe_guard(name: str) -> str:
     from mmssl.config import load_raw
 
     method = load_raw(resolve(f"semi/{name}")).get("method") or {}
-    return str(method.get("ood_guard", "none")) if isinstance(method, dict) else "none"
+    ood = method.get("ood") if isinstance(method, dict) else None
+    return str(ood.get("guard", "none")) if isinstance(ood, dict) else "none"
 
 
 def orchestrate(args: argparse.Namespace) -> int:
@@ -311,7 +312,7 @@ def orchestrate(args: argparse.Namespace) -> int:
         guard = recipe_guard(OOD_RECIPE)
         guards = ["none"] + ([guard] if guard != "none" else ["knn"])
         for g in guards:
-            extra = [f"data.ood_fraction={OOD_FRACTION}", f"method.ood_guard={g}", "eval.baselines=[]"]
+            extra = [f"data.ood_fraction={OOD_FRACTION}", f"method.ood.guard={g}", "eval.baselines=[]"]
             record = spawn(f"semi/{OOD_RECIPE}", f"{OOD_RECIPE}_ood{OOD_FRACTION}_{g}", args, extra)
             ood_records.append({**record, "guard": g})
 

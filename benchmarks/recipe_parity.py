@@ -49,6 +49,8 @@ SHORT: dict[str, list[str]] = {
 }
 #: keys of metrics.json that measure time, not behaviour
 TIMING = ("train_seconds", "train_samples_per_s", "eval_seconds", "tokens_per_s", "samples_per_s")
+#: sections of metrics.json that describe the run rather than its results (how the data was read)
+DESCRIPTIVE = ("data.",)
 
 
 def run_all(out: Path, recipes: list[str], full: bool) -> None:
@@ -81,7 +83,7 @@ def flatten(metrics: dict, prefix: str = "") -> dict[str, float]:
         if isinstance(value, dict):
             flat.update(flatten(value, name + "."))
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            if not any(key.endswith(t) for t in TIMING):
+            if not any(key.endswith(t) for t in TIMING) and not name.startswith(DESCRIPTIVE):
                 flat[name] = float(value)
     return flat
 

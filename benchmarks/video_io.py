@@ -32,9 +32,12 @@ import decord
 import torch
 from torch.utils.data import DataLoader
 
-from mmssl.modalities.video.data import PretrainClips, VideoClipDataset, scan_sources
+from mmssl.data import SingleItems
+from mmssl.modalities.video.clips import VideoClipDataset
 from mmssl.modalities.video.io import read_video
+from mmssl.modalities.video.keys import CLIP
 from mmssl.modalities.video.procedural import ProceduralVideoSpec, build_procedural_videos
+from mmssl.modalities.video.sources import scan_sources
 from mmssl.modalities.video.views import decode_size, sample_clip_indices, train_clip_transform
 
 REAL_CLIPS = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "video" / "short_clips"
@@ -82,11 +85,10 @@ def mmssl_read(plan, frame_size: int) -> Callable[[int], int]:
     return run
 
 
-def dataset(sources, args) -> PretrainClips:
+def dataset(sources, args) -> SingleItems:
     transform = train_clip_transform(args.frame_size)
-    return PretrainClips(
-        VideoClipDataset(sources, args.clip_len, args.stride, "random", args.frame_size, transform)
-    )
+    clips = VideoClipDataset(sources, args.clip_len, args.stride, "random", args.frame_size, transform)
+    return SingleItems(clips, None, CLIP)
 
 
 def dataset_items(sources, args) -> Callable[[int], int]:
@@ -145,7 +147,7 @@ def main() -> None:
     real = [REAL_CLIPS / "squirrel.mp4", REAL_CLIPS / "squirrel_no_audio.mp4"]
     if all(p.is_file() for p in real):
         sets["real 720p"] = real
-    scanned = {name: scan_sources([(p, -1) for p in paths])[0] for name, paths in sets.items()}
+    scanned = {name: scan_sources([(p, -1) for p in paths]) for name, paths in sets.items()}
 
     rows: dict[str, list[float]] = {}
     for name, sources in scanned.items():

@@ -4,7 +4,8 @@ Runs the dataset builder itself with ACD on (``procedural_parts``, ``mesh_folder
 ``shapenetpart``), so the cache keys are exactly the ones a recipe with the same data options will
 look up: a later ``mmssl run`` finds every decomposition cached. CoACD runs in ``--workers``
 processes with a per-shape ``--timeout`` (then the ``--fallback`` decomposition, logged); progress
-is shown with tqdm. ACD options left out keep the builder's defaults.
+is shown with tqdm. The options become the builder's ``acd:`` section (checked as a recipe's is); ACD
+options left out keep the builder's defaults.
 
 Usage (from the repository root)::
 
@@ -49,7 +50,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--mcts-iterations", type=int, help="CoACD MCTS iterations")
     p.add_argument("--mcts-nodes", type=int, help="CoACD MCTS nodes")
     p.add_argument(
-        "--whole-meshes", action="store_true", help="CoACD on whole meshes (acd_split_pieces=false)"
+        "--whole-meshes", action="store_true", help="CoACD on whole meshes (acd.split_pieces=false)"
     )
     p.add_argument(
         "--reconstruction", choices=["ball_pivoting", "poisson"], help="shapenetpart: surface method"
@@ -58,49 +59,53 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def builder_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    """The builder's keyword arguments for these options (ACD options left out keep its defaults)."""
-    kwargs: dict[str, Any] = {
-        "acd": True,
-        "acd_workers": args.workers,
-        "acd_timeout_s": args.timeout,
-        "acd_fallback": args.fallback,
-        "cache_dir": args.cache_dir,
-        "seed": args.seed,
-        "num_points": 64,  # points are not part of the cache key; keep sampling cheap
+def recipe_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The builder's recipe options for these arguments, as a recipe's ``data:`` section would hold them
+    (``seed`` aside); the ``acd:`` section lists only the ACD options given, the rest keep the builder's
+    defaults."""
+    acd: dict[str, Any] = {
+        "enabled": True,
+        "workers": args.workers,
+        "timeout_s": args.timeout,
+        "fallback": args.fallback,
     }
     optional = {
-        "acd_threshold": args.threshold,
-        "acd_resolution": args.resolution,
-        "acd_preprocess_mode": args.preprocess_mode,
-        "acd_preprocess_resolution": args.preprocess_resolution,
-        "acd_mcts_iterations": args.mcts_iterations,
-        "acd_mcts_nodes": args.mcts_nodes,
+        "threshold": args.threshold,
+        "resolution": args.resolution,
+        "preprocess_mode": args.preprocess_mode,
+        "preprocess_resolution": args.preprocess_resolution,
+        "mcts_iterations": args.mcts_iterations,
+        "mcts_nodes": args.mcts_nodes,
     }
-    kwargs.update({k: v for k, v in optional.items() if v is not None})
+    acd.update({k: v for k, v in optional.items() if v is not None})
+    options: dict[str, Any] = {
+        "acd": acd,
+        "cache_dir": args.cache_dir,
+        "num_points": 64,  # points are not part of the cache key; keep sampling cheap
+    }
     if args.whole_meshes:
         if args.dataset == "shapenetpart":
             raise SystemExit("precompute_acd: --whole-meshes does not apply to shapenetpart (no meshes)")
-        kwargs["acd_split_pieces"] = False
+        acd["split_pieces"] = False
     if args.dataset == "procedural":
         if args.root:
             raise SystemExit("precompute_acd: --root is not used with 'procedural'")
         if args.categories:
-            kwargs["categories"] = args.categories
+            options["categories"] = args.categories
         if args.train_per_category:
-            kwargs["train_per_category"] = args.train_per_category
-        kwargs["test_per_category"] = 1  # test shapes get no ACD; build as few as possible
+            options["train_per_category"] = args.train_per_category
+        options["test_per_category"] = 1  # test shapes get no ACD; build as few as possible
     else:
         if not args.root:
             raise SystemExit(f"precompute_acd: --root is required for '{args.dataset}'")
-        kwargs["root"] = args.root
-        kwargs["skip_bad"] = args.skip_bad
+        options["root"] = args.root
+        options["skip_bad"] = args.skip_bad
         if args.dataset == "shapenetpart":
             if args.categories:
-                kwargs["categories"] = args.categories
+                options["categories"] = args.categories
             if args.reconstruction:
-                kwargs["acd_reconstruction"] = args.reconstruction
-    return kwargs
+                acd["reconstruction"] = args.reconstruction
+    return options
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,19 +113,27 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from mmssl.errors import DataError
     from mmssl.modalities.pointcloud import data
+    from mmssl.modalities.pointcloud.acd_labels import acd_cache_dir
+    from mmssl.options import builder_options
 
+    name = BUILDERS[args.dataset]
+    # the registered builder function, imported directly: no need to load every other modality
+    builder = getattr(data, name)
     start = time.perf_counter()
     try:
-        # the registered builder functions, imported directly: no need to load every other modality
-        bundle = getattr(data, BUILDERS[args.dataset])(**builder_kwargs(args))
+        # checked and converted as a recipe's data section is: ``acd`` becomes the builder's ACD options
+        options = builder_options(builder, recipe_options(args), "data", kind="dataset", name=name)
+        bundle = builder(seed=args.seed, **options)
     except (DataError, ValueError) as err:
         print(f"precompute_acd: {err}", file=sys.stderr)
         return 1
-    info = bundle.info["acd"]
+    stats = bundle.stats
     print(
-        f"{args.dataset}: {info['shapes']} shapes -> {data.acd_cache_dir(args.cache_dir)}\n"
-        f"  cached before: {info['cached']}  computed: {info['computed']}  fallbacks: {info['fallbacks']}\n"
-        f"  mean components: {info['mean_components']:.2f}  CoACD settings: {info['params']}\n"
+        f"{args.dataset}: {stats['acd_shapes']} shapes -> {acd_cache_dir(args.cache_dir)}\n"
+        f"  cached before: {stats['acd_cached']}  computed: {stats['acd_computed']}  "
+        f"fallbacks: {stats['acd_fallbacks']}\n"
+        f"  mean components: {stats['acd_mean_components']:.2f}  "
+        f"CoACD settings: {options['acd'].params().coacd_kwargs()}\n"
         f"  wall time: {time.perf_counter() - start:.1f}s"
     )
     return 0

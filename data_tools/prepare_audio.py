@@ -61,7 +61,7 @@ def check_csv(root: str, csv_file: str, audio_dir: str) -> int:
     from pathlib import Path
 
     from mmssl.errors import CorruptFileError
-    from mmssl.modalities.audio.data import read_clip_table
+    from mmssl.modalities.audio.esc50 import read_clip_table
     from mmssl.modalities.audio.io import read_audio
 
     base = Path(root).expanduser()
@@ -128,6 +128,7 @@ def fsdd_to_esc50(src: str, dst: str) -> int:
 
 
 def procedural(args: argparse.Namespace) -> int:
+    from mmssl.modalities.audio.av_clips import TrainingClips
     from mmssl.modalities.audio.clusters import cached_feature_groups
     from mmssl.modalities.audio.paired import procedural_audio_visual
     from mmssl.modalities.audio.texture_stats import TextureConfig
@@ -144,11 +145,12 @@ def procedural(args: argparse.Namespace) -> int:
         seed=args.seed,
         cache_dir=args.cache_dir,
     )
-    print(f"clips: {bundle.info['root']} ({bundle.info['num_train']} train, {bundle.info['num_test']} test) "
+    stats = bundle.stats
+    print(f"clips: {stats['root']} ({stats['num_train']} train, {stats['num_test']} test) "
           f"in {time.perf_counter() - start:.1f}s")  # fmt: skip
     if not args.no_stats:
         start = time.perf_counter()
-        clips = bundle.info["pretrain_clips"]
+        clips = bundle.extra(TrainingClips, needed_by="prepare_audio.py procedural").clips
         cached_feature_groups(
             clips.clip_audio, len(clips), clips.sample_rate, TextureConfig(), clips.cache_key
         )

@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from mmssl.errors import CorruptFileError, DataError
     from mmssl.modalities.text.data import text_corpus
+    from mmssl.modalities.text.extras import LanguageData
 
     t0 = time.perf_counter()
     try:
@@ -64,19 +65,22 @@ def main(argv: list[str] | None = None) -> int:
     except (DataError, CorruptFileError) as err:
         print(f"prepare_text: {err}", file=sys.stderr)
         return 1
-    info = data.info
-    tok = info["tokenizer"]
-    print(f"corpus           {info['corpus']}")
-    print(f"units            {info['num_train_units']} train / {info['num_val_units']} validation")
+    stats = data.stats
+    language = data.extra(LanguageData, needed_by="prepare_text")
+    tok = language.tokenizer
+    print(f"corpus           {stats['corpus']}")
+    print(f"units            {stats['num_train_units']} train / {stats['num_val_units']} validation")
     print(f"tokenizer        {type(tok).__name__}, {len(tok)} tokens, special {tok.all_special_tokens}")
-    source = "cache hit" if info["tokenizer_cache_hit"] else "trained"
-    print(f"                 {source}: {info['tokenizer_dir']}")
-    print(f"tokens           {info['num_train_tokens']} train / {info['num_val_tokens']} validation")
-    blocks = f"{len(data.pretrain)} train / {len(info['val_blocks'])} validation"
+    source = "cache hit" if stats["tokenizer_cache_hit"] else "trained"
+    print(f"                 {source}: {stats['tokenizer_dir']}")
+    print(f"tokens           {stats['num_train_tokens']} train / {stats['num_val_tokens']} validation")
+    if stats.get("num_skipped"):
+        print(f"skipped          {stats['num_skipped']} unreadable files or lines")
+    blocks = f"{len(data.pretrain)} train / {len(language.val_blocks)} validation"
     print(f"blocks           {blocks} x {args.block_size} tokens")
     if data.eval_train is not None:
         counts = Counter(data.eval_test.targets)
-        print(f"few-shot task    {data.num_classes} classes: {', '.join(info['class_names'])}")
+        print(f"few-shot task    {data.num_classes} classes: {', '.join(stats['class_names'])}")
         windows = f"{len(data.eval_train)} train / {len(data.eval_test)} test windows"
         print(f"                 {windows}; test per class {dict(sorted(counts.items()))}")
     else:

@@ -23,8 +23,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from mmssl.data import SkipBadFiles
 from mmssl.errors import CorruptFileError, DataError
-from mmssl.modalities.video.data import find_video_sources, scan_sources
 from mmssl.modalities.video.io import (
     davis_split_file,
     list_davis_sequences,
@@ -34,6 +34,7 @@ from mmssl.modalities.video.io import (
     read_video,
     video_info,
 )
+from mmssl.modalities.video.sources import find_video_sources, scan_sources
 from mmssl.modalities.video.views import decode_size
 
 
@@ -96,8 +97,9 @@ def check_folder(root: Path, full: bool) -> int:
     items, classes = find_video_sources(root)
     if not items:
         raise DataError(f"no videos (files or frame folders) under {root}")
-    sources, bad_paths = scan_sources(items, skip_bad=True)
-    bad = [str(p) for p in bad_paths]
+    skipping = SkipBadFiles(skip=True)
+    sources = scan_sources(items, skipping)
+    bad = [str(p) for p in skipping.bad_files]
     if full:
         for s in sources:
             if s.kind == "file":
@@ -128,7 +130,9 @@ def _report_bad(bad: list[str]) -> int:
 
 def extract(src: Path, dst: Path, short_side: int | None, every: int) -> int:
     items, _ = find_video_sources(src)
-    sources, bad = scan_sources([it for it in items if it[0].is_file()], skip_bad=True)
+    skipping = SkipBadFiles(skip=True)
+    sources = scan_sources([it for it in items if it[0].is_file()], skipping)
+    bad = skipping.bad_files
     for s in sources:
         out = dst / s.path.relative_to(src).with_suffix("")
         out.mkdir(parents=True, exist_ok=True)

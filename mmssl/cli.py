@@ -60,10 +60,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from mmssl import pipeline
+    from mmssl.report import plot_loss_curve
 
     cfg = _load(args)
     _, _, result, run_dir = pipeline.train(cfg)
-    pipeline.plot_loss_curve(run_dir)
+    plot_loss_curve(run_dir)
     print(f"trained {result.steps} steps, final loss {result.final_loss}; run directory: {run_dir}")
     return 0
 

@@ -32,6 +32,7 @@ from mmssl.core.method import method_class
 from mmssl.data.keys import check_batch_keys
 from mmssl.data.source import DataSource
 from mmssl.errors import ConfigError
+from mmssl.eval.monitor import MonitorOptions
 from mmssl.options import build_dataclass, builder_options
 from mmssl.registry import DATASETS, ENCODERS, EVALUATORS, METHODS, RegistryError, closest
 from mmssl.train.config import OPTIMIZERS, PRECISIONS, SCHEDULES, TrainConfig
@@ -63,7 +64,7 @@ class RecipeConfig:
 
 
 COMPONENT_SECTIONS = {"method": METHODS, "encoder": ENCODERS, "data": DATASETS}
-EVAL_RESERVED = ("baselines",)
+EVAL_RESERVED = ("baselines", "monitor")
 BASELINES = ("random_init",)
 
 
@@ -175,6 +176,12 @@ def _check_eval(evals: dict[str, Any], source: str) -> None:
     for key, options in evals.items():
         if key == "baselines":
             _check_baselines(options or [], source)
+            continue
+        if key == "monitor":
+            try:
+                build_dataclass(MonitorOptions, options or {}, "eval.monitor")
+            except ConfigError as err:
+                raise ConfigError(f"{source}: {err}") from None
             continue
         if key in EVAL_RESERVED:
             continue

@@ -2,12 +2,16 @@
 
 ``run(cfg)`` is what ``mmssl run`` does::
 
-    data = DATASETS[cfg.data.name](...)          # a DataBundle
-    encoder = ENCODERS[cfg.encoder.name](...)     # seeded; an untrained copy is kept as the baseline
-    method = METHODS[cfg.method.name](encoder, ...)
-    Trainer(cfg.train, method, data.pretrain).fit()
-    evaluate(method.encoder) and evaluate(random-init encoder) with every evaluator in cfg.eval
-    write metrics.json, encoder.pt, loss_curve.png; print a table
+    data = DATASETS[cfg.data.name](seed=seed, **options)   # a DataBundle
+    encoder = ENCODERS[cfg.encoder.name](**options)        # seeded; an untrained copy is the baseline
+    method = METHODS[cfg.method.name](encoder, data, **options)
+    Trainer(cfg.train, method, data.pretrain, monitors=[online kNN]).fit()
+    evaluator(method.encoder, data, EvalContext(...), **options) for the trained and the untrained encoder
+    write metrics.json, encoder.pt, loss_curve.png; print a table (mmssl.report)
+
+Every builder receives what the runner provides explicitly (positional ``encoder``, ``data``, an
+``EvalContext``, the ``seed`` keyword); the recipe's options are checked against the builder's typed
+parameters (:mod:`mmssl.options`).
 """
 
 from __future__ import annotations
@@ -21,14 +25,18 @@ from typing import Any
 import torch
 from torch import nn
 
-from mmssl.config import RecipeConfig, dump, retrain_baselines
+from mmssl import encoders
+from mmssl.config import EVAL_RESERVED, RecipeConfig, dump, retrain_baselines
 from mmssl.core import distributed as dist
 from mmssl.core.method import Method
 from mmssl.data import DataBundle
+from mmssl.encoders import load_encoder, save_encoder
 from mmssl.eval.context import EvalContext
-from mmssl.options import builder_options
-from mmssl.registry import DATASETS, ENCODERS, EVALUATORS, METHODS
-from mmssl.train.checkpoint import load_checkpoint, load_encoder, save_encoder
+from mmssl.eval.monitor import KNNMonitor, MonitorOptions
+from mmssl.options import build_dataclass, builder_options
+from mmssl.registry import DATASETS, EVALUATORS, METHODS
+from mmssl.report import format_table, plot_loss_curve
+from mmssl.train.checkpoint import load_checkpoint
 from mmssl.train.trainer import Trainer, TrainResult, pick_device, seed_everything
 
 
@@ -48,8 +56,7 @@ def build_data(cfg: RecipeConfig) -> DataBundle:
 
 def build_encoder(cfg: RecipeConfig) -> nn.Module:
     name, options = cfg.component("encoder")
-    builder = ENCODERS.get(name)
-    return builder(**builder_options(builder, options, "encoder", kind="encoder", name=name))
+    return encoders.build_encoder(name, options)
 
 
 def build_method(cfg: RecipeConfig, encoder: nn.Module, data: DataBundle) -> Method:
@@ -82,7 +89,7 @@ def evaluate(
     ctx = EvalContext(device=device, seed=cfg.train.seed, method=method, figures_dir=figures_dir)
     results: dict[str, float] = {}
     for name, options in cfg.eval.items():
-        if name == "baselines":
+        if name in EVAL_RESERVED:
             continue
         fn = EVALUATORS.get(name)
         opts = builder_options(fn, options or {}, f"eval.{name}", kind="evaluator", name=name)
@@ -113,6 +120,7 @@ def train(
         extra_state={"config": cfg.to_dict(), "encoder_spec": encoder_spec(cfg)},
         collate_fn=data.collate_fn,
         batch_transform=data.batch_transform,
+        monitors=build_monitors(cfg, data),
     )
     result = trainer.fit()
     if dist.is_main_process():
@@ -121,6 +129,14 @@ def train(
         for key, (module, spec) in trainer.method.extra_encoders().items():
             save_encoder(module, spec, run_dir / "encoders" / f"{key}.pt")
     return trainer.method, untrained, result, run_dir
+
+
+def build_monitors(cfg: RecipeConfig, data: DataBundle) -> list[KNNMonitor]:
+    """``eval.monitor: {every: N, ...}``: an online kNN accuracy on fixed subsets of the labelled splits."""
+    options = build_dataclass(MonitorOptions, cfg.eval.get("monitor") or {}, "eval.monitor")
+    if options.every <= 0:
+        return []
+    return [KNNMonitor(data, options, _device(cfg), seed=cfg.train.seed)]
 
 
 def _device(cfg: RecipeConfig) -> torch.device:
@@ -209,7 +225,7 @@ def eval_checkpoint(cfg: RecipeConfig) -> dict[str, Any]:
     raw = torch.load(path, map_location="cpu", weights_only=True) if path.is_file() else None
     encoder = build_encoder(cfg)
     method = build_method(cfg, encoder, data)
-    if isinstance(raw, dict) and raw.get("format", "").startswith("mmssl-encoder"):
+    if isinstance(raw, dict) and raw.get("format") == encoders.ENCODER_FORMAT:
         method.encoder.load_state_dict(load_encoder(path).state_dict())
     else:
         method.load_state_dict(load_checkpoint(path)["model"])
@@ -217,61 +233,3 @@ def eval_checkpoint(cfg: RecipeConfig) -> dict[str, Any]:
     untrained = build_encoder(cfg)
     run_dir = run_dir_for(cfg)
     return report(cfg, method, untrained, data, run_dir, None)
-
-
-def plot_loss_curve(run_dir: Path) -> Path | None:
-    log = run_dir / "metrics.jsonl"
-    if not log.is_file():
-        return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-    by_step = {
-        r["step"]: r["loss"] for r in rows if "loss" in r
-    }  # a resumed run re-logs steps: keep the last
-    if not by_step:
-        return None
-    steps = sorted(by_step)
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot(steps, [by_step[s] for s in steps])
-    ax.set_xlabel("step")
-    ax.set_ylabel("training loss")
-    ax.set_title(run_dir.name)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    out = run_dir / "loss_curve.png"
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
-
-
-def _fmt(value: Any, std: Any = None) -> str:
-    if value is None:
-        return "-"
-    if std is not None:
-        return f"{100 * value:.1f} ± {100 * std:.1f}"
-    return f"{100 * value:.1f}" if isinstance(value, float) and 0 <= value <= 1 else f"{value:.4g}"
-
-
-def format_table(metrics: dict[str, Any]) -> str:
-    """A plain-text table: one row per metric; the method, then each baseline (accuracies in %)."""
-    columns = [(f"{metrics['method']} ({metrics['encoder']})", metrics["eval"])]
-    columns += [(name.replace("_", " "), vals) for name, vals in metrics["baselines"].items()]
-    evals = metrics["eval"]
-    rows = []  # (label, value key, std key or None); "x_mean" + "x_std" and "x" + "x_std" show as "x ± std"
-    for k in evals:
-        if k.endswith("_std") and (k[: -len("_std")] in evals or k[: -len("_std")] + "_mean" in evals):
-            continue
-        base = k[: -len("_mean")] if k.endswith("_mean") else k
-        rows.append((base, k, base + "_std" if base + "_std" in evals else None))
-    label_width = max([22, *(len(label) + 2 for label, _, _ in rows)])
-    widths = [max(16, len(title) + 2) for title, _ in columns]
-    header = f"{'metric':<{label_width}}" + "".join(f"{t:>{w}}" for (t, _), w in zip(columns, widths))
-    lines = [header, "-" * len(header)]
-    for label, key, std_key in rows:
-        cells = [_fmt(vals.get(key), vals.get(std_key) if std_key else None) for _, vals in columns]
-        lines.append(f"{label:<{label_width}}" + "".join(f"{c:>{w}}" for c, w in zip(cells, widths)))
-    return "\n".join(lines)

@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from mmssl.cli import main
-from mmssl.train.checkpoint import load_checkpoint, load_encoder
+from mmssl.encoders import load_encoder
+from mmssl.train.checkpoint import load_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -83,15 +84,15 @@ def test_run_writes_the_run_directory(tmp_path, capsys):
 KILLER = textwrap.dedent(
     """
     import os, signal, sys
-    from mmssl.core.siamese import SiameseMethod
+    from mmssl.core.two_view import TwoViewMethod
     from mmssl.cli import main
     kill_at = int(os.environ["KILL_AT_STEP"])
-    original = SiameseMethod.on_train_step_end
+    original = TwoViewMethod.on_train_step_end
     def hook(self, step, total):
         original(self, step, total)
         if step == kill_at:
             os.kill(os.getpid(), signal.SIGKILL)  # a real kill: no cleanup, no exception handlers
-    SiameseMethod.on_train_step_end = hook
+    TwoViewMethod.on_train_step_end = hook
     sys.exit(main(sys.argv[1:]))
     """
 )
@@ -155,7 +156,7 @@ def test_torchrun_two_processes(tmp_path):
 
 
 def test_results_table_pairs_each_metric_with_its_std_and_fits_long_names() -> None:
-    from mmssl.pipeline import format_table
+    from mmssl.report import format_table
 
     evals = {"fewshot_10_mean": 0.3, "fewshot_10_std": 0.015, "fewshot10_ft_class_miou": 0.622,
              "fewshot10_ft_class_miou_std": 0.006, "knn_top1": 0.4}  # fmt: skip

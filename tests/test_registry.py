@@ -69,7 +69,7 @@ from mmssl.registry import ENCODERS, METHODS
 names = METHODS.names() + ENCODERS.names()          # listing reads the tables only
 assert "crw" in names and "dgcnn" in names
 enc = ENCODERS.build("small_cnn", widths=[4, 8])
-from mmssl.train.checkpoint import load_encoder, save_encoder
+from mmssl.encoders import load_encoder, save_encoder
 others = ("video", "pointcloud", "text", "audio")
 tables = {f"mmssl.modalities.{m}{s}" for m in others for s in ("", ".components")}
 heavy = sorted(

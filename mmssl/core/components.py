@@ -9,8 +9,7 @@ is looked up. An entry given as ``(target, modality)`` overrides the table's ``M
 MODALITY = None
 
 METHODS = {
-    "siamese": "mmssl.core.siamese:SiameseMethod",
-    "simclr": "mmssl.core.siamese:simclr",
-    "moco": "mmssl.core.siamese:moco",
-    "byol": "mmssl.core.siamese:byol",
+    "simclr": "mmssl.core.methods.simclr:SimCLR",
+    "moco": "mmssl.core.methods.moco:MoCo",
+    "byol": "mmssl.core.methods.byol:BYOL",
 }

@@ -9,7 +9,7 @@ is looked up. An entry given as ``(target, modality)`` overrides the table's ``M
 MODALITY = None
 
 METHODS = {
-    "crossmodal_contrastive": "mmssl.crossmodal.method:crossmodal_contrastive",
+    "crossmodal_contrastive": "mmssl.crossmodal.method:CrossModalContrastive",
 }
 EVALUATORS = {
     "modality_few_shot": "mmssl.crossmodal.few_shot:modality_few_shot",

@@ -2,8 +2,9 @@
 
 The standard ``few_shot`` evaluator measures ``method.encoder`` on ``data.eval_train/eval_test``.
 A cross-modal method has a second encoder (e.g. the audio tower of an image-audio model) whose
-labelled sets live elsewhere: in ``data.info[source]`` (``{"train", "test", "num_classes"}``, e.g.
-``info["audio_eval"]``) or in another registered dataset (e.g. spoken digits, FSDD). This evaluator
+labelled sets live elsewhere: in a :class:`~mmssl.data.extras.LabelledSplits` extra of the bundle,
+picked by name (``source``, e.g. ``"audio_eval"``), or in another registered dataset (e.g. spoken
+digits, FSDD). This evaluator
 picks the tower by item key and runs the very same few-shot protocol
 (:func:`mmssl.eval.few_shot_evaluator`) on each of those sets::
 
@@ -12,19 +13,21 @@ picks the tower by item key and runs the very same few-shot protocol
         tower: audio                                  # method.tower("audio")
         datasets: {fsdd: {name: fsdd, root: /data/fsdd}}   # optional extra labelled sets
 
-Metrics: ``{tower}_fewshot_{n}_mean/_std`` on ``data.info[source]`` and
+Metrics: ``{tower}_fewshot_{n}_mean/_std`` on the ``source`` splits and
 ``{tower}_{label}_fewshot_{n}_mean/_std`` on each extra dataset ``label``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 from torch import nn
 
 from mmssl.data import DataBundle
+from mmssl.data.extras import LabelledSplits, labelled_splits
+from mmssl.errors import ConfigError
 from mmssl.eval import few_shot_evaluator
 from mmssl.eval.context import EvalContext
 from mmssl.options import Components, component_sections
@@ -42,15 +45,17 @@ def select_tower(encoder: nn.Module, method: nn.Module | None, tower: str) -> nn
 
 
 def _labelled_bundle(data: DataBundle, source: str) -> DataBundle:
-    """``data`` with its labelled splits replaced by ``data.info[source]`` (train / test / num_classes)."""
-    split = data.info.get(source)
-    if not isinstance(split, Mapping) or not {"train", "test", "num_classes"} <= set(split):
-        raise ValueError(
-            f"evaluator 'modality_few_shot' reads data.info['{source}'] = {{train, test, num_classes}}, "
-            f"which the dataset does not provide (info keys: {', '.join(sorted(data.info)) or 'none'})"
+    """``data`` with its labelled splits replaced by its :class:`LabelledSplits` called ``source``."""
+    split = labelled_splits(data.extras, source)
+    if split is None:
+        have = [e.name for e in data.extras if isinstance(e, LabelledSplits)]
+        raise ConfigError(
+            f"evaluator 'modality_few_shot' reads the LabelledSplits '{source}' (eval.modality_few_shot."
+            f"source), which dataset '{data.name or '?'}' does not provide (it has: "
+            f"{', '.join(repr(n) for n in have) or 'none'})"
         )
     return dataclasses.replace(
-        data, eval_train=split["train"], eval_test=split["test"], num_classes=int(split["num_classes"])
+        data, eval_train=split.train, eval_test=split.test, num_classes=int(split.num_classes)
     )
 
 
@@ -74,10 +79,10 @@ def modality_few_shot(
 ) -> dict[str, float]:
     """N-shot linear probe of the ``tower`` encoder, over ``seeds`` draws, on several labelled sets.
 
-    ``source``: key of ``data.info`` holding ``{"train", "test", "num_classes"}`` (default
-    ``"{tower}_eval"``; an empty string skips it). ``datasets``: extra sets ``{label: {name:
-    <registered dataset>, ...kwargs}}`` whose ``eval_train`` / ``eval_test`` are used; their items
-    must be what the tower takes. The remaining options are those of ``few_shot``.
+    ``source``: name of the bundle's ``LabelledSplits`` extra to evaluate on (default ``"{tower}_eval"``;
+    an empty string skips it). ``datasets``: extra sets ``{label: {name: <registered dataset>,
+    ...kwargs}}`` whose ``eval_train`` / ``eval_test`` are used; their items must be what the tower
+    takes. The remaining options are those of ``few_shot``.
     """
     method = ctx.method
     model = select_tower(encoder, method, tower)
@@ -108,5 +113,3 @@ def modality_few_shot(
         )
         results.update({prefix + k: v for k, v in metrics.items()})
     return results
-
-

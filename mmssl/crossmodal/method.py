@@ -22,7 +22,7 @@ from the encoder registry::
 
 The partner is saved alone as ``encoders/<key>.pt`` (same format as ``encoder.pt``; the pipeline
 writes what :meth:`CrossModalContrastive.extra_encoders` returns), so both load with
-:func:`mmssl.train.checkpoint.load_encoder`.
+:func:`mmssl.encoders.load_encoder`.
 """
 
 from __future__ import annotations
@@ -44,18 +44,18 @@ from mmssl.registry import ENCODERS
 
 
 class CrossModalContrastive(Method):
-    """Two towers with projection heads into a shared space, trained with symmetric InfoNCE.
+    """Cross-modal contrastive pretraining of the recipe's encoder with a partner tower (CLIP-style): two
+    towers with projection heads into a shared space, trained with symmetric InfoNCE.
 
-    Args:
-        encoder: tower for ``encoder_key``; exposed as ``self.encoder`` (evaluated and saved).
-        partner: tower for ``partner_key``.
-        partner_spec: ``{"name", "kwargs"}`` that rebuilds ``partner`` from the registry (lets the
-            pipeline save it alone); None when the tower was built by hand.
-        projector_dim / projector_hidden / projector_layers / projector_bn: the two projection
-            heads (``projector_layers=1`` is CLIP's single linear projection).
-        temperature: initial softmax temperature; ``learn_temperature`` makes it a parameter learned
-            in log space and kept in ``[min_temperature, max_temperature]``.
-        gather: negatives from every process (exact gradients through the gather).
+    ``encoder``: the recipe's encoder, reading item key ``encoder_key``; exposed as ``self.encoder``
+    (evaluated and saved). ``towers``: the partner, ``{item_key: {name: <encoder>, ...kwargs}}``, built
+    from the encoder registry and saved alone (:meth:`extra_encoders`); a module in place of the section
+    is used as it is (built by hand: nothing to save it by). ``projector_dim`` / ``projector_hidden`` /
+    ``projector_layers`` / ``projector_bn``: the two projection heads (``projector_layers=1`` is CLIP's
+    single linear projection). ``temperature``: initial value (0.07 as CLIP), learned in log space unless
+    ``learn_temperature`` is false, clamped to ``[min_temperature, max_temperature]`` (0.01: CLIP's logit
+    scale <= 100). ``gather``: negatives from every process (exact gradients through the gather).
+    ``data`` (given by the runner): the tower keys are checked against a pretraining item.
     """
 
     @classmethod
@@ -67,11 +67,10 @@ class CrossModalContrastive(Method):
     def __init__(
         self,
         encoder: nn.Module,
-        partner: nn.Module,
+        data: DataBundle | None = None,
         *,
+        towers: Annotated[dict[str, Any], Components("encoder")],
         encoder_key: str = "image",
-        partner_key: str = "audio",
-        partner_spec: Mapping[str, Any] | None = None,
         projector_dim: int = 128,
         projector_hidden: int = 512,
         projector_layers: int = 2,
@@ -83,12 +82,18 @@ class CrossModalContrastive(Method):
         gather: bool = True,
     ) -> None:
         super().__init__()
-        if encoder_key == partner_key:
-            raise ValueError(f"the two towers need different item keys, both are '{encoder_key}'")
+        partner_key = partner_key_of(towers, encoder_key)
+        where = f"method.towers.{partner_key}"
+        (partner,) = towers.values()
+        spec = None
+        if not isinstance(partner, nn.Module):
+            spec = component_sections({partner_key: partner}, ENCODERS, "method.towers")[partner_key]
+        if data is not None:
+            check_item_keys({encoder_key: "method.encoder_key", partner_key: where}, data.pretrain)
         self.encoder = encoder
-        self.partner = partner
+        self.partner = partner if spec is None else build_tower(spec, where)
         self.encoder_key, self.partner_key = encoder_key, partner_key
-        self.partner_spec = dict(partner_spec) if partner_spec is not None else None
+        self.partner_spec = spec
         self.heads = nn.ModuleDict(
             {
                 key: ProjectionHead(
@@ -98,7 +103,7 @@ class CrossModalContrastive(Method):
                     num_layers=projector_layers,
                     batch_norm=projector_bn,
                 )
-                for key, tower in ((encoder_key, encoder), (partner_key, partner))
+                for key, tower in ((encoder_key, self.encoder), (partner_key, self.partner))
             }
         )
         self.temperature = LearnableTemperature(
@@ -152,52 +157,3 @@ def partner_key_of(towers: Mapping[str, Any], encoder_key: str, where: str = "me
             f"'{where}.encoder_key' ('{encoder_key}', the recipe's encoder); got {', '.join(keys)}"
         )
     return keys[0]
-
-
-def crossmodal_contrastive(
-    encoder: nn.Module,
-    data: DataBundle | None = None,
-    *,
-    towers: Annotated[dict[str, Any], Components("encoder")],
-    encoder_key: str = "image",
-    projector_dim: int = 128,
-    projector_hidden: int = 512,
-    projector_layers: int = 2,
-    projector_bn: bool = True,
-    temperature: float = 0.07,
-    learn_temperature: bool = True,
-    min_temperature: float = 0.01,
-    max_temperature: float = 1.0,
-    gather: bool = True,
-) -> CrossModalContrastive:
-    """Cross-modal contrastive pretraining of the recipe's encoder with a partner tower (CLIP-style).
-
-    ``encoder``: the recipe's encoder, reading item key ``encoder_key``. ``towers``: the partner,
-    ``{item_key: {name: <encoder>, ...kwargs}}``, built from the encoder registry. ``temperature``:
-    initial value (0.07 as CLIP), learned unless ``learn_temperature`` is false, clamped to
-    ``[min_temperature, max_temperature]`` (0.01: CLIP's logit scale <= 100). ``data`` (given by the
-    runner): the tower keys are checked against a pretraining item.
-    """
-    partner_key = partner_key_of(towers, encoder_key)
-    spec = component_sections(towers, ENCODERS, "method.towers")[partner_key]
-    if data is not None:
-        check_item_keys(
-            {encoder_key: "method.encoder_key", partner_key: f"method.towers.{partner_key}"}, data.pretrain
-        )
-    return CrossModalContrastive(
-        encoder,
-        build_tower(spec, f"method.towers.{partner_key}"),
-        encoder_key=encoder_key,
-        partner_key=partner_key,
-        partner_spec=spec,
-        projector_dim=projector_dim,
-        projector_hidden=projector_hidden,
-        projector_layers=projector_layers,
-        projector_bn=projector_bn,
-        temperature=temperature,
-        learn_temperature=learn_temperature,
-        min_temperature=min_temperature,
-        max_temperature=max_temperature,
-        gather=gather,
-    )
-

@@ -22,6 +22,8 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from mmssl.data import DataBundle
+from mmssl.data.extras import HeldOutPairs
+from mmssl.data.keys import INPUT, LABEL
 from mmssl.eval.context import EvalContext
 from mmssl.eval.features import extract_features
 
@@ -51,7 +53,7 @@ class _KeyView(Dataset):
         return len(self.pairs)  # type: ignore[arg-type]
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        return {"input": self.pairs[i][self.key], "label": i}
+        return {INPUT: self.pairs[i][self.key], LABEL: i}
 
 
 class _Embedder(nn.Module):
@@ -91,12 +93,12 @@ def retrieval_evaluator(
     data: DataBundle,
     ctx: EvalContext,
     *,
-    source: str = "pairs_test",
     ks: Sequence[int] = (1, 5, 10),
     batch_size: int = 256,
     num_workers: int = 0,
 ) -> dict[str, float]:
-    """R@K in both directions between a cross-modal method's two towers on ``data.info[source]``.
+    """R@K in both directions between a cross-modal method's two towers on the bundle's held-out pairs
+    (its :class:`~mmssl.data.extras.HeldOutPairs` extra).
 
     Returns ``ret_{a}2{b}_r{K}`` (queries ``a``, candidates ``b``) and ``ret_{b}2{a}_r{K}`` (``a``,
     ``b``: the method's tower keys, e.g. ``ret_image2audio_r1``) and ``ret_chance_r{K}`` = K / N. ``encoder``
@@ -108,12 +110,7 @@ def retrieval_evaluator(
             "evaluator 'retrieval' needs a cross-modal method with two towers (e.g. "
             f"crossmodal_contrastive), got {type(method).__name__}"
         )
-    pairs = data.info.get(source)
-    if pairs is None:
-        raise ValueError(
-            f"evaluator 'retrieval' reads held-out pairs from data.info['{source}'], which the dataset "
-            f"does not provide (info keys: {', '.join(sorted(data.info)) or 'none'})"
-        )
+    pairs = data.extra(HeldOutPairs, needed_by="evaluator 'retrieval'").dataset
     if len(pairs) < 2:
         raise ValueError(f"evaluator 'retrieval' needs at least 2 held-out pairs, got {len(pairs)}")
     a, b = method.tower_keys

@@ -44,8 +44,6 @@ class DataBundle:
     batch_transform: Callable[[Any], Any] | None = None
     stats: dict[str, Any] = field(default_factory=dict)
     name: str = ""
-    # Transitional: the untyped side channel being replaced by ``extras``; removed once no reader is left.
-    info: dict[str, Any] = field(default_factory=dict)
 
     def find_extra(self, kind: type[Extra]) -> Extra | None:
         """The extra of type ``kind``, or None."""

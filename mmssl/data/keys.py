@@ -26,6 +26,10 @@ class BatchKey(str):
         key.description = description
         return key
 
+    def __getnewargs__(self) -> tuple[str, str]:  # type: ignore[override]
+        # Batches cross process boundaries (DataLoader workers): unpickling must call __new__ with both.
+        return (str(self), self.description)
+
 
 def batch_key(name: str, description: str) -> BatchKey:
     return BatchKey(name, description)

@@ -1,25 +1,35 @@
 """Semi-supervised learning on the one trainer: N labels per class plus an unlabelled pool.
 
 Methods (registered in ``METHODS``; each takes ``unlabelled_weight``, 0 = supervised only, and an
-optional out-of-domain guard ``ood_guard``): ``self_training``, ``data_distillation``, ``fixmatch``,
-``mean_teacher``, ``entropy_min``. Data: ``semi_shapes`` (``DATASETS``). Evaluation:
-``classifier_accuracy`` (``EVALUATORS``). Shared, modality-free pieces: :mod:`mmssl.semi.pseudo_label`
-(selection variants, masks, entropy, ramp-up), :mod:`mmssl.semi.ood` (the guard),
-:mod:`mmssl.semi.base` (classifier, EMA, pool prediction, phases).
+optional out-of-domain guard, the nested section ``ood: {guard: ...}``): ``self_training``,
+``data_distillation``, ``fixmatch``, ``mean_teacher``, ``entropy_min``. Data: ``semi_shapes``
+(``DATASETS``), whose bundle carries the :class:`~mmssl.semi.pool.UnlabelledPool`. Evaluation:
+``classifier_accuracy`` (``EVALUATORS``). Shared, modality-free pieces: :mod:`mmssl.semi.options`
+(typed recipe options), :mod:`mmssl.semi.pseudo_label` (selection variants, masks, entropy, ramp-up),
+:mod:`mmssl.semi.ood` (the guard), :mod:`mmssl.semi.base` (classifier, EMA, pool prediction, phases).
 """
 
 from mmssl.semi import data, data_distillation, entropy_min, eval, fixmatch, mean_teacher, self_training
-from mmssl.semi.base import PseudoLabelMethod, SemiMethod
+from mmssl.semi.base import OnlineMethod, PseudoLabelMethod, SemiMethod
 from mmssl.semi.data_distillation import (
     DataDistillation,
+    DataDistillationOptions,
     TTATransform,
     ensemble_predictions,
     image_transforms,
 )
-from mmssl.semi.entropy_min import EntropyMinimisation
-from mmssl.semi.fixmatch import FixMatch
-from mmssl.semi.mean_teacher import MeanTeacher
+from mmssl.semi.entropy_min import EntropyMinimisation, EntropyMinOptions
+from mmssl.semi.fixmatch import FixMatch, FixMatchOptions
+from mmssl.semi.mean_teacher import MeanTeacher, MeanTeacherOptions
 from mmssl.semi.ood import GUARDS, GuardResult, OODGuard, energy_score, knn_distance_score, max_softmax_score
+from mmssl.semi.options import (
+    OnlineOptions,
+    OODOptions,
+    PseudoLabelOptions,
+    ScheduledOODOptions,
+    SemiOptions,
+)
+from mmssl.semi.pool import UnlabelledPool
 from mmssl.semi.pseudo_label import (
     balance_to_prior,
     confidence_mask,
@@ -28,19 +38,31 @@ from mmssl.semi.pseudo_label import (
     sigmoid_rampup,
     softmax_mse,
 )
-from mmssl.semi.self_training import SelfTraining
+from mmssl.semi.self_training import SelfTraining, SelfTrainingOptions
 
 __all__ = [
     "GUARDS",
     "DataDistillation",
+    "DataDistillationOptions",
+    "EntropyMinOptions",
     "EntropyMinimisation",
     "FixMatch",
+    "FixMatchOptions",
     "GuardResult",
     "MeanTeacher",
+    "MeanTeacherOptions",
     "OODGuard",
+    "OODOptions",
+    "OnlineMethod",
+    "OnlineOptions",
     "PseudoLabelMethod",
+    "PseudoLabelOptions",
+    "ScheduledOODOptions",
     "SelfTraining",
+    "SelfTrainingOptions",
     "SemiMethod",
+    "SemiOptions",
+    "UnlabelledPool",
     "TTATransform",
     "balance_to_prior",
     "confidence_mask",

@@ -1,4 +1,4 @@
-"""What every semi-supervised method shares: a classifier, an optional EMA copy, the OOD guard.
+"""What every semi-supervised method shares: a classifier, the OOD guard, and the two families.
 
 A semi-supervised method is a registered METHOD like any other: the one trainer calls
 ``forward(batch)`` and, after every optimiser step, ``on_train_step_end(step, total_steps)``. The batch
@@ -7,17 +7,22 @@ holds a labelled part (``x_l`` [B, ...], ``y_l`` [B]) and an unlabelled part (``
 :mod:`mmssl.semi.data`. Nothing here depends on the modality: inputs are whatever the encoder takes.
 
 * ``encoder`` (the backbone, saved for downstream use) and ``head`` (``Linear(out_dim, C)``).
-* ``ema``: an :class:`~mmssl.core.momentum.EMATeacher` of encoder + head where the method evaluates
-  an averaged model (FixMatch) or uses it as a teacher (Mean Teacher).
-* The OOD guard (:mod:`mmssl.semi.ood`): the unlabelled pool is scored with the evaluation model and
-  the buffer ``ood_keep`` [pool] masks every unlabelled loss. With the guard on, the unlabelled loss
-  waits for the first scoring (at ``ood_start`` of training, then every ``ood_every`` steps), so no
-  unvetted sample is ever used; multi-phase methods score at their phase boundaries instead.
+* The OOD guard (:mod:`mmssl.semi.ood`): the unlabelled pool (the dataset's
+  :class:`~mmssl.semi.pool.UnlabelledPool`) is scored with the evaluation model and the buffer
+  ``ood_keep`` [pool] masks every unlabelled loss.
+* :class:`OnlineMethod` (FixMatch, Mean Teacher, entropy minimisation): an unlabelled loss at every
+  step, targets from the model being trained; ``ema`` (an :class:`~mmssl.core.momentum.EMATeacher`
+  of encoder + head) where the method evaluates an averaged model or uses it as a teacher. With the
+  guard on, the unlabelled loss waits for the first scoring (at ``ood.start`` of training, then every
+  ``ood.every`` steps), so no unvetted sample is ever used.
+* :class:`PseudoLabelMethod` (self-training, data distillation): a pseudo-label table for the whole
+  pool, recomputed (and the pool scored) at phase boundaries.
 * ``unlabelled_weight = 0`` turns every method into plain supervised training on the labelled part
   (no unlabelled forward, no pool scoring, no phase switches): the supervised-only baseline.
 
-State that changes during training (guard decisions, pseudo-label tables, phase) lives in buffers,
-so it is saved in checkpoints and restored on resume.
+Options are typed dataclasses (:mod:`mmssl.semi.options`). State that changes during training (guard
+decisions, pseudo-label tables, phase) lives in buffers, so it is saved in checkpoints and restored on
+resume.
 """
 
 from __future__ import annotations
@@ -36,7 +41,18 @@ from mmssl.core.momentum import EMATeacher
 from mmssl.data import DataBundle
 from mmssl.eval.features import eval_mode, global_features, move_to
 from mmssl.semi.keys import U_INDEX, U_WEAK, X_L, Y_L
-from mmssl.semi.ood import GuardResult, OODGuard
+from mmssl.semi.ood import GuardResult
+from mmssl.semi.options import OnlineOptions, PseudoLabelOptions, SemiOptions, view_key
+from mmssl.semi.pool import UnlabelledPool
+from mmssl.semi.pseudo_label import sigmoid_rampup
+
+
+def dataset_labels(dataset: Any) -> Tensor:
+    """The labels ``[N]`` of a labelled dataset: its ``targets`` list, else read item by item."""
+    targets = getattr(dataset, "targets", None)
+    if not targets:
+        targets = [int(item["label"]) for item in dataset]
+    return torch.as_tensor([int(t) for t in targets])
 
 
 class SemiMethod(Method, metaclass=abc.ABCMeta):
@@ -44,16 +60,10 @@ class SemiMethod(Method, metaclass=abc.ABCMeta):
 
     Args:
         encoder: backbone with ``out_dim``; ``forward(x)["global"]`` feeds the head.
-        num_classes: classifier outputs.
-        data: the run's :class:`~mmssl.data.DataBundle` (given by the runner); its
-            ``info["unlabelled_pool"]`` (items ``{"input", "index"}``) and ``eval_train`` (labelled) are
-            read when the guard scores the pool or pseudo-labels are recomputed.
-        unlabelled_weight: weight of the unlabelled term (lambda_u); 0 = supervised only.
-        guard: the OOD guard (``OODGuard("none")`` disables it).
-        ood_start / ood_every: first guard scoring at this fraction of training; then every this many
-            steps (0: once). Ignored by methods that score at phase boundaries.
-        ema_decay: keep an EMA copy of encoder + head with this decay (None: no copy).
-        pool_batch_size: batch size when predicting on the whole pool.
+        data: the run's :class:`~mmssl.data.DataBundle` (given by the runner): ``num_classes`` sizes
+            the head; its :class:`~mmssl.semi.pool.UnlabelledPool` extra and ``eval_train`` (labelled)
+            are read when the guard scores the pool or pseudo-labels are recomputed.
+        options: :class:`~mmssl.semi.options.SemiOptions` (or a family's / method's subclass).
     """
 
     consumes = frozenset({X_L, Y_L})
@@ -70,47 +80,32 @@ class SemiMethod(Method, metaclass=abc.ABCMeta):
             return cls.consumes
         return cls.consumes | {U_INDEX} | cls.unlabelled_keys(options)
 
-    #: multi-phase methods (self-training, data distillation) score the pool at their boundaries
-    guard_at_boundaries = False
-
+    options: SemiOptions
     ood_keep: Tensor
     ood_score: Tensor
     ood_threshold: Tensor
     ood_refreshes: Tensor
     progress: Tensor
 
-    def __init__(
-        self,
-        encoder: nn.Module,
-        num_classes: int,
-        data: DataBundle | None = None,
-        *,
-        unlabelled_weight: float = 1.0,
-        guard: OODGuard | None = None,
-        ood_start: float = 0.2,
-        ood_every: int = 0,
-        ema_decay: float | None = None,
-        pool_batch_size: int = 256,
-    ) -> None:
+    def __init__(self, encoder: nn.Module, data: DataBundle, options: SemiOptions) -> None:
         super().__init__()
+        num_classes = data.num_classes
         if num_classes < 2:
             raise ValueError(f"a classifier needs num_classes >= 2, got {num_classes}")
-        if unlabelled_weight < 0:
-            raise ValueError(f"method.unlabelled_weight must be >= 0, got {unlabelled_weight}")
+        if options.unlabelled_weight < 0:
+            raise ValueError(f"method.unlabelled_weight must be >= 0, got {options.unlabelled_weight}")
         self.encoder = encoder
         self.head = nn.Linear(encoder.out_dim, num_classes)
         self.num_classes = num_classes
-        self.unlabelled_weight = float(unlabelled_weight)
-        self.guard = guard or OODGuard("none")
-        self.ood_start, self.ood_every = ood_start, ood_every
-        self.pool_batch_size = pool_batch_size
+        self.options = options
+        self.unlabelled_weight = float(options.unlabelled_weight)
+        self.guard = options.ood.make_guard()
         self.data = data  # plain attribute: datasets are not part of the module state
-        self.ema_decay = ema_decay
-        self.ema = EMATeacher(self.student()) if ema_decay is not None else None
+        self.ema: EMATeacher | None = None  # an EMA copy of encoder + head, where a method keeps one
         pool = self.pool
         n_pool = len(pool) if pool is not None else 0  # type: ignore[arg-type]
         if self.guard.enabled and self.unlabelled_active and pool is None:
-            raise ValueError("the OOD guard needs the unlabelled pool (data.info['unlabelled_pool'])")
+            data.extra(UnlabelledPool, needed_by=f"the OOD guard of {type(self).__name__}")  # raises
         # With the guard on nothing is trusted before it has scored the pool.
         self.register_buffer("ood_keep", torch.full((n_pool,), not self.guard.enabled, dtype=torch.bool))
         self.register_buffer("ood_score", torch.zeros(n_pool))
@@ -121,7 +116,9 @@ class SemiMethod(Method, metaclass=abc.ABCMeta):
     # ------------------------------------------------------------------ data access
     @property
     def pool(self) -> Dataset | None:
-        return self.data.info.get("unlabelled_pool") if self.data is not None else None
+        """The unlabelled pool's dataset (``{"input", "index"}`` items), or None."""
+        found = self.data.find_extra(UnlabelledPool)
+        return found.dataset if found is not None else None
 
     @property
     def labelled(self) -> Dataset | None:
@@ -157,8 +154,26 @@ class SemiMethod(Method, metaclass=abc.ABCMeta):
 
     def supervised_loss(self, batch: dict[str, Tensor], logits_l: Tensor | None = None) -> Tensor:
         if logits_l is None:
-            logits_l = self.logits(batch["x_l"])
-        return F.cross_entropy(logits_l.float(), batch["y_l"].long())
+            logits_l = self.logits(batch[X_L])
+        return F.cross_entropy(logits_l.float(), batch[Y_L].long())
+
+    def joint_forward(self, batch: dict[str, Tensor], *unlabelled: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """The labelled inputs and ``unlabelled`` parts through the student in one forward (BatchNorm
+        sees them together, as the reference implementations do): ``(labelled loss, [logits of each
+        unlabelled part])``."""
+        x_l = batch[X_L]
+        logits = self.logits(torch.cat([x_l, *unlabelled]))
+        start = x_l.shape[0]
+        loss_x = self.supervised_loss(batch, logits[:start])
+        parts = []
+        for u in unlabelled:
+            parts.append(logits[start : start + u.shape[0]])
+            start += u.shape[0]
+        return loss_x, parts
+
+    def ramped_weight(self, rampup: float) -> float:
+        """``unlabelled_weight`` times the sigmoid ramp-up over the first ``rampup`` of training."""
+        return self.unlabelled_weight * sigmoid_rampup(float(self.progress), rampup)
 
     @staticmethod
     def flat_unlabelled(batch: dict[str, Tensor], key: str) -> Tensor:
@@ -189,7 +204,7 @@ class SemiMethod(Method, metaclass=abc.ABCMeta):
         """
         model = model if model is not None else self.eval_model()
         logits, feats = [], []
-        loader = DataLoader(dataset, batch_size=batch_size or self.pool_batch_size, shuffle=False)
+        loader = DataLoader(dataset, batch_size=batch_size or self.options.pool_batch_size, shuffle=False)
         with eval_mode(model):
             for batch in loader:
                 out = self.classify(model, move_to(batch["input"], self.device), with_features=True)
@@ -213,30 +228,14 @@ class SemiMethod(Method, metaclass=abc.ABCMeta):
         self.ood_refreshes += 1
         return result
 
-    def _guard_due(self, step: int, total_steps: int) -> bool:
-        if self.guard_at_boundaries or not self.guard.enabled or not self.unlabelled_active:
-            return False
-        first = max(1, round(self.ood_start * total_steps))
-        if step == first:
-            return True
-        return self.ood_every > 0 and step > first and (step - first) % self.ood_every == 0
-
     # ------------------------------------------------------------------ trainer hook
-    def ema_momentum(self, step: int, total_steps: int) -> float:
-        """EMA coefficient after ``step``; constant ``ema_decay`` unless a method says otherwise."""
-        return float(self.ema_decay)  # type: ignore[arg-type]
-
     def on_train_step_end(self, step: int, total_steps: int) -> None:
-        """EMA update, scheduled guard scoring, then the method's own :meth:`after_step`."""
+        """Record the progress (for ramp-ups), then the method's own :meth:`after_step`."""
         self.progress.fill_(step / max(total_steps, 1))
-        if self.ema is not None:
-            self.ema.update(self.student(), self.ema_momentum(step, total_steps))
-        if self._guard_due(step, total_steps):
-            self.refresh_ood_guard()
         self.after_step(step, total_steps)
 
     def after_step(self, step: int, total_steps: int) -> None:
-        """Phase switches of multi-phase methods (nothing by default)."""
+        """What the method does after an optimiser step (EMA update, guard scoring, phase switches)."""
 
     # ------------------------------------------------------------------ loss
     def supervised_only(self) -> bool:
@@ -255,34 +254,67 @@ class SemiMethod(Method, metaclass=abc.ABCMeta):
         """The method's loss on a labelled + unlabelled batch: ``{"loss", "loss_x", ...logs}``."""
 
 
+class OnlineMethod(SemiMethod):
+    """A method whose unlabelled targets come from the model being trained, at every step.
+
+    Keeps ``ema``, an EMA copy of encoder + head, when ``options.ema_decay`` is set (the evaluated
+    model, or the teacher); after each step updates it, then scores the pool when the guard's schedule
+    says so (``options.ood``: :class:`~mmssl.semi.options.ScheduledOODOptions`).
+    """
+
+    options: OnlineOptions
+
+    def __init__(self, encoder: nn.Module, data: DataBundle, options: OnlineOptions) -> None:
+        super().__init__(encoder, data, options)
+        if options.ema_decay is not None:
+            self.ema = EMATeacher(self.student())
+
+    def ema_momentum(self, step: int, total_steps: int) -> float:
+        """EMA coefficient after ``step``; constant ``ema_decay`` unless a method says otherwise."""
+        return float(self.options.ema_decay)  # type: ignore[arg-type]
+
+    def after_step(self, step: int, total_steps: int) -> None:
+        """EMA update, then the scheduled guard scoring."""
+        if self.ema is not None:
+            self.ema.update(self.student(), self.ema_momentum(step, total_steps))
+        if self.guard.enabled and self.unlabelled_active and self.options.ood.due(step, total_steps):
+            self.refresh_ood_guard()
+
+
 class PseudoLabelMethod(SemiMethod):
     """A method that trains on a table of pseudo-labels for the whole pool, recomputed at boundaries.
 
     Buffers ``pseudo_label`` [pool] and ``pseudo_weight`` [pool] (0 = not used) and ``phase`` (0: the
     teacher trains on labelled data only). Subclasses implement :meth:`compute_pseudo_labels` and say
-    where the boundaries are (:meth:`boundaries`). ``reinit_student`` restores the encoder and head to
-    their initial weights at each boundary (a fresh student); the optimiser state and the learning-rate
-    schedule continue (the trainer owns them).
+    where the boundaries are (:meth:`boundaries`); the guard scores the pool at each boundary.
+    ``options.reinit_student`` restores the encoder and head to their initial weights at each boundary
+    (a fresh student); the optimiser state and the learning-rate schedule continue (the trainer owns
+    them). The student trains on the unlabelled view ``options.student_view``.
     """
 
-    guard_at_boundaries = True
+    options: PseudoLabelOptions
     pseudo_label: Tensor
     pseudo_weight: Tensor
     phase: Tensor
 
-    def __init__(self, *args: Any, reinit_student: bool = False, student_view: str = "u_weak", **kw: Any):
-        super().__init__(*args, **kw)
+    @classmethod
+    def unlabelled_keys(cls, options: Mapping[str, Any]) -> frozenset[str]:
+        return frozenset({view_key(str(options.get("student_view", "weak")), "method.student_view")})
+
+    def __init__(self, encoder: nn.Module, data: DataBundle, options: PseudoLabelOptions) -> None:
+        super().__init__(encoder, data, options)
+        if self.unlabelled_active:
+            data.extra(UnlabelledPool, needed_by=f"{type(self).__name__} (it pseudo-labels the pool)")
         n_pool = self.ood_keep.numel()
         self.register_buffer("pseudo_label", torch.zeros(n_pool, dtype=torch.long))
         self.register_buffer("pseudo_weight", torch.zeros(n_pool))
         self.register_buffer("phase", torch.zeros((), dtype=torch.long))
-        self.reinit_student = reinit_student
-        self.student_view = student_view
+        self.student_view = view_key(options.student_view, "method.student_view")
         # Initial weights of the student (a CPU copy; not module state, rebuilt identically on resume
         # because the runner seeds before building the encoder).
         self._init_state = (
             {k: v.detach().clone().cpu() for k, v in self.student().state_dict().items()}
-            if reinit_student
+            if options.reinit_student
             else None
         )
 
@@ -315,14 +347,12 @@ class PseudoLabelMethod(SemiMethod):
         Only samples with ``w_u > 0`` are forwarded (the others contribute 0); the sum is still divided
         by ``B * mu`` so that ``w_u`` acts as a weight, as in FixMatch's masked mean.
         """
-        x_l = batch["x_l"]
         u = self.flat_unlabelled(batch, self.student_view)
-        idx = batch["u_index"].flatten().long()
+        idx = batch[U_INDEX].flatten().long()
         w = self.pseudo_weight[idx]
         used = w > 0
-        logits = self.logits(torch.cat([x_l, u[used]]))
-        loss_x = self.supervised_loss(batch, logits[: x_l.shape[0]])
-        ce_u = F.cross_entropy(logits[x_l.shape[0] :].float(), self.pseudo_label[idx][used], reduction="none")
+        loss_x, (logits_u,) = self.joint_forward(batch, u[used])
+        ce_u = F.cross_entropy(logits_u.float(), self.pseudo_label[idx][used], reduction="none")
         loss_u = (ce_u * w[used]).sum() / max(idx.numel(), 1)
         loss = loss_x + self.unlabelled_weight * loss_u
         return {

@@ -2,8 +2,8 @@
 
 ``semi_shapes`` builds, from ``procedural_shapes``' train split, a labelled set of ``labels_per_class``
 images per class and an unlabelled pool of all other train images (labels withheld from the method).
-Optionally a fraction of the pool is replaced by images from another domain (``ood_kind``), marked in
-``info`` for reporting only.
+Optionally a fraction of the pool is replaced by images from another domain (``ood_kind``), marked
+for reporting only.
 
 A training item pairs one labelled image with ``mu`` unlabelled ones (FixMatch's unlabelled ratio),
 as uint8 images; the bundle's ``batch_transform`` (:class:`~mmssl.semi.augment.SemiBatchViews`) makes
@@ -21,9 +21,10 @@ translation of up to 12.5% (reflect-pad and crop); strong = weak + RandAugment (
 at a random magnitude) + Cutout (a grey square of side up to ``cutout * size``); see
 :mod:`mmssl.semi.augment`.
 
-``info`` carries what the methods and evaluators need beyond the contract:
-``unlabelled_pool`` (a Dataset of ``{"input": eval view, "index": i}``), ``unlabelled_is_ood`` (bool
-[pool]) and ``unlabelled_true_labels`` ([pool], -1 for out-of-domain; for reporting only).
+The bundle's :class:`~mmssl.semi.pool.UnlabelledPool` extra is what methods and evaluators need
+beyond batches: the pool as a Dataset of ``{"input": eval view, "index": i}``, and, for reporting only,
+which samples are out of domain (bool [pool]) and their true labels ([pool], -1 for out-of-domain).
+Its ``stats`` count the split and the shift.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from mmssl.modalities.image.views import IMAGENET_MEAN, IMAGENET_STD
 from mmssl.procedural.shapes import SHAPE_CLASSES, ProceduralShapes
 from mmssl.semi.augment import SemiBatchViews
 from mmssl.semi.keys import U_INDEX, U_STRONG, U_WEAK, X_L, Y_L
+from mmssl.semi.pool import UnlabelledPool
 
 STRONG_VIEWS = ("randaugment", "weak", "none")
 OOD_KINDS = ("noise", "unseen_classes")
@@ -232,21 +234,18 @@ def semi_shapes(
         eval_test=TensorImages(test.images, normalise_uint8, test.labels),
         num_classes=num_classes,
         batch_transform=SemiBatchViews(strong, randaugment_ops, cutout),
-        info={
-            "modality": "image",
-            "dataset": "semi_shapes",
-            "class_names": train.class_names,
+        extras=(UnlabelledPool(TensorImages(pool, normalise_uint8), is_ood=is_ood, true_labels=true_labels),),
+        name="semi_shapes",
+        stats={
+            "class_names": list(train.class_names),
             "image_size": image_size,
             "labels_per_class": labels_per_class,
             "num_labelled": len(lab_idx),
             "num_unlabelled": len(pool),
             "num_test": len(test),
             "mu": mu,
-            "labelled_indices": lab_idx,
-            "unlabelled_pool": TensorImages(pool, normalise_uint8),
-            "unlabelled_is_ood": is_ood,  # reporting only: methods must not read it
-            "unlabelled_true_labels": true_labels,  # reporting only (-1: out of domain)
             "ood_fraction": ood_fraction,
             "ood_kind": ood_kind if n_ood > 0 else None,
+            "num_ood": n_ood,
         },
     )

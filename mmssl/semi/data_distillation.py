@@ -15,9 +15,8 @@ outputs; :func:`image_transforms` builds the flip x scale set for image inputs `
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -25,11 +24,11 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from mmssl.data import DataBundle
+from mmssl.errors import ConfigError
 from mmssl.eval.features import eval_mode, move_to
-from mmssl.semi.base import PseudoLabelMethod
-from mmssl.semi.ood import OODGuard
+from mmssl.semi.base import PseudoLabelMethod, dataset_labels
+from mmssl.semi.options import PseudoLabelOptions, semi_builder
 from mmssl.semi.pseudo_label import balance_to_prior
-from mmssl.semi.self_training import STUDENT_VIEWS
 
 
 @dataclass(frozen=True)
@@ -88,98 +87,63 @@ def ensemble_predictions(
     return total / len(transforms)
 
 
+@dataclass(frozen=True)
+class DataDistillationOptions(PseudoLabelOptions):
+    """Data distillation's ``method`` keys: a teacher on labelled data for ``teacher_fraction`` of
+    training, then a student.
+
+    Pseudo-labels: the teacher's softmax averaged over ``scales`` x (identity, horizontal flip if
+    ``flips``); kept if the ensembled confidence is >= ``threshold``; ``balance`` matches the kept
+    set's class proportions to the labelled set's. ``reinit_student``: the student starts from the
+    initial weights (as the paper retrains). ``student_view``: ``weak`` or ``strong``.
+    ``unlabelled_weight``: lambda_u (0 = supervised only). ``ood``: as self-training's.
+    """
+
+    teacher_fraction: float = 0.4
+    flips: bool = True
+    scales: list[float] = field(default_factory=lambda: [0.75, 1.0, 1.25])
+    threshold: float = 0.5
+    balance: bool = True
+    reinit_student: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0.0 < self.teacher_fraction < 1.0:
+            raise ConfigError(f"teacher_fraction must be in (0, 1), got {self.teacher_fraction}")
+
+
 class DataDistillation(PseudoLabelMethod):
-    """Data distillation; see the module docstring. Arguments as :func:`data_distillation`."""
+    """Data distillation; see the module docstring. Options: :class:`DataDistillationOptions`; the
+    teacher's transforms are :func:`image_transforms` of its ``flips`` and ``scales``."""
 
-    @classmethod
-    def unlabelled_keys(cls, options: Mapping[str, Any]) -> frozenset[str]:
-        return frozenset({STUDENT_VIEWS[str(options.get("student_view", "weak"))]})
+    options: DataDistillationOptions
 
-    def __init__(
-        self,
-        encoder: nn.Module,
-        num_classes: int,
-        data: DataBundle | None = None,
-        *,
-        teacher_fraction: float = 0.4,
-        transforms: Sequence[TTATransform] = (TTATransform(),),
-        threshold: float = 0.5,
-        balance: bool = True,
-        **kw,
-    ) -> None:
-        if not 0.0 < teacher_fraction < 1.0:
-            raise ValueError(f"method.teacher_fraction must be in (0, 1), got {teacher_fraction}")
-        super().__init__(encoder, num_classes, data, **kw)
-        self.teacher_fraction, self.transforms = teacher_fraction, list(transforms)
-        self.threshold, self.balance = threshold, balance
+    def __init__(self, encoder: nn.Module, data: DataBundle, options: DataDistillationOptions) -> None:
+        super().__init__(encoder, data, options)
+        self.transforms = image_transforms(options.flips, options.scales)
 
     def boundaries(self, total_steps: int) -> list[int]:
-        b = max(1, round(self.teacher_fraction * total_steps))
+        b = max(1, round(self.options.teacher_fraction * total_steps))
         return [b] if b < total_steps else []
 
     def labelled_prior(self) -> Tensor:
-        targets = getattr(self.labelled, "targets", None)
-        if not targets:
-            targets = [int(item["label"]) for item in self.labelled]  # type: ignore[union-attr]
-        return torch.bincount(torch.as_tensor(targets), minlength=self.num_classes).float()
+        return torch.bincount(dataset_labels(self.labelled), minlength=self.num_classes).float()
 
     @torch.no_grad()
     def compute_pseudo_labels(self) -> tuple[Tensor, Tensor]:
         teacher = self.student()
         probs = []
         with eval_mode(teacher):
-            for batch in DataLoader(self.pool, batch_size=self.pool_batch_size, shuffle=False):
+            for batch in DataLoader(self.pool, batch_size=self.options.pool_batch_size, shuffle=False):
                 x = move_to(batch["input"], self.device)
                 probs.append(ensemble_predictions(lambda z: self.classify(teacher, z), x, self.transforms))
         p = torch.cat(probs).cpu()
         confidence, labels = p.max(dim=1)
-        keep = confidence >= self.threshold
+        keep = confidence >= self.options.threshold
         keep &= self.ood_keep.cpu()  # balance among what the guard lets through
-        if self.balance:
+        if self.options.balance:
             keep = balance_to_prior(labels, confidence, keep, self.labelled_prior())
         return labels, keep.float()
 
 
-def data_distillation(
-    encoder: nn.Module,
-    data: DataBundle,
-    unlabelled_weight: float = 1.0,
-    teacher_fraction: float = 0.4,
-    flips: bool = True,
-    scales: Sequence[float] = (0.75, 1.0, 1.25),
-    threshold: float = 0.5,
-    balance: bool = True,
-    reinit_student: bool = True,
-    student_view: str = "weak",
-    ood_guard: str = "none",
-    ood_threshold: float | None = None,
-    ood_quantile: float = 0.95,
-    ood_k: int = 5,
-    pool_batch_size: int = 256,
-) -> DataDistillation:
-    """Data distillation: teacher on labelled data for ``teacher_fraction`` of training, then a student.
-
-    Pseudo-labels: the teacher's softmax averaged over ``scales`` x (identity, horizontal flip if
-    ``flips``); kept if the ensembled confidence is >= ``threshold``; ``balance`` matches the kept
-    set's class proportions to the labelled set's. ``reinit_student``: the student starts from the
-    initial weights (as the paper retrains). ``student_view``: ``weak`` or ``strong``.
-    ``unlabelled_weight``: lambda_u (0 = supervised only). ``ood_guard`` etc. as :func:`self_training`.
-    """
-    if student_view not in STUDENT_VIEWS:
-        raise ValueError(
-            f"method.student_view must be one of {', '.join(STUDENT_VIEWS)}, got '{student_view}'"
-        )
-    return DataDistillation(
-        encoder,
-        data.num_classes,
-        data,
-        teacher_fraction=teacher_fraction,
-        transforms=image_transforms(flips, scales),
-        threshold=threshold,
-        balance=balance,
-        unlabelled_weight=unlabelled_weight,
-        guard=OODGuard(ood_guard, ood_threshold, ood_quantile, k=ood_k),
-        reinit_student=reinit_student,
-        student_view=STUDENT_VIEWS[student_view],
-        pool_batch_size=pool_batch_size,
-    )
+data_distillation = semi_builder(DataDistillation, DataDistillationOptions)

@@ -1,8 +1,8 @@
 """``classifier_accuracy``: test accuracy of a semi-supervised method's own classifier, plus what
 happened to the unlabelled pool (OOD guard decisions, pseudo-label quality).
 
-The pool's true labels and out-of-domain marks (``data.info["unlabelled_true_labels"]`` /
-``["unlabelled_is_ood"]``) are read here only, for reporting; the methods never see them.
+The pool's true labels and out-of-domain marks (``true_labels`` / ``is_ood`` of the dataset's
+:class:`~mmssl.semi.pool.UnlabelledPool`) are read here only, for reporting; the methods never see them.
 
 Metrics (accuracies are fractions, counts are ints):
 
@@ -25,19 +25,13 @@ from torch import nn
 
 from mmssl.data import DataBundle
 from mmssl.eval.context import EvalContext
-from mmssl.semi.base import SemiMethod
-
-
-def _labels(dataset: Any) -> torch.Tensor:
-    targets = getattr(dataset, "targets", None)
-    if not targets:
-        targets = [int(item["label"]) for item in dataset]
-    return torch.as_tensor([int(t) for t in targets])
+from mmssl.semi.base import SemiMethod, dataset_labels
+from mmssl.semi.pool import UnlabelledPool
 
 
 def _accuracy(method: SemiMethod, model: nn.Module, data: DataBundle, batch_size: int) -> float:
     logits, _ = method.predict(data.eval_test, model, batch_size=batch_size)
-    return float((logits.argmax(dim=1).cpu() == _labels(data.eval_test)).float().mean())
+    return float((logits.argmax(dim=1).cpu() == dataset_labels(data.eval_test)).float().mean())
 
 
 def classifier_accuracy(
@@ -47,10 +41,10 @@ def classifier_accuracy(
     *,
     batch_size: int = 256,
 ) -> dict[str, Any]:
-    """Top-1 test accuracy of ``method``'s classifier and the unlabelled-pool report (see module doc).
+    """Top-1 test accuracy of the method's classifier and the unlabelled-pool report (see module doc).
 
-    ``method`` is given by the runner (the evaluator declares it); it must be a semi-supervised method
-    (:class:`~mmssl.semi.base.SemiMethod`). ``batch_size``: prediction batch. ``seed`` is unused.
+    The method is ``ctx.method`` (the trained one, or the baseline's); it must be a semi-supervised
+    method (:class:`~mmssl.semi.base.SemiMethod`). ``batch_size``: prediction batch.
     """
     device, method = ctx.device, ctx.method
     if not isinstance(method, SemiMethod):
@@ -65,9 +59,9 @@ def classifier_accuracy(
     if method.ema is not None:
         out["student_top1"] = _accuracy(method, method.student(), data, batch_size)
 
-    info = data.info
-    is_ood = info.get("unlabelled_is_ood")
-    true_labels = info.get("unlabelled_true_labels")
+    pool = data.find_extra(UnlabelledPool)
+    is_ood = pool.is_ood if pool is not None else None
+    true_labels = pool.true_labels if pool is not None else None
     out["pool_size"] = int(method.ood_keep.numel())
     if is_ood is not None:
         out["pool_ood"] = int(is_ood.sum())

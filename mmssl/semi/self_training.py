@@ -18,15 +18,15 @@ weak view by default (``student_view: strong`` gives it the RandAugment view, i.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from mmssl.data import DataBundle
+from mmssl.errors import ConfigError
 from mmssl.semi.base import PseudoLabelMethod
-from mmssl.semi.ood import OODGuard
+from mmssl.semi.options import PseudoLabelOptions, semi_builder
 from mmssl.semi.pseudo_label import SELECTIONS, select_pseudo_labels
-
-STUDENT_VIEWS = {"weak": "u_weak", "strong": "u_strong"}
 
 
 def round_boundaries(total_steps: int, num_phases: int) -> list[int]:
@@ -39,77 +39,42 @@ def round_boundaries(total_steps: int, num_phases: int) -> list[int]:
     return out
 
 
-class SelfTraining(PseudoLabelMethod):
-    """Self-training; see the module docstring. Arguments as :func:`self_training`."""
+@dataclass(frozen=True)
+class SelfTrainingOptions(PseudoLabelOptions):
+    """Self-training's ``method`` keys: ``rounds`` pseudo-label rounds after a labelled-only phase.
 
-    def __init__(
-        self,
-        encoder: nn.Module,
-        num_classes: int,
-        data: DataBundle | None = None,
-        *,
-        rounds: int = 3,
-        selection: str = "confident",
-        threshold: float = 0.9,
-        top_fraction: float = 1.0,
-        **kw,
-    ) -> None:
-        if selection not in SELECTIONS:
-            raise ValueError(f"method.selection must be one of {', '.join(SELECTIONS)}, got '{selection}'")
-        if rounds < 1:
-            raise ValueError(f"method.rounds must be >= 1, got {rounds}")
-        super().__init__(encoder, num_classes, data, **kw)
-        self.rounds, self.selection = rounds, selection
-        self.threshold, self.top_fraction = threshold, top_fraction
+    ``selection``: ``confident`` (confidence >= ``threshold``, within the ``top_fraction`` most
+    confident), ``all`` (weight 1) or ``weighted`` (weight = confidence). ``unlabelled_weight``:
+    lambda_u (0 = supervised only). ``ood``: the guard, scored at every round boundary.
+    ``reinit_student`` / ``student_view``: see :class:`~mmssl.semi.options.PseudoLabelOptions`.
+    """
+
+    rounds: int = 3
+    selection: str = "confident"
+    threshold: float = 0.9
+    top_fraction: float = 1.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.selection not in SELECTIONS:
+            raise ConfigError(f"selection must be one of {', '.join(SELECTIONS)}, got '{self.selection}'")
+        if self.rounds < 1:
+            raise ConfigError(f"rounds must be >= 1, got {self.rounds}")
+
+
+class SelfTraining(PseudoLabelMethod):
+    """Self-training; see the module docstring. Options: :class:`SelfTrainingOptions`."""
+
+    options: SelfTrainingOptions
 
     def boundaries(self, total_steps: int) -> list[int]:
-        return round_boundaries(total_steps, self.rounds + 1)
+        return round_boundaries(total_steps, self.options.rounds + 1)
 
     def compute_pseudo_labels(self) -> tuple[Tensor, Tensor]:
         logits, _ = self.predict(self.pool, self.student())
         probs = torch.softmax(logits, dim=1)
-        return select_pseudo_labels(probs, self.selection, self.threshold, self.top_fraction)
+        opts = self.options
+        return select_pseudo_labels(probs, opts.selection, opts.threshold, opts.top_fraction)
 
 
-def self_training(
-    encoder: nn.Module,
-    data: DataBundle,
-    unlabelled_weight: float = 1.0,
-    rounds: int = 3,
-    selection: str = "confident",
-    threshold: float = 0.9,
-    top_fraction: float = 1.0,
-    reinit_student: bool = False,
-    student_view: str = "weak",
-    ood_guard: str = "none",
-    ood_threshold: float | None = None,
-    ood_quantile: float = 0.95,
-    ood_k: int = 5,
-    pool_batch_size: int = 256,
-) -> SelfTraining:
-    """Self-training in ``rounds`` pseudo-label rounds after a labelled-only phase.
-
-    ``selection``: ``confident`` (confidence >= ``threshold``, within the ``top_fraction`` most
-    confident), ``all`` (weight 1) or ``weighted`` (weight = confidence). ``unlabelled_weight``:
-    lambda_u (0 = supervised only). ``ood_guard``: ``none`` | ``max_softmax`` | ``energy`` | ``knn``,
-    scored at every round boundary; threshold ``ood_threshold`` (absolute) or the ``ood_quantile`` of
-    labelled scores. ``data`` comes from the runner (its ``num_classes`` sizes the classifier).
-    """
-    if student_view not in STUDENT_VIEWS:
-        raise ValueError(
-            f"method.student_view must be one of {', '.join(STUDENT_VIEWS)}, got '{student_view}'"
-        )
-    return SelfTraining(
-        encoder,
-        data.num_classes,
-        data,
-        rounds=rounds,
-        selection=selection,
-        threshold=threshold,
-        top_fraction=top_fraction,
-        unlabelled_weight=unlabelled_weight,
-        guard=OODGuard(ood_guard, ood_threshold, ood_quantile, k=ood_k),
-        reinit_student=reinit_student,
-        student_view=STUDENT_VIEWS[student_view],
-        pool_batch_size=pool_batch_size,
-    )
+self_training = semi_builder(SelfTraining, SelfTrainingOptions)

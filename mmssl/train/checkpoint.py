@@ -5,7 +5,7 @@
 Keys: ``format``, ``step``, ``model`` (the method's state dict, encoder included under
 ``encoder.``), ``optimizer``, ``scheduler``, ``rng`` (torch / CUDA / numpy / python states),
 ``data_position`` (epoch, offset of the sampler), ``config`` (the resolved recipe), ``encoder_spec``
-(name and kwargs to rebuild the encoder alone).
+(name and kwargs to rebuild the encoder alone; :func:`mmssl.encoders.load_encoder` reads it).
 """
 
 from __future__ import annotations
@@ -94,43 +94,3 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise ValueError(f"{path} is not an mmssl checkpoint (expected format '{FORMAT}')")
     return ckpt
-
-
-ENCODER_FORMAT = "mmssl-encoder-v1"
-
-
-def save_encoder(encoder: torch.nn.Module, spec: dict[str, Any], path: str | Path) -> None:
-    """Save an encoder alone, with the registry name and kwargs that rebuild it."""
-    atomic_save(
-        {
-            "format": ENCODER_FORMAT,
-            "name": spec["name"],
-            "kwargs": spec.get("kwargs", {}),
-            "state_dict": encoder.state_dict(),
-        },
-        path,
-    )
-
-
-def load_encoder(path: str | Path, map_location: str | torch.device = "cpu") -> torch.nn.Module:
-    """Rebuild a pretrained encoder from ``encoder.pt`` (or a training checkpoint) for downstream use.
-
-    >>> encoder = load_encoder("runs/quickstart/encoder.pt")
-    >>> features = encoder(images)["global"]
-    """
-    from mmssl.registry import ENCODERS
-
-    path = Path(path)
-    raw = torch.load(path, map_location=map_location, weights_only=True)
-    if isinstance(raw, dict) and raw.get("format") == FORMAT:
-        spec, state = (
-            raw["encoder_spec"],
-            {k[len("encoder.") :]: v for k, v in raw["model"].items() if k.startswith("encoder.")},
-        )
-    elif isinstance(raw, dict) and raw.get("format") == ENCODER_FORMAT:
-        spec, state = {"name": raw["name"], "kwargs": raw["kwargs"]}, raw["state_dict"]
-    else:
-        raise ValueError(f"{path} is neither an mmssl encoder file nor an mmssl checkpoint")
-    encoder = ENCODERS.build(spec["name"], **spec["kwargs"])
-    encoder.load_state_dict(state)
-    return encoder

@@ -22,13 +22,14 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from mmssl.core import distributed as dist
+from mmssl.core.method import Method
 from mmssl.train.checkpoint import FORMAT, atomic_save, load_checkpoint, rng_state, set_rng_state
 from mmssl.train.config import TrainConfig
 from mmssl.train.data import ResumableSampler, SeededDataset, move_to_device
@@ -96,6 +97,15 @@ class RunLogger:
             self.tb.close()
 
 
+class StepMonitor(Protocol):
+    """Measures the method every ``every`` optimiser steps while it trains (e.g. an online kNN accuracy);
+    the values are logged with the step's losses. It must not change the training state."""
+
+    every: int
+
+    def __call__(self, method: nn.Module) -> dict[str, float]: ...
+
+
 @dataclass
 class TrainResult:
     steps: int
@@ -111,7 +121,7 @@ class Trainer:
 
     Args:
         cfg: the recipe's ``train`` section.
-        method: the method module; exposes ``encoder`` and optionally ``on_train_step_end``.
+        method: the :class:`~mmssl.core.method.Method`; ``on_train_step_end`` runs after each step.
         dataset: the pretraining dataset (items are whatever ``method.forward`` expects).
         run_dir: where checkpoints and logs go (``None``: nothing is written).
         resume: ``None``, ``"auto"`` (continue from ``run_dir/checkpoints/last.pt`` when present)
@@ -120,18 +130,21 @@ class Trainer:
         collate_fn: optional collate for the DataLoader.
         batch_transform: optional callable applied (without gradients) to each batch once it is on
             the training device, e.g. batched GPU augmentation.
+        monitors: measured every ``monitor.every`` steps on the main process and logged (metrics.jsonl,
+            TensorBoard), e.g. :class:`mmssl.eval.monitor.KNNMonitor`.
     """
 
     def __init__(
         self,
         cfg: TrainConfig,
-        method: nn.Module,
+        method: Method,
         dataset: Dataset,
         run_dir: str | Path | None = None,
         resume: str | None = None,
         extra_state: dict[str, Any] | None = None,
         collate_fn: Callable | None = None,
         batch_transform: Callable | None = None,
+        monitors: list[StepMonitor] | None = None,
     ) -> None:
         self.cfg = cfg
         self.method = method
@@ -141,6 +154,7 @@ class Trainer:
         self.extra_state = extra_state or {}
         self.collate_fn = collate_fn
         self.batch_transform = batch_transform
+        self.monitors = [m for m in monitors or [] if m.every > 0]
         launched = int(os.environ.get("WORLD_SIZE", "1")) > 1  # started by torchrun
         self.device = dist.init_distributed() if launched else pick_device(cfg.device)
         self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
@@ -251,7 +265,6 @@ class Trainer:
             progress = tqdm(total=cfg.steps, initial=start, desc="train", dynamic_ncols=True)
 
         samples_per_step = cfg.batch_size * cfg.accumulate * self.world_size
-        on_step_end = getattr(method, "on_train_step_end", None)
         # Reading a loss value forces a host/device sync. On CPU it is free, so every loss is checked
         # before its backward; on CUDA losses stay on the device and are checked at log and
         # checkpoint steps (always before a checkpoint is written, so a bad state is never saved).
@@ -286,8 +299,7 @@ class Trainer:
                 self.optimizer.zero_grad(set_to_none=True)
                 logs["lr"] = self.optimizer.param_groups[0]["lr"]
                 self.scheduler.step()
-                if on_step_end is not None:
-                    on_step_end(step + 1, cfg.steps)
+                method.on_train_step_end(step + 1, cfg.steps)
                 done = step + 1
                 window_steps += 1
                 if progress is not None:
@@ -298,6 +310,14 @@ class Trainer:
                 if log_now or ckpt_now:
                     self._check_finite(unchecked)
                     unchecked.clear()
+                monitored = {}
+                if self.is_main:
+                    for monitor in self.monitors:
+                        if done % monitor.every == 0 or done == cfg.steps:
+                            monitored.update(monitor(method))
+                if monitored:
+                    history.append({"step": done, **monitored})
+                    logger.log(done, monitored)
                 if log_now:
                     values = {k: float(v) for k, v in logs.items()}
                     final_loss = values["loss"]

@@ -11,9 +11,10 @@ import torch
 from mmssl.errors import DataError
 from mmssl.eval import few_shot_evaluator, knn_evaluator
 from mmssl.eval.context import EvalContext
-from mmssl.modalities.audio.data import audio_folder_csv, fsdd, parse_fsdd_name, read_clip_table
-from mmssl.modalities.audio.encoders import audio_cnn
+from mmssl.modalities.audio.encoders import AudioCNN
+from mmssl.modalities.audio.esc50 import audio_folder_csv, read_clip_table
 from mmssl.modalities.audio.features import LogMel
+from mmssl.modalities.audio.fsdd import fsdd, parse_fsdd_name
 from mmssl.registry import DATASETS, ENCODERS
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
@@ -63,7 +64,7 @@ def test_esc50_csv_layout_folds_and_items(tmp_path: Path) -> None:
     assert (len(bundle.eval_train), len(bundle.eval_test)) == (5, 2)  # fold 1 holds clips 1 and 6
     item = bundle.eval_test[1]
     assert item["input"].shape == (4000,) and item["label"] == 1  # typing.wav, resampled from 48 kHz
-    assert bundle.num_classes == 2 and bundle.info["class_names"] == ["dog", "rain"]
+    assert bundle.num_classes == 2 and bundle.stats["class_names"] == ["dog", "rain"]
     pre = bundle.pretrain[0]
     assert pre["audio"].shape == (4000,) and pre["index"] == 0
     two = audio_folder_csv(
@@ -90,7 +91,7 @@ def test_plain_folder_csv_with_names_and_split(tmp_path: Path) -> None:
         sample_rate=8000,
         clip_seconds=1.0,
     )
-    assert bundle.info["class_names"] == ["bang", "weather"]  # names sorted into ids
+    assert bundle.stats["class_names"] == ["bang", "weather"]  # names sorted into ids
     assert bundle.eval_test[0]["label"] == 1 and [bundle.eval_train[i]["label"] for i in range(2)] == [1, 0]
 
 
@@ -145,7 +146,7 @@ def test_logmel_and_audio_cnn_contract() -> None:
 def test_generic_few_shot_and_knn_evaluators_work_on_audio(tmp_path: Path) -> None:
     bundle = fsdd(str(_need(FSDD)), sample_rate=8000, clip_seconds=0.5, test_speakers=["theo"])
     torch.manual_seed(0)
-    encoder = audio_cnn(sample_rate=8000, n_mels=32, n_fft=256, hop_length=80, widths=(8, 16))
+    encoder = AudioCNN(sample_rate=8000, n_mels=32, n_fft=256, hop_length=80, widths=(8, 16))
     shots = few_shot_evaluator(
         encoder, bundle, EvalContext(device="cpu", seed=0), shots=[1], seeds=2, epochs=20
     )

@@ -11,7 +11,7 @@ import soundfile as sf
 import torch
 
 from mmssl.errors import CorruptFileError, DataError
-from mmssl.modalities.audio.data import AudioClips
+from mmssl.modalities.audio.clips import AudioClips
 from mmssl.modalities.audio.io import (
     center_crop,
     crop_at,

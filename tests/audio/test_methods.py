@@ -9,6 +9,7 @@ import torch
 from torch.utils.data import default_collate
 
 from mmssl.data import DataBundle
+from mmssl.data.extras import labelled_splits
 from mmssl.errors import DataError
 from mmssl.eval.context import EvalContext
 from mmssl.modalities.audio.methods import ambient_sound, ambient_targets_evaluator
@@ -88,7 +89,7 @@ def test_targets_are_deterministic_and_need_paired_data(bundle: DataBundle) -> N
     a = ambient_sound(small_cnn(widths=(8,)), bundle, **kw)
     b = ambient_sound(small_cnn(widths=(8,)), bundle, **kw)
     assert torch.equal(a.targets, b.targets)
-    audio_only = DataBundle(pretrain=bundle.info["audio_eval"]["train"])
+    audio_only = DataBundle(pretrain=labelled_splits(bundle.extras, "audio_eval").train)
     with pytest.raises(DataError, match="paired video\\+audio dataset"):
         ambient_sound(small_cnn(widths=(8,)), audio_only)
     with pytest.raises(ValueError, match="needs the ambient_sound method"):

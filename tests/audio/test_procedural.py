@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import shutil
 from pathlib import Path
 
@@ -9,7 +10,9 @@ import numpy as np
 import pytest
 import torch
 
+from mmssl.data.extras import HeldOutPairs, labelled_splits
 from mmssl.errors import CorruptFileError, DataError
+from mmssl.modalities.audio.av_clips import TrainingClips
 from mmssl.modalities.audio.io import crop_at, read_audio, read_audio_track, read_video_frames
 from mmssl.modalities.audio.paired import paired_video_audio, procedural_audio_visual
 from mmssl.modalities.audio.procedural import (
@@ -113,16 +116,19 @@ def test_bundle_items_follow_the_contract(tiny_set: Path) -> None:
     assert item["image"].shape == (3, 32, 32) and item["image"].dtype == torch.float32
     assert item["audio"].shape == (4000,) and item["label"] == 2 and item["index"] == 2
     # Held-out pairs: the middle frame and the audio window centred on its time.
-    clips = bundle.info["pairs_test"].base
-    pair = bundle.info["pairs_test"][1]
+    pairs = bundle.extra(HeldOutPairs, needed_by="this test").dataset
+    clips = pairs.base
+    pair = pairs[1]
     frames, times, audio, label = clips[1]
     torch.testing.assert_close(pair["audio"], crop_at(audio, 4000, round(float(times[2]) * 16000)))
     mean, std = torch.tensor(IMAGENET_MEAN)[:, None, None], torch.tensor(IMAGENET_STD)[:, None, None]
     torch.testing.assert_close(pair["image"], (frames[2].float() / 255 - mean) / std)
+    for it in (item, pair):  # items cross process boundaries (DataLoader workers)
+        assert sorted(pickle.loads(pickle.dumps(it))) == sorted(it)
     visual = bundle.eval_test[1]
     torch.testing.assert_close(visual["input"], pair["image"])
-    audio_eval = bundle.info["audio_eval"]
-    assert audio_eval["num_classes"] == 3 and audio_eval["test"][1]["input"].shape == (4000,)
+    audio_eval = labelled_splits(bundle.extras, "audio_eval")
+    assert audio_eval.num_classes == 3 and audio_eval.test[1]["input"].shape == (4000,)
     by_audio = procedural_audio_visual(
         **TINY, num_scenes=3, clip_seconds=0.25, eval_modality="audio", cache_dir=str(tiny_set.parent)
     )
@@ -143,7 +149,7 @@ def test_paired_folder_with_classes_and_sidecar_audio(tiny_set: Path, tmp_path: 
         str(tmp_path / "videos"), image_size=32, num_frames=2, clip_seconds=0.5, test_every=2
     )
     assert bundle.num_classes == 3 and (len(bundle.eval_train), len(bundle.eval_test)) == (3, 3)
-    clips = bundle.info["pretrain_clips"]
+    clips = bundle.extra(TrainingClips, needed_by="this test").clips
     assert (
         clips.entries[0][1] == sidecar and clips.entries[1][1] is None
     )  # the other videos use their AAC track

@@ -60,17 +60,25 @@ def _worker(rank: int, port: int, path: str, x1: torch.Tensor, x2: torch.Tensor)
     try:
         assert device.type == "cpu"
         assert mdist.is_distributed() and mdist.get_world_size() == WORLD and mdist.get_rank() == rank
-        ddp = nn.parallel.DistributedDataParallel(_model())
-        half = BATCH // WORLD
-        rows = slice(rank * half, (rank + 1) * half)
-        result = _losses(ddp, x1[rows], x2[rows], gather=True)
-        # the rank-ordered gather layout: rank r's rows at r*B:(r+1)*B
-        result["gathered"] = mdist.gather_with_grad(torch.full((2, 1), float(rank)))
+        result = _distributed_result(rank, x1, x2)
         if mdist.is_main_process():
             torch.save(result, path)
+        # Both ranks are done communicating before either tears the process group down.
         mdist.barrier()
     finally:
         mdist.cleanup_distributed()
+
+
+def _distributed_result(rank: int, x1: torch.Tensor, x2: torch.Tensor) -> dict:
+    """Losses and gradients on this rank's rows; the DDP wrapper (which holds the process group) is freed
+    on return, before the group is destroyed."""
+    ddp = nn.parallel.DistributedDataParallel(_model())
+    half = BATCH // WORLD
+    rows = slice(rank * half, (rank + 1) * half)
+    result = _losses(ddp, x1[rows], x2[rows], gather=True)
+    # the rank-ordered gather layout: rank r's rows at r*B:(r+1)*B
+    result["gathered"] = mdist.gather_with_grad(torch.full((2, 1), float(rank)))
+    return result
 
 
 @pytest.mark.distributed

@@ -1,55 +1,24 @@
-"""The generic two-view method and its SimCLR / MoCo (3 negative sources) / BYOL configurations."""
+"""The two-view methods: SimCLR, MoCo (3 negative sources) and BYOL."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
 
 from mmssl.core.losses import nt_xent
-from mmssl.core.siamese import SiameseMethod, byol, moco, simclr
+from mmssl.core.methods.byol import BYOL
+from mmssl.core.methods.moco import MoCo
+from mmssl.core.methods.simclr import SimCLR
 from mmssl.data import DataBundle
 from mmssl.train.config import TrainConfig
 from mmssl.train.trainer import Trainer
-
-
-class VecEncoder(nn.Module):
-    out_dim = 16
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.net = nn.Sequential(nn.Linear(8, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Linear(32, 16))
-
-    def forward(self, x):
-        return {"global": self.net(x)}
-
-
-class Pairs(torch.utils.data.Dataset):
-    def __init__(self, n: int = 96) -> None:
-        g = torch.Generator().manual_seed(0)
-        self.centers = torch.randn(n, 8, generator=g) * 2
-
-    def __len__(self) -> int:
-        return len(self.centers)
-
-    def __getitem__(self, i):
-        c = self.centers[i]
-        return {"views": [c + 0.3 * torch.randn(8), c + 0.3 * torch.randn(8)], "index": i}
-
-
-def _batch(b: int = 12):
-    ds = Pairs()
-    items = [ds[i] for i in range(b)]
-    return {
-        "views": [torch.stack([it["views"][k] for it in items]) for k in range(2)],
-        "index": torch.arange(b),
-    }
+from tests.core.two_view_helpers import Pairs, VecEncoder, two_view_batch
 
 
 def test_simclr_loss_is_nt_xent_of_projections():
     torch.manual_seed(0)
-    m = simclr(VecEncoder(), temperature=0.3, projector_hidden=32, projector_dim=8)
-    batch = _batch()
+    m = SimCLR(VecEncoder(), temperature=0.3, projector_hidden=32, projector_dim=8)
+    batch = two_view_batch()
     out = m(batch)
     z1 = m.projector(m.encoder(batch["views"][0])["global"])
     z2 = m.projector(m.encoder(batch["views"][1])["global"])
@@ -58,10 +27,10 @@ def test_simclr_loss_is_nt_xent_of_projections():
 
 def test_moco_queue_fills_with_keys_and_teacher_follows_ema():
     torch.manual_seed(0)
-    m = moco(
+    m = MoCo(
         VecEncoder(), negatives="queue", queue_size=24, momentum=0.9, projector_hidden=32, projector_dim=8
     )
-    m(_batch(12))
+    m(two_view_batch(12))
     assert int(m.queue.ptr) == 12
     student = dict(m.encoder.named_parameters())
     before = {k: v.clone() for k, v in m.teacher.module["encoder"].named_parameters()}
@@ -75,12 +44,12 @@ def test_moco_queue_fills_with_keys_and_teacher_follows_ema():
 
 def test_moco_end_to_end_keys_carry_gradient_and_memory_bank_updates():
     torch.manual_seed(0)
-    e2e = moco(VecEncoder(), negatives="batch", projector_hidden=32, projector_dim=8)
-    assert e2e.teacher is None and e2e.queue is None
-    e2e(_batch())["loss"].backward()
+    e2e = MoCo(VecEncoder(), negatives="batch", projector_hidden=32, projector_dim=8)
+    assert e2e.teacher is None and not hasattr(e2e, "queue")
+    e2e(two_view_batch())["loss"].backward()
     assert all(p.grad is not None for p in e2e.encoder.parameters())
 
-    bank = moco(
+    bank = MoCo(
         VecEncoder(),
         DataBundle(pretrain=range(96)),
         negatives="memory_bank",
@@ -89,7 +58,7 @@ def test_moco_end_to_end_keys_carry_gradient_and_memory_bank_updates():
         projector_dim=8,
     )
     before = bank.bank.features.clone()
-    bank(_batch(12))
+    bank(two_view_batch(12))
     changed = (bank.bank.features != before).any(dim=1)
     assert changed[:12].all() and not changed[12:].any()
     torch.testing.assert_close(bank.bank.features.norm(dim=1), torch.ones(96))
@@ -97,26 +66,26 @@ def test_moco_end_to_end_keys_carry_gradient_and_memory_bank_updates():
 
 def test_shuffled_bn_keys_equal_plain_keys_in_eval_mode():
     torch.manual_seed(0)
-    m = moco(VecEncoder(), negatives="queue", shuffle_bn_groups=3, projector_hidden=32, projector_dim=8)
+    m = MoCo(VecEncoder(), negatives="queue", shuffle_bn_groups=3, projector_hidden=32, projector_dim=8)
     m.eval()  # BN without batch statistics: grouping must not change any key, only BN's batch
-    x = _batch(12)["views"][0]
-    grouped = m.keys(x)
-    m.shuffle_bn_groups = 1
-    torch.testing.assert_close(grouped, m.keys(x))
+    x = two_view_batch(12)["views"][0]
+    grouped = m.teacher(x)
+    m.teacher.shuffle_bn_groups = 1
+    torch.testing.assert_close(grouped, m.teacher(x))
 
 
 def test_byol_target_excludes_predictor_and_gets_no_gradient():
     torch.manual_seed(0)
-    m = byol(VecEncoder(), projector_hidden=32, projector_dim=8, predictor_hidden=32)
+    m = BYOL(VecEncoder(), projector_hidden=32, projector_dim=8, predictor_hidden=32)
     assert set(m.teacher.module.keys()) == {"encoder", "projector"}
     assert not any(p.requires_grad for p in m.teacher.parameters())
-    m(_batch())["loss"].backward()
+    m(two_view_batch())["loss"].backward()
     assert all(p.grad is None for p in m.teacher.parameters())
     assert all(p.grad is not None for p in m.predictor.parameters())
 
 
 def test_byol_momentum_reaches_one_at_the_end():
-    m = byol(VecEncoder(), projector_hidden=32, projector_dim=8, predictor_hidden=32)
+    m = BYOL(VecEncoder(), projector_hidden=32, projector_dim=8, predictor_hidden=32)
     with torch.no_grad():
         for p in m.encoder.parameters():
             p.add_(1.0)
@@ -127,10 +96,11 @@ def test_byol_momentum_reaches_one_at_the_end():
 
 
 def test_invalid_combinations_are_rejected():
-    with pytest.raises(ValueError, match="momentum_encoder"):
-        SiameseMethod(VecEncoder(), objective="regression")
+    # (A regression objective without a target network can no longer be built: BYOL always has one.)
+    with pytest.raises(ValueError, match="negatives must be one of"):
+        MoCo(VecEncoder(), negatives="bank")
     with pytest.raises(ValueError, match="num_samples"):
-        SiameseMethod(VecEncoder(), objective="info_nce", negatives="memory_bank")
+        MoCo(VecEncoder(), negatives="memory_bank")
 
 
 @pytest.mark.parametrize("name", ["simclr", "moco_queue", "moco_batch", "moco_bank", "byol"])
@@ -138,12 +108,12 @@ def test_each_configuration_learns(name, tmp_path):
     torch.manual_seed(0)
     enc = VecEncoder()
     builders = {
-        "simclr": lambda: simclr(enc, projector_hidden=32, projector_dim=8),
-        "moco_queue": lambda: moco(
+        "simclr": lambda: SimCLR(enc, projector_hidden=32, projector_dim=8),
+        "moco_queue": lambda: MoCo(
             enc, negatives="queue", queue_size=64, projector_hidden=32, projector_dim=8
         ),
-        "moco_batch": lambda: moco(enc, negatives="batch", projector_hidden=32, projector_dim=8),
-        "moco_bank": lambda: moco(
+        "moco_batch": lambda: MoCo(enc, negatives="batch", projector_hidden=32, projector_dim=8),
+        "moco_bank": lambda: MoCo(
             enc,
             DataBundle(pretrain=range(96)),
             negatives="memory_bank",
@@ -151,7 +121,7 @@ def test_each_configuration_learns(name, tmp_path):
             projector_hidden=32,
             projector_dim=8,
         ),
-        "byol": lambda: byol(enc, projector_hidden=32, projector_dim=8, predictor_hidden=32),
+        "byol": lambda: BYOL(enc, projector_hidden=32, projector_dim=8, predictor_hidden=32),
     }
     method = builders[name]()
     cfg = TrainConfig(

@@ -28,7 +28,7 @@ def _method(gather: bool) -> CrossModalContrastive:
     # No BatchNorm: per-process batch statistics would differ from the single-process ones.
     return CrossModalContrastive(
         TinyTower(6, 5),
-        TinyTower(4, 5),
+        towers={"audio": TinyTower(4, 5)},
         projector_dim=3,
         projector_hidden=7,
         projector_bn=False,
@@ -57,15 +57,22 @@ def _worker(rank: int, port: int, path: str, batch: dict) -> None:
     torch.set_num_threads(1)
     mdist.init_distributed()
     try:
-        ddp = nn.parallel.DistributedDataParallel(_method(gather=True))
-        half = BATCH // WORLD
-        local = {k: v[rank * half : (rank + 1) * half] for k, v in batch.items()}
-        result = _loss_and_grads(ddp, local)
+        result = _distributed_result(rank, batch)
         if mdist.is_main_process():
             torch.save(result, path)
+        # Both ranks are done communicating before either tears the process group down.
         mdist.barrier()
     finally:
         mdist.cleanup_distributed()
+
+
+def _distributed_result(rank: int, batch: dict) -> dict:
+    """Loss and gradients on this rank's half; the DDP wrapper (which holds the process group) is freed
+    on return, before the group is destroyed."""
+    ddp = nn.parallel.DistributedDataParallel(_method(gather=True))
+    half = BATCH // WORLD
+    local = {k: v[rank * half : (rank + 1) * half] for k, v in batch.items()}
+    return _loss_and_grads(ddp, local)
 
 
 @pytest.mark.distributed

@@ -10,6 +10,7 @@ import torch
 from mmssl.config import ConfigError, from_dict
 from mmssl.crossmodal import CrossModalContrastive, modality_few_shot, select_tower
 from mmssl.data import DataBundle, data_source
+from mmssl.data.extras import LabelledSplits, labelled_splits
 from mmssl.eval import few_shot_evaluator
 from mmssl.eval.context import EvalContext
 from mmssl.registry import DATASETS
@@ -38,7 +39,7 @@ if "crossmodal_test_audio" not in DATASETS:
 
 def _method() -> CrossModalContrastive:
     torch.manual_seed(0)
-    return CrossModalContrastive(TinyTower(3 * 64, 6), TinyTower(64, 6), projector_bn=False)
+    return CrossModalContrastive(TinyTower(3 * 64, 6), towers={"audio": TinyTower(64, 6)}, projector_bn=False)
 
 
 def _data() -> DataBundle:
@@ -50,7 +51,7 @@ def _data() -> DataBundle:
         eval_train=image_train,
         eval_test=image_train,
         num_classes=4,
-        info={"audio_eval": {"train": audio.eval_train, "test": audio.eval_test, "num_classes": 4}},
+        extras=(LabelledSplits("audio_eval", audio.eval_train, audio.eval_test, 4),),
     )
 
 
@@ -66,10 +67,10 @@ def test_tower_selection():
 def test_same_numbers_as_few_shot_on_the_audio_tower():
     method, data = _method(), _data()
     got = modality_few_shot(method.encoder, data, EvalContext(method=method), tower="audio", **OPTS)
-    audio = data.info["audio_eval"]
+    audio = labelled_splits(data.extras, "audio_eval")
     direct = few_shot_evaluator(
         method.partner,
-        dataclasses.replace(data, eval_train=audio["train"], eval_test=audio["test"]),
+        dataclasses.replace(data, eval_train=audio.train, eval_test=audio.test),
         EvalContext(),
         **OPTS,
     )
@@ -99,7 +100,7 @@ def test_extra_registered_dataset():
 
 def test_errors_name_the_missing_source_and_mistyped_dataset_keys():
     method = _method()
-    with pytest.raises(ValueError, match=r"data.info\['audio_eval'\]"):
+    with pytest.raises(ValueError, match=r"LabelledSplits 'audio_eval'"):
         modality_few_shot(method.encoder, DataBundle(pretrain=[]), EvalContext(method=method), **OPTS)
     raw = {
         "name": "t",

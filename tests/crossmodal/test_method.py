@@ -10,10 +10,10 @@ import torch
 
 from mmssl.config import ConfigError, from_dict, load_recipe
 from mmssl.core.losses import symmetric_info_nce
-from mmssl.crossmodal import CrossModalContrastive, crossmodal_contrastive
+from mmssl.crossmodal import CrossModalContrastive
 from mmssl.data import DataBundle
+from mmssl.encoders import load_encoder, save_encoder
 from mmssl.registry import ENCODERS
-from mmssl.train.checkpoint import load_encoder, save_encoder
 from tests.crossmodal._helpers import ListDataset, TinyTower, paired_items
 
 AUDIO_TOWER = {"name": "small_cnn", "widths": [4, 8], "in_channels": 1}
@@ -31,7 +31,7 @@ def _batch(n: int = 8) -> dict:
 def _method(**kw) -> CrossModalContrastive:
     torch.manual_seed(0)
     encoder = ENCODERS.build("small_cnn", widths=[4, 8])
-    return crossmodal_contrastive(encoder, towers={"audio": dict(AUDIO_TOWER)}, data=_bundle(), **kw)
+    return CrossModalContrastive(encoder, towers={"audio": dict(AUDIO_TOWER)}, data=_bundle(), **kw)
 
 
 def test_forward_is_symmetric_info_nce_of_the_projected_towers():
@@ -51,7 +51,11 @@ def test_forward_is_symmetric_info_nce_of_the_projected_towers():
 
 def test_temperature_stays_clamped_during_training():
     method = CrossModalContrastive(
-        TinyTower(3 * 64, 8), TinyTower(64, 8), projector_bn=False, min_temperature=0.05, max_temperature=0.5
+        TinyTower(3 * 64, 8),
+        towers={"audio": TinyTower(64, 8)},
+        projector_bn=False,
+        min_temperature=0.05,
+        max_temperature=0.5,
     )
     opt = torch.optim.SGD(method.parameters(), lr=50.0)  # a huge step on log(1/t)
     batch = _batch()
@@ -81,7 +85,7 @@ def test_partner_tower_saves_and_loads_alone(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(loaded(x)["global"], method.partner(x)["global"], rtol=0, atol=0)
     # A hand-built partner has no registry spec, so nothing is saved for it.
-    assert CrossModalContrastive(TinyTower(4, 4), TinyTower(4, 4)).extra_encoders() == {}
+    assert CrossModalContrastive(TinyTower(4, 4), towers={"audio": TinyTower(4, 4)}).extra_encoders() == {}
 
 
 def _recipe(towers, **method_kw) -> dict:
@@ -120,9 +124,9 @@ def test_valid_recipe_loads_and_item_keys_are_checked_against_the_data():
     with pytest.raises(
         ConfigError, match=r"'method\.towers\.audoi'.*no key 'audoi' \(did you mean 'audio'\?\)"
     ):
-        crossmodal_contrastive(encoder, towers={"audoi": dict(AUDIO_TOWER)}, data=_bundle())
+        CrossModalContrastive(encoder, towers={"audoi": dict(AUDIO_TOWER)}, data=_bundle())
     with pytest.raises(ConfigError, match=r"'method\.encoder_key'.*no key 'imgae'"):
-        crossmodal_contrastive(
+        CrossModalContrastive(
             encoder, towers={"audio": dict(AUDIO_TOWER)}, encoder_key="imgae", data=_bundle()
         )
 

@@ -10,8 +10,10 @@ import torch
 from mmssl import pipeline
 from mmssl.config import from_dict
 from mmssl.data import DataBundle, data_source
+from mmssl.data.extras import HeldOutPairs, LabelledSplits
+from mmssl.encoders import load_encoder
 from mmssl.registry import DATASETS
-from mmssl.train.checkpoint import load_checkpoint, load_encoder
+from mmssl.train.checkpoint import load_checkpoint
 from tests.crossmodal._helpers import ListDataset, labelled, paired_items
 
 
@@ -23,14 +25,10 @@ def tiny_pairs(train: int = 32, test: int = 12, seed: int = 0) -> DataBundle:
         eval_train=labelled(items, "image"),
         eval_test=labelled(held_out, "image"),
         num_classes=4,
-        info={
-            "pairs_test": ListDataset(held_out),
-            "audio_eval": {
-                "train": labelled(items, "audio"),
-                "test": labelled(held_out, "audio"),
-                "num_classes": 4,
-            },
-        },
+        extras=(
+            HeldOutPairs(ListDataset(held_out)),
+            LabelledSplits("audio_eval", labelled(items, "audio"), labelled(held_out, "audio"), 4),
+        ),
     )
 
 

@@ -8,6 +8,7 @@ from torch import nn
 
 from mmssl.crossmodal import recall_at_k, retrieval_evaluator, retrieval_ranks
 from mmssl.data import DataBundle
+from mmssl.data.extras import HeldOutPairs
 from mmssl.eval.context import EvalContext
 from tests.crossmodal._helpers import ListDataset
 
@@ -45,7 +46,7 @@ class _IdentityMethod(nn.Module):
 def _bundle(perm: list[int]) -> DataBundle:
     eye = torch.eye(len(perm))
     pairs = ListDataset([{"x": eye[i], "y": eye[perm[i]], "label": 0} for i in range(len(perm))])
-    return DataBundle(pretrain=pairs, info={"pairs_test": pairs})
+    return DataBundle(pretrain=pairs, extras=(HeldOutPairs(pairs),))
 
 
 def test_evaluator_both_directions_on_a_known_permutation():
@@ -70,7 +71,7 @@ def test_directions_rank_rows_and_columns():
     pairs = ListDataset([{"x": x[i], "y": y[i]} for i in range(2)])
     got = retrieval_evaluator(
         None,
-        DataBundle(pretrain=pairs, info={"pairs_test": pairs}),
+        DataBundle(pretrain=pairs, extras=(HeldOutPairs(pairs),)),
         EvalContext(method=_IdentityMethod()),
         ks=(1,),
     )
@@ -83,5 +84,5 @@ def test_directions_rank_rows_and_columns():
 def test_evaluator_errors_name_what_is_missing():
     with pytest.raises(ValueError, match="cross-modal method"):
         retrieval_evaluator(None, _bundle([0, 1]), EvalContext(method=nn.Linear(2, 2)))
-    with pytest.raises(ValueError, match="data.info\\['pairs_test'\\]"):
+    with pytest.raises(ValueError, match="needs HeldOutPairs"):
         retrieval_evaluator(None, DataBundle(pretrain=[]), EvalContext(method=_IdentityMethod()))

@@ -12,11 +12,12 @@ from torch.utils.data import DataLoader
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-from mmssl.data import DataBundle
+from mmssl.data import DataBundle, MultiViewItems
 from mmssl.errors import DataError
 from mmssl.modalities.image import batch_views as bv
 from mmssl.modalities.image.batch_views import BatchView, BatchViews, ViewParams, build_batch_views
-from mmssl.modalities.image.data import ImageBatchDataset, TwoViewDataset
+from mmssl.modalities.image.items import ImageBatchItems
+from mmssl.modalities.image.view_spec import ViewOptions, ViewSpec
 from mmssl.modalities.image.views import IMAGENET_MEAN, IMAGENET_STD, build_views
 from mmssl.registry import DATASETS
 
@@ -184,7 +185,8 @@ def tv_view_reference(x: torch.Tensor, p: ViewParams, view: BatchView) -> torch.
 def test_apply_with_explicit_params_matches_per_sample_pipeline() -> None:
     b, size = 8, 12
     x = test_images(b=b, size=20, seed=3)
-    view = BatchView(size, flip_prob=1, jitter_prob=1, grayscale_prob=1, blur_prob=1, solarize_prob=1)
+    spec = ViewSpec(flip_prob=1, jitter_prob=1, grayscale_prob=1, blur_prob=1, solarize_prob=1)
+    view = BatchView(size, spec)
     g = torch.Generator().manual_seed(4)
     coin = lambda: torch.rand(b, generator=g) < 0.5  # noqa: E731
     factors = torch.rand(b, 4, generator=g) * 1.6 + 0.2
@@ -213,9 +215,10 @@ def test_apply_with_explicit_params_matches_per_sample_pipeline() -> None:
 
 def test_identity_view_is_normalisation() -> None:
     x8 = torch.randint(0, 256, (4, 3, 10, 10), dtype=torch.uint8)
-    view = BatchView(
-        10, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip_prob=0, jitter_prob=0, grayscale_prob=0
+    spec = ViewSpec(
+        crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip_prob=0, jitter_prob=0, grayscale_prob=0
     )
+    view = BatchView(10, spec)
     ref = TF.normalize(TF.to_dtype(x8, torch.float32, scale=True), list(IMAGENET_MEAN), list(IMAGENET_STD))
     torch.testing.assert_close(view(x8), ref, atol=1e-6, rtol=0)
 
@@ -223,7 +226,7 @@ def test_identity_view_is_normalisation() -> None:
 @pytest.mark.parametrize("device", DEVICES)
 def test_reproducible_under_seed_and_shapes(device: str) -> None:
     x8 = torch.randint(0, 256, (16, 3, 24, 24), dtype=torch.uint8, device=device)
-    transform = build_batch_views("byol", 16, blur=True)
+    transform = build_batch_views("byol", 16, ViewOptions(blur=True))
 
     def run(seed: int) -> list[torch.Tensor]:
         torch.manual_seed(seed)
@@ -246,7 +249,9 @@ def test_reproducible_under_seed_and_shapes(device: str) -> None:
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available")
 def test_cuda_matches_cpu_for_the_same_params() -> None:
-    view = BatchView(16, flip_prob=0.5, jitter_prob=1, grayscale_prob=0.3, blur_prob=1, solarize_prob=0.5)
+    view = BatchView(
+        16, ViewSpec(flip_prob=0.5, jitter_prob=1, grayscale_prob=0.3, blur_prob=1, solarize_prob=0.5)
+    )
     x = test_images(b=32, size=24)
     params = view.sample_params(32, 24, 24)
     torch.testing.assert_close(
@@ -260,7 +265,7 @@ def test_cuda_matches_cpu_for_the_same_params() -> None:
 def test_parameter_statistics() -> None:
     torch.manual_seed(0)
     n = 20_000
-    view = BatchView(32, jitter=(0.8, 0.8, 0.8, 0.2), blur_prob=0.5, solarize_prob=0.2)
+    view = BatchView(32, ViewSpec(jitter=(0.8, 0.8, 0.8, 0.2), blur_prob=0.5, solarize_prob=0.2))
     p = view.sample_params(n, 32, 32)
     for rate, expected in [(p.flip, 0.5), (p.jitter, 0.8), (p.gray, 0.2), (p.blur, 0.5), (p.solarize, 0.2)]:
         assert abs(rate.float().mean().item() - expected) < 0.02
@@ -379,14 +384,15 @@ def describe_batch_view(view: BatchView) -> dict:
 @pytest.mark.parametrize("name", ["simclr", "moco_v2", "byol"])
 @pytest.mark.parametrize("size,blur", [(32, None), (96, None), (32, True), (96, False)])
 def test_recipes_equal_the_per_sample_views(name: str, size: int, blur: bool | None) -> None:
-    per_sample, batched = build_views(name, size, blur), build_batch_views(name, size, blur)
-    for t, view in [(per_sample.t1, batched.view1), (per_sample.t2, batched.view2)]:
+    options = ViewOptions(blur=blur)
+    per_sample, batched = build_views(name, size, options), build_batch_views(name, size, options)
+    for t, view in zip(per_sample.transforms, batched.views, strict=True):
         expected = describe_compose(t)
         expected["ranges"] = tuple(
             None if r is None else tuple(float(v) for v in r) for r in expected["ranges"]
         )
         assert describe_batch_view(view) == expected
-    assert (batched.view1 is batched.view2) == (per_sample.t1 is per_sample.t2)
+    assert (batched.views[0] is batched.views[1]) == (per_sample.transforms[0] is per_sample.transforms[1])
     with pytest.raises(ValueError, match="unknown view recipe"):
         build_batch_views("simclrr", size)
 
@@ -415,10 +421,10 @@ def test_procedural_shapes_batch_and_per_sample(tmp_path: Path) -> None:
     batch = next(iter(DataLoader(bundle.pretrain, batch_size=4)))
     out = bundle.batch_transform(batch)
     assert [v.shape for v in out["views"]] == [(4, 3, 32, 32)] * 2 and out["index"].tolist() == [0, 1, 2, 3]
-    assert bundle.info["augment"] == "batch"
+    assert bundle.stats["augment"] == "batch"
 
     legacy = DATASETS.build("procedural_shapes", augment="per_sample", **common)
-    assert legacy.batch_transform is None and isinstance(legacy.pretrain, TwoViewDataset)
+    assert legacy.batch_transform is None and isinstance(legacy.pretrain, MultiViewItems)
     single = DATASETS.build("procedural_shapes", views=None, **common)
     assert single.batch_transform is None and set(single.pretrain[0]) == {"image", "label", "index"}
     with pytest.raises(DataError, match="unknown augment"):
@@ -443,7 +449,7 @@ def test_image_folder_batches_images_of_different_sizes(tmp_path: Path) -> None:
             (tmp_path / split / name).parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(img.permute(1, 2, 0).numpy()).save(tmp_path / split / name)
     bundle = DATASETS.build("image_folder", root=str(tmp_path), views="moco_v2", image_size=32)
-    assert isinstance(bundle.pretrain, ImageBatchDataset)
+    assert isinstance(bundle.pretrain, ImageBatchItems)
     items = {bundle.pretrain.base.samples[i][0].name: bundle.pretrain[i]["images"] for i in range(4)}
     band_view = items["bands.png"]
     assert (band_view[:, :, 2:14] == colours[1].view(3, 1, 1)).all()  # output cols 0-15: band 1
@@ -455,6 +461,6 @@ def test_image_folder_batches_images_of_different_sizes(tmp_path: Path) -> None:
 
 
 def test_blur_kernel_follows_image_size() -> None:
-    assert build_batch_views("simclr", 96).view1.blur_kernel == 9
-    assert build_batch_views("simclr", 224).view1.blur_kernel == 23
-    assert math.isclose(build_batch_views("simclr", 32).view1.blur_prob, 0.0)
+    assert build_batch_views("simclr", 96).views[0].blur_kernel == 9
+    assert build_batch_views("simclr", 224).views[0].blur_kernel == 23
+    assert math.isclose(build_batch_views("simclr", 32).views[0].blur_prob, 0.0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from torch.utils.data import DataLoader
 
 from mmssl.data import DataBundle
 from mmssl.errors import CorruptFileError, DataError
-from mmssl.modalities.image.data import ImageFolderDataset
+from mmssl.modalities.image.folder import ImageFolderDataset
 from mmssl.procedural import shapes as procedural_shapes_module
 from mmssl.procedural.shapes import SHAPE_CLASSES, ProceduralShapes
 from mmssl.registry import DATASETS
@@ -184,7 +185,11 @@ def test_procedural_bundle_contract(tmp_path: Path) -> None:
     )
     assert isinstance(bundle, DataBundle) and bundle.num_classes == 10
     assert len(bundle.pretrain) == 20 and len(bundle.eval_train) == 20 and len(bundle.eval_test) == 10
-    assert bundle.info["class_names"] == list(SHAPE_CLASSES)
+    assert bundle.eval_train.base.class_names == list(SHAPE_CLASSES)
+    # reporting only: plain values for metrics.json; nothing in the untyped info channel
+    assert json.loads(json.dumps(bundle.stats)) == bundle.stats and not hasattr(bundle, "info")
+    assert bundle.stats["num_train"] == 20 and bundle.stats["augment"] == "per_sample"
+    assert bundle.name == "procedural_shapes"
     item = bundle.pretrain[3]
     assert set(item) == {"views", "index"} and item["index"] == 3
     assert [v.shape for v in item["views"]] == [(3, 32, 32)] * 2
@@ -226,7 +231,8 @@ def test_single_image_mode_and_bad_views(tmp_path: Path) -> None:
 def test_image_folder_bundle_on_cifar_sample() -> None:
     root = need_cifar()
     bundle = DATASETS.build("image_folder", root=str(root), views="byol", augment="per_sample")
-    assert bundle.num_classes == 10 and bundle.info["class_names"] == CIFAR_CLASSES
+    assert bundle.num_classes == 10 and bundle.eval_train.base.classes == CIFAR_CLASSES
+    assert bundle.stats["root"] == str(root) and bundle.stats["num_test"] == 100
     assert len(bundle.pretrain) == 300 and len(bundle.eval_test) == 100
     v1, v2 = bundle.pretrain[0]["views"]
     assert v1.shape == v2.shape == (3, 32, 32)

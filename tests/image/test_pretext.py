@@ -14,25 +14,30 @@ from torch import nn
 from mmssl.cli import main
 from mmssl.config import load_recipe
 from mmssl.data import DataBundle
+from mmssl.encoders import load_encoder
+from mmssl.errors import ConfigError
 from mmssl.modalities.image.color import luminance_input
 from mmssl.modalities.image.methods.colorization import Colorization, LuminanceEncoder
 from mmssl.modalities.image.methods.context import (
     NEIGHBOUR_OFFSETS,
-    crop_patches,
+    ContextPrediction,
     sample_context_pairs,
     suppress_chromatic_aberration,
 )
 from mmssl.modalities.image.methods.jigsaw import (
+    Jigsaw,
     max_hamming_permutations,
     normalise_tiles,
     sample_tile_corners,
     shuffle_tiles,
 )
+from mmssl.modalities.image.methods.pretext import crop_patches
 from mmssl.modalities.image.methods.rotation import RotationPrediction, rotate_batch
 from mmssl.modalities.image.views import IMAGENET_MEAN, IMAGENET_STD
+from mmssl.options import builder_options
 from mmssl.pipeline import build_encoder, build_method
 from mmssl.registry import ENCODERS, METHODS
-from mmssl.train.checkpoint import load_checkpoint, load_encoder
+from mmssl.train.checkpoint import load_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
 PRETEXT = ("rotation", "jigsaw", "context", "colorization")
@@ -51,6 +56,25 @@ def coordinate_image(size: int) -> torch.Tensor:
 
 def test_pretext_methods_registered() -> None:
     assert set(PRETEXT) <= set(METHODS.names("image"))
+
+
+def test_pretext_methods_are_registered_as_their_classes() -> None:
+    """The Method classes are the builders: ``Class(encoder, data, **options)``, options checked by name."""
+    classes = {
+        "rotation": RotationPrediction,
+        "jigsaw": Jigsaw,
+        "context": ContextPrediction,
+        "colorization": Colorization,
+    }
+    for name, cls in classes.items():
+        assert METHODS.get(name) is cls
+    with pytest.raises(ConfigError, match="method.tile_sise.*did you mean 'tile_size'"):
+        builder_options(Jigsaw, {"tile_sise": 10}, "method", kind="method", name="jigsaw")
+    encoder = ENCODERS.build("small_cnn", widths=[8, 16])
+    with pytest.raises(ValueError, match="method.grid must be 2 or 3"):
+        METHODS.build("jigsaw", encoder=encoder, grid=4)
+    with pytest.raises(ValueError, match="only 24 permutations of 4 tiles"):
+        METHODS.build("jigsaw", encoder=encoder, grid=2, num_permutations=30)
 
 
 # ------------------------------------------------------------------------------------ rotation

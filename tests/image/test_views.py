@@ -11,15 +11,14 @@ import torch
 from PIL import Image
 from torchvision.transforms import v2
 
+from mmssl.modalities.image.view_spec import ViewOptions
 from mmssl.modalities.image.views import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     VIEW_NAMES,
     blur_kernel_size,
     build_views,
-    byol_views,
     eval_transform,
-    simclr_view,
 )
 
 
@@ -98,15 +97,16 @@ def test_blur_kernel_follows_simclr() -> None:
 def test_blur_off_for_small_images_and_on_for_larger() -> None:
     for name in VIEW_NAMES:
         tv = build_views(name, 32)
-        assert not find(tv.t1, v2.GaussianBlur) and not find(tv.t2, v2.GaussianBlur)
+        t1, t2 = tv.transforms
+        assert not find(t1, v2.GaussianBlur) and not find(t2, v2.GaussianBlur)
     tv = build_views("simclr", 96)
-    ((p, blur),) = find(tv.t1, v2.GaussianBlur)
+    ((p, blur),) = find(tv.transforms[0], v2.GaussianBlur)
     assert p == 0.5 and list(blur.kernel_size) == [9, 9] and list(blur.sigma) == [0.1, 2.0]
-    assert find(build_views("simclr", 32, blur=True).t1, v2.GaussianBlur)
+    assert find(build_views("simclr", 32, ViewOptions(blur=True)).transforms[0], v2.GaussianBlur)
 
 
 def test_byol_asymmetric_settings() -> None:
-    t1, t2 = byol_views(96)
+    t1, t2 = build_views("byol", 96).transforms
     assert [p for p, _ in find(t1, v2.GaussianBlur)] == [1.0]
     assert [p for p, _ in find(t2, v2.GaussianBlur)] == [0.1]
     assert find(t1, v2.RandomSolarize) == []
@@ -130,10 +130,11 @@ def one_thread():
 
 
 def test_simclr_jitter_strength_and_grayscale_rate(one_thread: None) -> None:
-    ((_, cj),) = find(simclr_view(32, jitter_strength=0.5), v2.ColorJitter)
+    half = build_views("simclr", 32, ViewOptions(jitter_strength=0.5))
+    ((_, cj),) = find(half.transforms[0], v2.ColorJitter)
     assert cj.brightness == pytest.approx((0.6, 1.4)) and cj.hue == pytest.approx((-0.1, 0.1))
     # Behaviour: about 20% of views come out gray (all channels equal after un-normalising).
-    view = simclr_view(16, blur_prob=0.0)
+    view = build_views("simclr", 16).transforms[0]  # blur off at 16 px
     g = torch.Generator().manual_seed(5)
     img = torch.randint(0, 256, (3, 16, 16), dtype=torch.uint8, generator=g)
     mean = torch.tensor(IMAGENET_MEAN)[:, None, None]

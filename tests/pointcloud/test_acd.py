@@ -3,17 +3,14 @@
 import numpy as np
 import pytest
 
-from mmssl.modalities.pointcloud import acd
-from mmssl.modalities.pointcloud.acd import (
-    ACDCache,
-    ACDJob,
-    ACDParams,
-    Decomposition,
-    assign_points,
-    decompose,
-    decompose_many,
-    fallback_decomposition,
-)
+from mmssl.modalities.pointcloud.acd import decompose as decompose_module
+from mmssl.modalities.pointcloud.acd.assign import assign_points
+from mmssl.modalities.pointcloud.acd.batch import decompose_many
+from mmssl.modalities.pointcloud.acd.cache import ACDCache, cache_key
+from mmssl.modalities.pointcloud.acd.decompose import decompose, fallback_decomposition
+from mmssl.modalities.pointcloud.acd.geometry import convex_piece_hull, signed_volume
+from mmssl.modalities.pointcloud.acd.job import ACDJob, Decomposition
+from mmssl.modalities.pointcloud.acd.params import ACDParams
 from mmssl.modalities.pointcloud.io import sample_points
 from mmssl.modalities.pointcloud.procedural import arc, box, tube
 
@@ -69,8 +66,8 @@ class _CountingCoacd:
 
 
 def test_cache_hit_returns_same_labels_without_calling_coacd(tmp_path, monkeypatch):
-    counter = _CountingCoacd(acd.run_coacd)
-    monkeypatch.setattr(acd, "run_coacd", counter)
+    counter = _CountingCoacd(decompose_module.run_coacd)
+    monkeypatch.setattr(decompose_module, "run_coacd", counter)
     vertices, faces, _ = two_boxes()
     points = sample_points(vertices, faces, 300, seed=2)[0].numpy()
     job = ACDJob("two boxes", vertices, faces)
@@ -87,7 +84,7 @@ def test_cache_hit_returns_same_labels_without_calling_coacd(tmp_path, monkeypat
     moved = ACDJob("moved", vertices + 1.0, faces)
     decompose_many([moved], WHOLE, cache_dir=tmp_path, workers=0)
     assert counter.calls == 3
-    assert job.cache_key(ACDParams()) != job.cache_key(ACDParams(resolution=999))
+    assert cache_key(job, ACDParams()) != cache_key(job, ACDParams(resolution=999))
 
 
 def test_cache_round_trip_and_unreadable_entry(tmp_path):
@@ -133,7 +130,7 @@ def test_errors_fall_back_and_single_fallback(monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(acd, "run_coacd", broken)
+    monkeypatch.setattr(decompose_module, "run_coacd", broken)
     vertices, faces, _ = two_boxes()
     (d,), stats = decompose_many(
         [ACDJob("m", vertices, faces)], WHOLE, cache_dir=None, workers=0, fallback="single"
@@ -148,8 +145,8 @@ def test_errors_fall_back_and_single_fallback(monkeypatch):
 
 
 def test_convex_pieces_skip_coacd(monkeypatch):
-    counter = _CountingCoacd(acd.run_coacd)
-    monkeypatch.setattr(acd, "run_coacd", counter)
+    counter = _CountingCoacd(decompose_module.run_coacd)
+    monkeypatch.setattr(decompose_module, "run_coacd", counter)
     vertices, faces, labels = two_boxes()
     d = decompose(ACDJob("two boxes", vertices, faces), ACDParams())
     assert counter.calls == 0 and len(d) == 2 and d.method == "coacd per piece (2 pieces, 2 convex)"
@@ -168,12 +165,12 @@ def test_convex_pieces_skip_coacd(monkeypatch):
 
 def test_convex_piece_hull_detects_closed_convex_solids():
     v, f = box((0, 0, 0), (1.0, 2.0, 3.0))
-    hv, hf = acd.convex_piece_hull(v, f)
-    assert acd._signed_volume(hv, hf) == pytest.approx(6.0)  # hull faces wound outwards
+    hv, hf = convex_piece_hull(v, f)
+    assert signed_volume(hv, hf) == pytest.approx(6.0)  # hull faces wound outwards
     tv, tf = tube(arc((0, 0, 0), 1.0, 0, np.pi, steps=16), 0.1)
-    assert acd.convex_piece_hull(tv, tf) is None  # closed, not convex
+    assert convex_piece_hull(tv, tf) is None  # closed, not convex
     cv, cf = tube(np.array([[0, 0, 0], [0, 0, 1.0]]), [0.5, 0.3], cap_start=False)
-    assert acd.convex_piece_hull(cv, cf) is None  # convex shape, but open
+    assert convex_piece_hull(cv, cf) is None  # convex shape, but open
 
 
 def test_connected_components_merge_duplicated_vertices():
@@ -236,6 +233,6 @@ def test_precompute_cli_fills_the_cache_the_builder_reads(tmp_path, capsys):
         num_points=128,
         cache_dir=str(tmp_path),
     )
-    assert bundle.info["acd"]["cached"] == 1 and bundle.info["acd"]["computed"] == 0
+    assert bundle.stats["acd_cached"] == 1 and bundle.stats["acd_computed"] == 0
     with pytest.raises(SystemExit, match="--root is required"):
         module.main(["mesh_folder"])

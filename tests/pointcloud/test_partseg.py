@@ -9,18 +9,17 @@ from torch import nn
 from mmssl.data import DataBundle
 from mmssl.errors import DataError
 from mmssl.eval.context import EvalContext
-from mmssl.modalities.pointcloud.partseg import (
+from mmssl.modalities.pointcloud.partseg.metrics import (
     category_part_mask,
-    finetune_segmenter,
-    linear_segmenter,
-    load_split,
     miou_summary,
-    predict_parts,
     restricted_argmax,
-    sample_k_shot,
     segmentation_scores,
     shape_iou,
 )
+from mmssl.modalities.pointcloud.partseg.model import predict_parts
+from mmssl.modalities.pointcloud.partseg.splits import load_split, sample_k_shot
+from mmssl.modalities.pointcloud.partseg.train import finetune_segmenter, linear_segmenter
+from mmssl.modalities.pointcloud.taxonomy import PartTaxonomy
 from mmssl.registry import ENCODERS, EVALUATORS
 
 PARTS = {0: [0, 1], 1: [2, 3, 4]}  # two categories, five global parts
@@ -116,8 +115,8 @@ def _bundle(train_per_cat: int = 4, test_per_cat: tuple[int, int] = (3, 1), n: i
         {"points": s["points"], "normals": s["normals"], "acd": s["parts"], "index": i}
         for i, s in enumerate(train)
     ]
-    info = {"part_seg": {"categories": ["half", "bands"], "parts_per_category": PARTS, "num_parts": 5}}
-    return DataBundle(pretrain=acd, eval_train=train, eval_test=test, info=info)
+    taxonomy = PartTaxonomy(categories=["half", "bands"], parts_per_category=PARTS, num_parts=5)
+    return DataBundle(pretrain=acd, eval_train=train, eval_test=test, extras=(taxonomy,))
 
 
 def test_linear_variant_solves_a_linearly_separable_case(tmp_path) -> None:
@@ -229,7 +228,7 @@ def test_recipe_end_to_end_tiny(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("MMSSL_CACHE", str(tmp_path / "cache"))
     recipe = Path(__file__).resolve().parents[2] / "recipes" / "pointcloud" / "acd_10shot.yaml"
     overrides = [
-        "data.acd=false",
+        "data.acd.enabled=false",
         "data.num_points=64",
         "data.train_per_category=10",
         "data.test_per_category=2",

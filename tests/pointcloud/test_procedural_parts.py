@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from mmssl.errors import DataError
+from mmssl.errors import ConfigError, DataError
+from mmssl.modalities.pointcloud.acd.options import MeshACDOptions
 from mmssl.modalities.pointcloud.io import face_normals_and_areas
 from mmssl.modalities.pointcloud.procedural import (
     DEFAULT_CATEGORIES,
@@ -17,7 +18,11 @@ from mmssl.modalities.pointcloud.procedural import (
     tube,
 )
 from mmssl.modalities.pointcloud.shapenetpart import SHAPENETPART_PARTS
+from mmssl.modalities.pointcloud.taxonomy import PartTaxonomy
+from mmssl.options import builder_options
 from mmssl.registry import DATASETS
+
+NO_ACD = MeshACDOptions(enabled=False)
 
 
 def _signed_volume(v: np.ndarray, f: np.ndarray) -> float:
@@ -71,16 +76,17 @@ def test_shapes_are_seeded_and_splits_differ():
 
 def test_builder_items_and_info(tmp_path):
     bundle = DATASETS.get("procedural_parts")(
-        categories=["Chair", "Mug"], train_per_category=3, test_per_category=2, num_points=256, acd=False
+        categories=["Chair", "Mug"], train_per_category=3, test_per_category=2, num_points=256, acd=NO_ACD
     )
     assert DATASETS.modality_of("procedural_parts") == "pointcloud"
     assert len(bundle.pretrain) == 6 and len(bundle.eval_train) == 6 and len(bundle.eval_test) == 4
     assert bundle.num_classes == 2
-    assert bundle.info["part_seg"] == {
-        "categories": ["Chair", "Mug"],
-        "parts_per_category": {0: [12, 13, 14, 15], 1: [36, 37]},
-        "num_parts": 50,
-    }
+    taxonomy = bundle.extra(PartTaxonomy, needed_by="test")
+    assert taxonomy == PartTaxonomy(
+        categories=["Chair", "Mug"],
+        parts_per_category={0: [12, 13, 14, 15], 1: [36, 37]},
+        num_parts=50,
+    )
     item = bundle.pretrain[4]
     assert set(item) == {"points", "normals", "acd", "index"} and item["index"] == 4
     assert item["points"].shape == (256, 3) and item["points"].dtype == torch.float32
@@ -91,7 +97,7 @@ def test_builder_items_and_info(tmp_path):
         for i in range(len(ds)):
             it = ds[i]
             assert it["parts"].shape == (256,) and it["parts"].dtype == torch.int64 and it["index"] == i
-            cat = bundle.info["part_seg"]["categories"][it["category"]]
+            cat = taxonomy.categories[it["category"]]
             assert set(it["parts"].tolist()) <= set(SHAPENETPART_PARTS[cat])
             assert it["points"].norm(dim=1).max().item() == pytest.approx(1.0, rel=1e-5)
             assert it["points"].mean(0).abs().max().item() < 1e-5
@@ -109,7 +115,7 @@ def test_builder_with_acd_labels(tmp_path):
         test_per_category=1,
         num_points=512,
         cache_dir=str(tmp_path),
-        acd_workers=0,
+        acd=MeshACDOptions(workers=0),
     )
     acd_labels = bundle.pretrain[0]["acd"]
     parts = bundle.eval_train[0]["parts"]
@@ -117,12 +123,14 @@ def test_builder_with_acd_labels(tmp_path):
     # a table's top and its legs are never one convex component
     top, legs = acd_labels[parts == 47], acd_labels[parts == 48]
     assert top.mode().values != legs.mode().values
-    assert bundle.info["acd"]["computed"] == 1 and list(tmp_path.glob("acd/*/*.npz"))
+    assert bundle.stats["acd_computed"] == 1 and list(tmp_path.glob("acd/*/*.npz"))
 
 
 def test_builder_rejects_bad_options():
     with pytest.raises(DataError, match="Spaceship"):
-        DATASETS.get("procedural_parts")(categories=["Spaceship"], acd=False)
-    with pytest.raises(DataError, match="acd_fallback"):
-        DATASETS.get("procedural_parts")(acd_fallback="nope")
+        DATASETS.get("procedural_parts")(categories=["Spaceship"], acd=NO_ACD)
+    with pytest.raises(ConfigError, match="fallback"):
+        builder_options(
+            DATASETS.get("procedural_parts"), {"acd": {"fallback": "nope"}}, "data", kind="dataset", name="p"
+        )
     assert set(DEFAULT_CATEGORIES) <= set(PROCEDURAL_CATEGORIES)

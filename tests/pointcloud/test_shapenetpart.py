@@ -149,20 +149,25 @@ def test_unknown_category_is_a_data_error(tmp_path):
 
 
 def test_builder_bundle(root):
+    from mmssl.modalities.pointcloud.acd.options import PointCloudACDOptions
+    from mmssl.modalities.pointcloud.taxonomy import PartTaxonomy
     from mmssl.registry import DATASETS
 
-    bundle = DATASETS.get("shapenetpart")(root=str(root), num_points=512, acd=False)
-    assert bundle.info["split_report"] == {
+    bundle = DATASETS.get("shapenetpart")(
+        root=str(root), num_points=512, acd=PointCloudACDOptions(enabled=False)
+    )
+    kinds = ("missing", "duplicates", "in_several_splits", "unlisted")
+    assert {kind: bundle.stats[f"split_{kind}"] for kind in kinds} == {
         "missing": 3,
         "duplicates": 1,
         "in_several_splits": 2,
         "unlisted": 1,
     }
-    assert bundle.info["part_seg"] == {
-        "categories": ["Skateboard", "Table"],
-        "parts_per_category": {0: [44, 45, 46], 1: [47, 48, 49]},
-        "num_parts": 50,
-    }
+    assert bundle.extra(PartTaxonomy, needed_by="test") == PartTaxonomy(
+        categories=["Skateboard", "Table"],
+        parts_per_category={0: [44, 45, 46], 1: [47, 48, 49]},
+        num_parts=50,
+    )
     item = bundle.pretrain[1]
     assert item["points"].shape == (512, 3) and (item["acd"] == -1).all()
     ev = bundle.eval_train[1]

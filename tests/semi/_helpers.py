@@ -7,6 +7,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from mmssl.data import DataBundle
+from mmssl.semi.pool import UnlabelledPool
 
 
 class VecEncoder(nn.Module):
@@ -66,5 +67,5 @@ def bundle(
         eval_train=Vectors(labelled, labels),
         eval_test=Vectors(labelled, labels),
         num_classes=num_classes,
-        info={"unlabelled_pool": Vectors(pool)},
+        extras=(UnlabelledPool(Vectors(pool)),),
     )

@@ -8,6 +8,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from mmssl.semi import augment as A
 from mmssl.semi.data import semi_shapes, split_labelled
+from mmssl.semi.pool import UnlabelledPool
 
 
 @pytest.fixture(scope="module")
@@ -15,6 +16,10 @@ def tiny(tmp_path_factory):
     cache = str(tmp_path_factory.mktemp("cache"))
     kw = dict(labels_per_class=2, mu=3, image_size=16, train_per_class=10, test_per_class=2, cache_dir=cache)
     return semi_shapes(**kw), semi_shapes(**kw, ood_fraction=0.25, ood_kind="noise", strong="weak")
+
+
+def _pool(data) -> UnlabelledPool:
+    return data.extra(UnlabelledPool, needed_by="the test")
 
 
 def test_split_takes_n_per_class_and_leaves_the_rest_unlabelled():
@@ -26,7 +31,7 @@ def test_split_takes_n_per_class_and_leaves_the_rest_unlabelled():
 
 def test_bundle_shapes_and_items(tiny):
     data, _ = tiny
-    assert data.info["num_labelled"] == 20 and data.info["num_unlabelled"] == 80
+    assert data.stats["num_labelled"] == 20 and data.stats["num_unlabelled"] == 80
     assert len(data.eval_train) == 20 and len(data.pretrain) == 80 // 3
     item = data.pretrain[0]
     assert item["x_l"].dtype == torch.uint8 and item["u"].shape == (3, 3, 16, 16)
@@ -36,19 +41,17 @@ def test_bundle_shapes_and_items(tiny):
     assert views["u_weak"].shape == views["u_strong"].shape == (4, 3, 3, 16, 16)
     assert views["x_l"].dtype == torch.float32
     # u_index points at the pool images the item carried.
-    pool = data.info["unlabelled_pool"]
+    pool = _pool(data).dataset
     assert torch.equal(pool.images[item["u_index"]], item["u"])
 
 
 def test_domain_shift_marks_and_replaces_a_fraction_of_the_pool(tiny):
     clean, shifted = tiny
-    is_ood = shifted.info["unlabelled_is_ood"]
+    is_ood = _pool(shifted).is_ood
     assert int(is_ood.sum()) == 20
-    assert (shifted.info["unlabelled_true_labels"][is_ood] == -1).all()
-    assert torch.equal(
-        shifted.info["unlabelled_true_labels"][~is_ood], clean.info["unlabelled_true_labels"][~is_ood]
-    )
-    a, b = clean.info["unlabelled_pool"].images, shifted.info["unlabelled_pool"].images
+    assert (_pool(shifted).true_labels[is_ood] == -1).all()
+    assert torch.equal(_pool(shifted).true_labels[~is_ood], _pool(clean).true_labels[~is_ood])
+    a, b = _pool(clean).dataset.images, _pool(shifted).dataset.images
     assert torch.equal(a[~is_ood], b[~is_ood]) and not torch.equal(a[is_ood], b[is_ood])
     assert "u_strong" in shifted.batch_transform(
         {"x_l": a[:2], "u": a[:6].view(2, 3, 3, 16, 16), "y_l": torch.zeros(2)}

@@ -19,6 +19,8 @@ from mmssl.semi.data_distillation import (
 from mmssl.semi.entropy_min import entropy_min
 from mmssl.semi.fixmatch import fixmatch
 from mmssl.semi.mean_teacher import mean_teacher
+from mmssl.semi.options import OODOptions, ScheduledOODOptions
+from mmssl.semi.pool import UnlabelledPool
 from mmssl.semi.self_training import round_boundaries, self_training
 from tests.semi._helpers import VecEncoder, bundle, clusters, far_points
 
@@ -83,7 +85,7 @@ def test_unlabelled_weight_zero_is_supervised_only_for_every_method():
 
 
 def test_fixmatch_waits_for_the_ood_guard():
-    method = fixmatch(_seeded_encoder(), _data(), threshold=0.0, ood_guard="energy")
+    method = fixmatch(_seeded_encoder(), _data(), threshold=0.0, ood=ScheduledOODOptions(guard="energy"))
     out = method(_batch())
     assert out["mask_rate"].item() == 0.0 and out["loss_u"].item() == 0.0
     method.on_train_step_end(1, 5)  # ood_start 0.2 of 5 steps -> scored after step 1
@@ -151,7 +153,7 @@ def test_self_training_pseudo_labels_the_pool_at_each_round_boundary(selection):
     method.on_train_step_end(2, total)
     assert int(method.phase) == 1
     with torch.no_grad():
-        probs = torch.softmax(method.logits(data.info["unlabelled_pool"].x), 1)
+        probs = torch.softmax(method.logits(data.extra(UnlabelledPool, "test").dataset.x), 1)
     conf, labels = probs.max(1)
     assert torch.equal(method.pseudo_label, labels)
     expected = {"confident": (conf >= 0.7).float(), "all": torch.ones_like(conf), "weighted": conf}[selection]
@@ -175,7 +177,7 @@ def test_self_training_reinit_student_and_guard():
         rounds=1,
         selection="all",
         reinit_student=True,
-        ood_guard="knn",
+        ood=OODOptions(guard="knn"),
     )
     init = {k: v.clone() for k, v in method.student().state_dict().items()}
     with torch.no_grad():

@@ -8,6 +8,7 @@ import torch
 
 from mmssl.semi.base import SemiMethod as _SemiMethod
 from mmssl.semi.ood import OODGuard, energy_score, knn_distance_score, max_softmax_score
+from mmssl.semi.options import OODOptions, SemiOptions
 from tests.semi._helpers import VecEncoder, bundle, clusters, far_points
 
 
@@ -79,7 +80,7 @@ def test_method_guard_drops_injected_samples_through_the_pool(kind):
     """
     labelled, labels, pool, is_ood = _constructed_case()
     method = SemiMethod(
-        VecEncoder(16), 2, bundle(pool, labelled, labels), guard=OODGuard(kind, quantile=0.95)
+        VecEncoder(16), bundle(pool, labelled, labels), SemiOptions(ood=OODOptions(kind, quantile=0.95))
     )
     with torch.no_grad():
         method.head.weight.copy_(torch.stack([labelled[labels == c].mean(0) for c in (0, 1)]))
@@ -104,7 +105,7 @@ def test_method_guard_drops_injected_samples_through_the_pool(kind):
 
 def test_guard_off_keeps_everything_and_rejects_unknown_kinds():
     labelled, labels, pool, _ = _constructed_case()
-    method = SemiMethod(VecEncoder(16), 2, bundle(pool, labelled, labels))
+    method = SemiMethod(VecEncoder(16), bundle(pool, labelled, labels), SemiOptions())
     assert method.ood_keep.all() and method.refresh_ood_guard() is None
     with pytest.raises(ValueError, match="ood_guard"):
         OODGuard("mahalanobis")

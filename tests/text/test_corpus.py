@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from mmssl.data import SkipBadFiles
 from mmssl.errors import CorruptFileError, DataError
 from mmssl.modalities.text.corpus import (
     TextUnit,
@@ -44,7 +45,9 @@ def test_jsonl_fields_labels_and_bad_lines(tmp_path):
     bad.write_text(json.dumps({"text": "ok"}) + "\n{not json\n" + json.dumps({"body": "no text"}) + "\n")
     with pytest.raises(CorruptFileError, match=r"bad\.jsonl.*line 2"):
         read_jsonl(bad)
-    assert [u.text for u in read_jsonl(bad, skip_bad=True)] == ["ok"]
+    skipping = SkipBadFiles(skip=True)
+    assert [u.text for u in read_jsonl(bad, skipping=skipping)] == ["ok"]
+    assert [p.name for p in skipping.bad_files] == ["bad.jsonl:2", "bad.jsonl:3"]
     no_text = tmp_path / "no_text.jsonl"
     no_text.write_text(json.dumps({"body": "no text"}) + "\n")
     with pytest.raises(CorruptFileError, match=r"no_text\.jsonl \(line 1: no string field 'text'"):
@@ -75,7 +78,9 @@ def test_unreadable_files_are_named_or_skipped(tmp_path):
     (tmp_path / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
     with pytest.raises(CorruptFileError, match="latin1.txt"):
         read_folder(tmp_path)
-    assert [u.text for u in read_folder(tmp_path, skip_bad=True)] == ["fine text"]
+    skipping = SkipBadFiles(skip=True)
+    assert [u.text for u in read_folder(tmp_path, skipping=skipping)] == ["fine text"]
+    assert skipping.bad_files == [tmp_path / "latin1.txt"]
     with pytest.raises(DataError, match="not found"):
         read_corpus(tmp_path / "missing.txt")
     (tmp_path / "empty").mkdir()

@@ -11,7 +11,7 @@ import textwrap
 import torch
 
 from mmssl.modalities.text.export import export_pretrained
-from mmssl.modalities.text.tokenizer import train_tokenizer
+from mmssl.modalities.text.tokenizer import TokenizerSpec, train_tokenizer
 from mmssl.registry import ENCODERS
 
 TEXTS = ["It is a truth universally acknowledged, that a single man in possession of a good fortune."] * 4
@@ -42,7 +42,7 @@ def test_exported_folders_load_with_auto_classes_and_give_identical_logits(tmp_p
     torch.manual_seed(0)
     folders, expected = {}, {}
     for kind, encoder_name, tok_kind in (("mlm", "bert_small", "wordpiece"), ("clm", "gpt2_small", "bpe")):
-        tok = train_tokenizer(TEXTS, tok_kind, vocab_size=120, min_frequency=1, max_length=32)
+        tok = train_tokenizer(TEXTS, TokenizerSpec(tok_kind, vocab_size=120, min_frequency=1, max_length=32))
         encoder = ENCODERS.build(
             encoder_name, vocab_size=len(tok), hidden_size=32, num_layers=2, num_heads=2, max_length=32
         )

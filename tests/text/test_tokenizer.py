@@ -6,7 +6,7 @@ import pytest
 
 from mmssl.errors import DataError
 from mmssl.modalities.text import tokenizer as tokenizer_module
-from mmssl.modalities.text.tokenizer import cached_tokenizer, load_tokenizer, train_tokenizer
+from mmssl.modalities.text.tokenizer import TokenizerSpec, cached_tokenizer, load_tokenizer, train_tokenizer
 
 TEXTS = [
     "The quick brown fox jumps over the lazy dog.",
@@ -17,7 +17,7 @@ TEXTS = [
 
 
 def test_wordpiece_layout_and_bert_style_encoding():
-    tok = train_tokenizer(TEXTS, "wordpiece", vocab_size=200, min_frequency=1)
+    tok = train_tokenizer(TEXTS, TokenizerSpec("wordpiece", vocab_size=200, min_frequency=1))
     assert (tok.pad_token_id, tok.unk_token_id, tok.cls_token_id, tok.sep_token_id, tok.mask_token_id) == (
         0,
         1,
@@ -31,7 +31,7 @@ def test_wordpiece_layout_and_bert_style_encoding():
 
 
 def test_byte_level_bpe_represents_any_text():
-    tok = train_tokenizer(TEXTS, "bpe", vocab_size=300, min_frequency=1)
+    tok = train_tokenizer(TEXTS, TokenizerSpec("bpe", vocab_size=300, min_frequency=1))
     assert (tok.eos_token_id, tok.bos_token_id, tok.pad_token_id) == (0, 0, 1)
     text = "Naïve café — 東京 🙂 {'x': 1}"
     ids = tok(text)["input_ids"]
@@ -39,38 +39,33 @@ def test_byte_level_bpe_represents_any_text():
 
 
 def test_cache_hit_then_misses_when_texts_or_settings_change(tmp_path, monkeypatch):
-    first, folder, hit = cached_tokenizer(
-        TEXTS, "wordpiece", vocab_size=200, min_frequency=1, cache_dir=tmp_path
-    )
+    spec = TokenizerSpec("wordpiece", vocab_size=200, min_frequency=1)
+    first, folder, hit = cached_tokenizer(TEXTS, spec, cache_dir=tmp_path)
     assert not hit and (folder / "tokenizer.json").is_file()
 
     def no_training(*args, **kwargs):
         raise AssertionError("the cached tokenizer should have been loaded, not trained")
 
     monkeypatch.setattr(tokenizer_module, "train_tokenizer", no_training)
-    second, folder2, hit2 = cached_tokenizer(
-        TEXTS, "wordpiece", vocab_size=200, min_frequency=1, cache_dir=tmp_path
-    )
+    second, folder2, hit2 = cached_tokenizer(TEXTS, spec, cache_dir=tmp_path)
     assert hit2 and folder2 == folder
     assert second("to be or not")["input_ids"] == first("to be or not")["input_ids"]
     assert second.get_vocab() == first.get_vocab()
     monkeypatch.undo()
     for change in ({"vocab_size": 150}, {"lowercase": False}, {"kind": "bpe"}):
         kw = {"kind": "wordpiece", "vocab_size": 200, "min_frequency": 1, **change}
-        _, other, hit3 = cached_tokenizer(TEXTS, cache_dir=tmp_path, **kw)
+        _, other, hit3 = cached_tokenizer(TEXTS, TokenizerSpec(**kw), cache_dir=tmp_path)
         assert not hit3 and other != folder, change
-    _, other, hit4 = cached_tokenizer(
-        TEXTS[:-1], "wordpiece", vocab_size=200, min_frequency=1, cache_dir=tmp_path
-    )
+    _, other, hit4 = cached_tokenizer(TEXTS[:-1], spec, cache_dir=tmp_path)
     assert not hit4 and other != folder
 
 
 def test_load_tokenizer_from_a_folder_and_a_clear_error_when_missing(tmp_path):
-    tok = train_tokenizer(TEXTS, "wordpiece", vocab_size=200, min_frequency=1)
+    tok = train_tokenizer(TEXTS, TokenizerSpec("wordpiece", vocab_size=200, min_frequency=1))
     tok.save_pretrained(tmp_path / "tok")
     again = load_tokenizer(tmp_path / "tok")
     assert again("a single step")["input_ids"] == tok("a single step")["input_ids"]
     with pytest.raises(DataError, match="no tokenizer"):
         load_tokenizer(tmp_path / "nowhere")
     with pytest.raises(DataError, match="tokenizer kind"):
-        train_tokenizer(TEXTS, "sentencepiece")
+        train_tokenizer(TEXTS, TokenizerSpec("sentencepiece"))

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from mmssl.core.method import Method
 from mmssl.train.checkpoint import load_checkpoint
 from mmssl.train.config import TrainConfig
 from mmssl.train.data import ResumableSampler, SeededDataset
@@ -29,7 +30,7 @@ class NoisyPairs(Dataset):
         return {"views": [self.x[i] + 0.1 * torch.randn(8), self.x[i] + 0.1 * torch.randn(8)], "index": i}
 
 
-class TinyMethod(nn.Module):
+class TinyMethod(Method):
     def __init__(self, nan_at_call: int | None = None) -> None:
         super().__init__()
         torch.manual_seed(0)

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from mmssl.modalities.image.views import IMAGENET_MEAN, IMAGENET_STD
-from mmssl.modalities.video.dpc import DensePredictiveCoding, dense_predictive_loss, dpc
+from mmssl.modalities.video.dpc import DensePredictiveCoding, dense_predictive_loss
 from mmssl.modalities.video.encoders import video_cnn
-from mmssl.modalities.video.future_cvae import FutureCVAE, clip_trajectories, future_cvae, gaussian_kl
+from mmssl.modalities.video.future_cvae import FutureCVAE, clip_trajectories, gaussian_kl
 from mmssl.registry import METHODS
 
 SIZE = 32
@@ -75,7 +75,7 @@ def test_clip_trajectories_need_enough_frames() -> None:
 
 
 def test_cvae_forward_and_sample_shapes() -> None:
-    model = future_cvae(tiny_encoder(), horizon=3, latent_dim=4, hidden_dim=16, out_grid=8, flow_size=SIZE)
+    model = FutureCVAE(tiny_encoder(), horizon=3, latent_dim=4, hidden_dim=16, out_grid=8, flow_size=SIZE)
     clip = torch.stack([translating_clip(4, 1.0, 0.0), translating_clip(4, 0.0, 1.0, phase=1.0)])
     out = model({"clip": clip})
     assert out["loss"].dim() == 0 and torch.isfinite(out["loss"])
@@ -186,7 +186,7 @@ def test_dense_predictive_loss_is_lowest_for_exact_predictions() -> None:
 
 
 def test_dpc_shapes_and_gradients() -> None:
-    model = dpc(tiny_encoder(), num_blocks=4, block_len=2, pred_steps=2, temperature=0.1)
+    model = DensePredictiveCoding(tiny_encoder(), num_blocks=4, block_len=2, pred_steps=2, temperature=0.1)
     assert isinstance(model, DensePredictiveCoding)
     torch.manual_seed(0)
     clip = torch.randn(2, 8, 3, SIZE, SIZE)
@@ -206,11 +206,11 @@ def test_dpc_shapes_and_gradients() -> None:
 
 
 def test_dpc_rejects_clip_of_wrong_length_naming_the_setting() -> None:
-    model = dpc(tiny_encoder(), num_blocks=3, block_len=2, pred_steps=1)
+    model = DensePredictiveCoding(tiny_encoder(), num_blocks=3, block_len=2, pred_steps=1)
     with pytest.raises(ValueError, match="clip_len"):
         model({"clip": torch.randn(1, 5, 3, SIZE, SIZE)})
     with pytest.raises(ValueError, match="pred_steps"):
-        dpc(tiny_encoder(), num_blocks=3, pred_steps=3)
+        DensePredictiveCoding(tiny_encoder(), num_blocks=3, pred_steps=3)
 
 
 def test_methods_are_registered_for_video() -> None:

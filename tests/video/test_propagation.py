@@ -26,6 +26,7 @@ from mmssl.modalities.video.propagation import (
     propagate_labels,
     radius_mask,
 )
+from mmssl.modalities.video.propagation_set import PropagationSet
 from mmssl.registry import EVALUATORS
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
@@ -132,9 +133,7 @@ def _write_davis_layout(root: Path, name: str, t: int = 5, h: int = 24, w: int =
 def test_evaluator_end_to_end_on_a_tiny_davis_folder(tmp_path):
     for name in ("a", "b"):
         _write_davis_layout(tmp_path / "davis", name)
-    data = DataBundle(
-        pretrain=[], info={"propagation": {"root": str(tmp_path / "davis"), "sequences": ["a", "b"]}}
-    )
+    data = DataBundle(pretrain=[], extras=(PropagationSet(str(tmp_path / "davis"), ["a", "b"]),))
     assert EVALUATORS.get("label_propagation") is label_propagation
     out = label_propagation(
         PositionEncoder(1),

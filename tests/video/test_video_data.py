@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 import shutil
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from torch.utils.data import DataLoader
 
 from mmssl.errors import CorruptFileError, DataError
 from mmssl.modalities.image.views import IMAGENET_MEAN, IMAGENET_STD
-from mmssl.modalities.video.data import davis, video_folder
+from mmssl.modalities.video.datasets import davis, video_folder
 from mmssl.modalities.video.io import load_davis_sequence, read_mask, read_video, write_video
 from mmssl.modalities.video.procedural import (
     VIDEO_CLASSES,
@@ -22,6 +23,7 @@ from mmssl.modalities.video.procedural import (
     render_video,
     video_rng,
 )
+from mmssl.modalities.video.propagation_set import PropagationSet
 from mmssl.modalities.video.views import (
     decode_size,
     eval_clip_transform,
@@ -168,7 +170,7 @@ def test_procedural_builder_items_have_documented_shapes(tmp_path):
     data = DATASETS.get("procedural_videos")(
         clip_len=4, frame_stride=1, frame_size=24, cache_dir=str(tmp_path), **TINY
     )
-    assert data.num_classes == 2 and data.info["class_names"] == ["bounce", "orbit"]
+    assert data.num_classes == 2 and data.stats["class_names"] == ["bounce", "orbit"]
     assert (len(data.pretrain), len(data.eval_train), len(data.eval_test)) == (4, 4, 4)
     item = data.pretrain[1]
     assert set(item) == {"clip", "label", "index"}
@@ -180,9 +182,12 @@ def test_procedural_builder_items_have_documented_shapes(tmp_path):
     assert data.eval_test.targets == [0, 1, 0, 1]
     batch = next(iter(DataLoader(data.pretrain, batch_size=3)))
     assert batch["clip"].shape == (3, 4, 3, 24, 24) and batch["label"].tolist() == [0, 1, 0]
-    prop = data.info["propagation"]
-    assert prop["resolution"] == "480p" and len(prop["sequences"]) == 4
-    seq = load_davis_sequence(prop["root"], prop["sequences"][0], prop["resolution"])
+    # Items cross process boundaries (DataLoader workers): they must survive pickling, keys included.
+    for it in (item, ev):
+        assert sorted(pickle.loads(pickle.dumps(it))) == sorted(it)
+    prop = data.find_extra(PropagationSet)
+    assert prop.resolution == "480p" and len(prop.sequences) == 4
+    seq = load_davis_sequence(prop.root, prop.sequences[0], prop.resolution)
     assert seq.num_objects >= 2 and seq.frames.shape == (6, 32, 32, 3)
 
 
@@ -208,14 +213,14 @@ def _video_folder(tmp_path: Path) -> Path:
 def test_video_folder_classes_split_and_frame_folders(tmp_path):
     root = _video_folder(tmp_path)
     data = video_folder(str(root), clip_len=3, frame_size=16, test_fraction=0.5)
-    assert data.num_classes == 2 and data.info["class_names"] == ["a", "b"]
-    assert data.info["num_train"] + data.info["num_test"] == 5 and data.info["num_skipped"] == 0
+    assert data.num_classes == 2 and data.stats["class_names"] == ["a", "b"]
+    assert data.stats["num_train"] + data.stats["num_test"] == 5 and data.stats["num_skipped"] == 0
     assert sorted(data.eval_train.targets + data.eval_test.targets) == [0, 0, 1, 1, 1]
     for ds in (data.eval_train, data.eval_test):
         for i in range(len(ds)):
             assert ds[i]["input"].shape == (3, 3, 16, 16)
     assert data.pretrain[0]["clip"].shape == (3, 3, 16, 16)
-    assert "propagation" not in data.info
+    assert data.find_extra(PropagationSet) is None
 
 
 def test_unlabelled_folder_has_no_eval_sets(tmp_path):
@@ -232,8 +237,8 @@ def test_corrupt_video_named_or_skipped_and_counted(tmp_path):
     with pytest.raises(CorruptFileError, match="a_truncated.mp4"):
         video_folder(str(root), clip_len=2, frame_size=16)
     data = video_folder(str(root), clip_len=2, frame_size=16, skip_bad=True, test_fraction=0.5)
-    assert data.info["num_skipped"] == 1 and data.info["bad_files"][0].endswith("a_truncated.mp4")
-    assert data.info["num_train"] + data.info["num_test"] == 5
+    assert data.stats["num_skipped"] == 1 and data.stats["bad_files"][0].endswith("a_truncated.mp4")
+    assert data.stats["num_train"] + data.stats["num_test"] == 5
 
 
 def test_video_broken_after_scan_is_skipped_in_getitem(tmp_path, caplog):
@@ -265,8 +270,8 @@ def test_davis_builder_on_real_davis2016_sample():
     assert len(data.pretrain) == 6 and data.eval_train is None and data.num_classes == 0
     item = data.pretrain[2]
     assert item["clip"].shape == (2, 3, 32, 32) and item["label"] == -1
-    assert data.info["propagation"]["sequences"][0] == "blackswan"
-    assert len(data.info["propagation"]["sequences"]) == 6
+    assert data.find_extra(PropagationSet).sequences[0] == "blackswan"
+    assert len(data.find_extra(PropagationSet).sequences) == 6
 
 
 def test_davis_builder_defaults_to_procedural_set(tmp_path, monkeypatch):
@@ -275,7 +280,8 @@ def test_davis_builder_defaults_to_procedural_set(tmp_path, monkeypatch):
     folder = build_procedural_videos(ProceduralVideoSpec(frame_size=32, **spec_args))
     assert folder.parent == tmp_path / "procedural_videos"
     data = davis(str(folder / "DAVIS"), clip_len=3, frame_size=16, num_propagation_sequences=2)
-    assert len(data.pretrain) == 4 and data.info["propagation"]["sequences"] == ["0004_bounce", "0005_orbit"]
+    prop = data.find_extra(PropagationSet)
+    assert len(data.pretrain) == 4 and prop.sequences == ["0004_bounce", "0005_orbit"]
 
 
 def _prepare_video_tool():
@@ -303,7 +309,7 @@ def test_prepare_video_check_and_extract(tmp_path, capsys):
     extracted = tmp_path / "frames" / "a" / "a0"
     assert len(list(extracted.glob("*.jpg"))) == 3  # 6 frames, every 2nd
     data = video_folder(str(tmp_path / "frames"), clip_len=2, frame_size=16, test_fraction=0.5)
-    assert data.info["num_train"] + data.info["num_test"] == 4  # the mp4s as frame folders
+    assert data.stats["num_train"] + data.stats["num_test"] == 4  # the mp4s as frame folders
     davis_root, _ = _tiny_davis(tmp_path)
     assert tool.main(["check", str(davis_root)]) == 0
     assert "palette ids (DAVIS-2017)" in capsys.readouterr().out

@@ -148,7 +148,7 @@ def ambient_targets(
     cache_dir: str | Path | None = None,
 ) -> AmbientTargets:
     """Sound targets of a clip set with ``len(clips)``, ``clips.clip_audio(i)``, ``clips.sample_rate``
-    and ``clips.cache_key`` (e.g. :class:`~mmssl.modalities.audio.paired.AudioVisualClips`).
+    and ``clips.cache_key`` (e.g. :class:`~mmssl.modalities.audio.av_clips.AudioVisualClips`).
 
     ``labels`` (optional, never used for the targets): class labels, to report how much of the class
     structure the targets carry (normalised mutual information for clusters).

@@ -12,11 +12,11 @@ METHODS = {
     "ambient_sound": ("mmssl.modalities.audio.methods:ambient_sound", "audiovisual"),
 }
 ENCODERS = {
-    "audio_cnn": "mmssl.modalities.audio.encoders:audio_cnn",
+    "audio_cnn": "mmssl.modalities.audio.encoders:AudioCNN",
 }
 DATASETS = {
-    "audio_folder_csv": "mmssl.modalities.audio.data:audio_folder_csv",
-    "fsdd": "mmssl.modalities.audio.data:fsdd",
+    "audio_folder_csv": "mmssl.modalities.audio.esc50:audio_folder_csv",
+    "fsdd": "mmssl.modalities.audio.fsdd:fsdd",
     "procedural_audio_visual": ("mmssl.modalities.audio.paired:procedural_audio_visual", "audiovisual"),
     "paired_video_audio": ("mmssl.modalities.audio.paired:paired_video_audio", "audiovisual"),
 }

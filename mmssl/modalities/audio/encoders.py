@@ -30,7 +30,14 @@ POOLS = ("mean", "mean_max")
 
 
 class AudioCNN(nn.Module):
-    """Log-mel front end + small 2-D CNN (see the module docstring)."""
+    """Small CNN on log-mel spectrograms with a built-in front end (see the module docstring); input
+    waveforms ``[B, S]`` at ``sample_rate`` (or log-mel ``[B, 1, n_mels, T]``); ``out_dim = widths[-1]``.
+
+    ``n_mels`` / ``n_fft`` / ``hop_length``: the log-mel front end (25 ms windows, 10 ms hop at 16 kHz
+    by default). ``widths``: channels per block (2x2 average pooling between blocks).
+    ``stem_stride``: stride of the first convolution (2 halves the cost). ``pool``: ``mean`` or
+    ``mean_max`` over time steps for the global feature.
+    """
 
     def __init__(
         self,
@@ -85,24 +92,3 @@ class AudioCNN(nn.Module):
         if self.pool == "mean_max":
             pooled = pooled + tokens.amax(dim=1)
         return {"global": pooled, "tokens": tokens}
-
-
-def audio_cnn(
-    sample_rate: int = 16000,
-    n_mels: int = 64,
-    n_fft: int = 512,
-    hop_length: int = 160,
-    widths: Sequence[int] = (32, 64, 128, 256),
-    convs_per_block: int = 1,
-    stem_stride: int = 1,
-    pool: str = "mean",
-) -> AudioCNN:
-    """Small CNN on log-mel spectrograms with a built-in front end; input waveforms ``[B, S]`` at
-    ``sample_rate`` (or log-mel ``[B, 1, n_mels, T]``); ``out_dim = widths[-1]``.
-
-    ``n_mels`` / ``n_fft`` / ``hop_length``: the log-mel front end (25 ms windows, 10 ms hop at 16 kHz
-    by default). ``widths``: channels per block (2x2 average pooling between blocks).
-    ``stem_stride``: stride of the first convolution (2 halves the cost). ``pool``: ``mean`` or
-    ``mean_max`` over time steps for the global feature.
-    """
-    return AudioCNN(sample_rate, n_mels, n_fft, hop_length, tuple(widths), convs_per_block, stem_stride, pool)

@@ -32,6 +32,7 @@ from mmssl.data import DataBundle
 from mmssl.data.keys import IMAGE, INDEX
 from mmssl.errors import DataError
 from mmssl.eval.context import EvalContext
+from mmssl.modalities.audio.av_clips import TrainingClips
 from mmssl.modalities.audio.clusters import TARGET_KINDS, ambient_targets
 from mmssl.modalities.audio.texture_stats import TextureConfig
 
@@ -71,8 +72,8 @@ class AmbientSoundPrediction(Method):
         self.target_info = dict(target_info or {})
 
     def forward(self, batch: dict[str, Any]) -> dict[str, Tensor]:
-        logits = self.head(self.encoder(batch["image"])["global"]).float()
-        target = self.targets[batch["index"].to(self.targets.device)]
+        logits = self.head(self.encoder(batch[IMAGE])["global"]).float()
+        target = self.targets[batch[INDEX].to(self.targets.device)]
         if self.kind == "clusters":
             loss = F.cross_entropy(logits, target)
             acc = (logits.argmax(dim=1) == target).float().mean()
@@ -83,9 +84,10 @@ class AmbientSoundPrediction(Method):
 
     def save_figures(self, figures_dir: Path, data: DataBundle, device: torch.device) -> Path | None:
         """``ambient_targets.png``: how the sound targets spread over the (never used) class labels."""
-        clips = data.info.get("pretrain_clips")
-        if clips is None or self.kind != "clusters":
+        found = data.find_extra(TrainingClips)
+        if found is None or self.kind != "clusters":
             return None
+        clips = found.clips
         import matplotlib
 
         matplotlib.use("Agg")
@@ -129,21 +131,22 @@ def ambient_sound(
     """Owens et al. 2016: an image network predicts its clip's sound-texture target from one frame.
 
     Needs a paired dataset (``procedural_audio_visual`` / ``paired_video_audio``: items with
-    ``image`` and ``index``, and ``info["pretrain_clips"]`` with the whole audio of each clip).
+    ``image`` and ``index``, and the ``TrainingClips`` extra with the whole audio of each clip).
     ``target``: ``clusters`` (k-means on the statistics, ``num_clusters``-way cross-entropy) or
     ``binary`` (signs of the top ``num_bits`` PCA projections, BCE). ``kmeans_seed`` fixes k-means / PCA.
     ``num_bands``, ``envelope_rate``, ``compression``, ``num_mod_bands``: the statistics
     (:class:`~mmssl.modalities.audio.texture_stats.TextureConfig`). ``head_hidden`` / ``head_layers``:
     the classifier on the encoder's global feature. ``cache``: keep the statistics on disk.
     """
-    clips = data.info.get("pretrain_clips")
-    if clips is None or not hasattr(clips, "clip_audio"):
+    found = data.find_extra(TrainingClips)
+    if found is None:
         raise DataError(
-            "ambient_sound needs a paired video+audio dataset whose bundle has info['pretrain_clips'] "
-            "(procedural_audio_visual or paired_video_audio)"
+            f"ambient_sound needs a paired video+audio dataset whose bundle has the TrainingClips extra "
+            f"(procedural_audio_visual or paired_video_audio); dataset '{data.name or '?'}' has none"
         )
+    clips = found.clips
     if len(clips) != len(data.pretrain):
-        raise DataError(f"pretrain has {len(data.pretrain)} items but pretrain_clips {len(clips)} clips")
+        raise DataError(f"pretrain has {len(data.pretrain)} items but TrainingClips {len(clips)} clips")
     config = TextureConfig(
         num_bands=num_bands, envelope_rate=envelope_rate, compression=compression, num_mod_bands=num_mod_bands
     )

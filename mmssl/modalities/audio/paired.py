@@ -1,200 +1,41 @@
-"""Paired video + audio clips: the procedural audio-visual set and folders of real videos.
+"""Paired video + audio datasets: the procedural audio-visual set and folders of real videos.
 
-Base dataset (:class:`AudioVisualClips`) decodes every clip once at construction: ``num_frames``
-frames evenly spaced in time (uint8 ``[T, 3, S, S]``, shorter side scaled to ``S`` then centre
-square), their times, and the whole audio track (mono float32 at ``sample_rate``; from a sidecar
-audio file with the same stem when there is one, else the video's own track). Wrappers give what
-the toolkit contracts expect:
+Both builders read :class:`~mmssl.modalities.audio.av_clips.AudioVisualClips` and give the items of
+:mod:`mmssl.modalities.audio.paired_items`: pretraining on a frame and the simultaneous sound.
+``eval_train`` / ``eval_test`` hold the visual items by default (``eval_modality="audio"``: the audio
+items). ``extras``, typed:
 
-- pretraining (:class:`PairedItems`): ``{"image": float32 [3, S, S] (IMAGENET-normalised),
-  "audio": float32 [S_a], "label": int, "index": i}``; one random frame of the clip, the audio
-  window of ``clip_seconds`` centred on that frame's time (so picture and sound are simultaneous);
-  with ``augment`` the frame gets a random resized crop (area 0.5-1) and a horizontal flip;
-- held-out pairs (``info["pairs_test"]``): the same items, deterministic (middle frame);
-- visual evaluation (:class:`FrameItems`): ``{"input": middle frame, "label"}``;
-- audio evaluation (:class:`ClipAudioItems`): ``{"input": centre crop [S_a], "label"}`` (the input of
-  ``audio_cnn``).
+- :class:`~mmssl.data.extras.HeldOutPairs`: the held-out pairs (deterministic), for cross-modal retrieval;
+- :class:`~mmssl.data.extras.LabelledSplits` ``"audio_eval"``: the audio evaluation items, always, so one
+  bundle serves visual and audio N-shot evaluation (``modality_few_shot``);
+- :class:`~mmssl.modalities.audio.av_clips.TrainingClips`: the training clips (whole-clip audio, for the
+  ambient-sound targets).
 
-``eval_train`` / ``eval_test`` hold the visual items by default (``eval_modality="audio"``: the
-audio items), and ``info["audio_eval"] = {"train", "test", "num_classes"}`` always holds the audio
-ones, so one bundle serves visual and audio N-shot evaluation. ``info["pretrain_clips"]`` is the
-training :class:`AudioVisualClips` (whole-clip audio for methods that summarise each clip, e.g.
-ambient-sound targets; ``cache_key`` names its contents).
-
-Everything is preloaded, which suits folders of a few hundred short clips (the procedural set:
-about 30 MB); for larger collections extract frames and audio offline first.
+``stats`` report the sizes, rates and the clips left out with ``skip_bad``.
 """
 
 from __future__ import annotations
 
 import hashlib
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-from torch import Tensor
-from torch.utils.data import Dataset
-from torchvision.transforms import v2
-
 from mmssl.data import DataBundle
+from mmssl.data.extras import HeldOutPairs, LabelledSplits
 from mmssl.data.keys import IMAGE, INDEX, LABEL
 from mmssl.data.source import data_source
-from mmssl.errors import CorruptFileError, DataError
-from mmssl.modalities.audio.data import num_samples_for
-from mmssl.modalities.audio.io import (
-    AUDIO_EXTENSIONS,
-    VIDEO_EXTENSIONS,
-    center_crop,
-    crop_at,
-    load_audio,
-    read_video_frames,
-)
+from mmssl.errors import DataError
+from mmssl.modalities.audio.av_clips import AudioVisualClips, TrainingClips
+from mmssl.modalities.audio.clips import num_samples_for
+from mmssl.modalities.audio.io import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS
 from mmssl.modalities.audio.keys import AUDIO
+from mmssl.modalities.audio.paired_items import PairedItems, clip_audio_items, frame_items
 from mmssl.modalities.audio.procedural import generate_audio_visual_set, read_manifest
-from mmssl.modalities.image.views import IMAGENET_MEAN, IMAGENET_STD, eval_transform
-
-log = logging.getLogger(__name__)
 
 EVAL_MODALITIES: tuple[str, ...] = ("image", "audio")
-
-
-class AudioVisualClips(Dataset):
-    """Preloaded ``(video, audio or None, label)`` clips (see the module docstring).
-
-    Items: ``(frames uint8 [T, 3, S, S], frame times float64 [T] in s, audio float32 [S_full], label)``.
-    A clip that cannot be decoded (or has no audio) raises naming the file; with ``skip_bad=True``
-    it is dropped with a warning and counted in ``num_skipped``.
-    """
-
-    def __init__(
-        self,
-        entries: Sequence[tuple[str | Path, str | Path | None, int]],
-        *,
-        image_size: int = 64,
-        num_frames: int = 8,
-        sample_rate: int = 16000,
-        skip_bad: bool = False,
-        allow_silent: bool = False,
-        class_names: Sequence[str] | None = None,
-        cache_key: str | None = None,
-    ) -> None:
-        if not entries:
-            raise DataError("no video clips given")
-        self.image_size, self.sample_rate = int(image_size), int(sample_rate)
-        self.class_names = list(class_names) if class_names is not None else None
-        self.bad_files: list[Path] = []
-        self.frames: list[Tensor] = []
-        self.times: list[Tensor] = []
-        self.audio: list[Tensor] = []
-        self.entries: list[tuple[Path, Path | None, int]] = []
-        for video, audio, label in entries:
-            video = Path(video)
-            audio = Path(audio) if audio is not None else None
-            try:
-                frames, times = read_video_frames(video, num_frames, image_size)
-                wave = load_audio(
-                    audio if audio is not None else video, sample_rate, allow_silent=allow_silent
-                )[0][0]
-            except (CorruptFileError, DataError) as err:
-                if not skip_bad:
-                    raise
-                self.bad_files.append(video)
-                log.warning("skipping %s", err)
-                continue
-            self.frames.append(frames)
-            self.times.append(times)
-            self.audio.append(wave)
-            self.entries.append((video, audio, int(label)))
-        if not self.entries:
-            raise DataError(f"no readable clip among {len(entries)} (first: {entries[0][0]})")
-        self.targets: list[int] = [label for _, _, label in self.entries]
-        self.cache_key = cache_key
-
-    @property
-    def num_skipped(self) -> int:
-        return len(self.bad_files)
-
-    def clip_audio(self, index: int) -> Tensor:
-        """The whole audio track of clip ``index`` (mono, ``sample_rate``)."""
-        return self.audio[index]
-
-    def __len__(self) -> int:
-        return len(self.entries)
-
-    def __getitem__(self, index: int) -> tuple[Tensor, Tensor, Tensor, int]:
-        return self.frames[index], self.times[index], self.audio[index], self.targets[index]
-
-
-def train_frame_transform(size: int) -> v2.Compose:
-    """Random resized crop (area 0.5-1) + horizontal flip, then scale and IMAGENET normalisation."""
-    return v2.Compose(
-        [
-            v2.RandomResizedCrop(size, scale=(0.5, 1.0), antialias=True),
-            v2.RandomHorizontalFlip(),
-            v2.ToDtype(torch.float32, scale=True),
-            v2.Normalize(mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD)),
-            v2.ToPureTensor(),
-        ]
-    )
-
-
-class PairedItems(Dataset):
-    """``{"image", "audio", "label", "index"}``: a frame and the simultaneous audio window (see module)."""
-
-    def __init__(
-        self, base: AudioVisualClips, clip_samples: int, *, train: bool, augment: bool = True
-    ) -> None:
-        self.base, self.clip_samples, self.train = base, int(clip_samples), train
-        size = base.image_size
-        self.transform = train_frame_transform(size) if train and augment else eval_transform(size)
-
-    def __len__(self) -> int:
-        return len(self.base)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        frames, times, audio, label = self.base[index]
-        k = int(torch.randint(len(frames), (1,))) if self.train else len(frames) // 2
-        centre = int(round(float(times[k]) * self.base.sample_rate))
-        return {
-            "image": self.transform(frames[k]),
-            "audio": crop_at(audio, self.clip_samples, centre),
-            "label": int(label),
-            "index": index,
-        }
-
-
-class FrameItems(Dataset):
-    """``{"input": middle frame (IMAGENET-normalised), "label"}``: visual evaluation items."""
-
-    def __init__(self, base: AudioVisualClips) -> None:
-        self.base, self.transform = base, eval_transform(base.image_size)
-        self.targets = list(base.targets)
-
-    def __len__(self) -> int:
-        return len(self.base)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        frames, _, _, label = self.base[index]
-        return {"input": self.transform(frames[len(frames) // 2]), "label": int(label)}
-
-
-class ClipAudioItems(Dataset):
-    """``{"input": centre crop of the audio [clip_samples], "label"}``: audio evaluation items."""
-
-    def __init__(self, base: AudioVisualClips, clip_samples: int) -> None:
-        self.base, self.clip_samples = base, int(clip_samples)
-        self.targets = list(base.targets)
-
-    def __len__(self) -> int:
-        return len(self.base)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        return {
-            "input": center_crop(self.base.audio[index], self.clip_samples),
-            "label": self.base.targets[index],
-        }
+#: the name of the audio evaluation splits (``modality_few_shot``'s default source for the audio tower)
+AUDIO_EVAL = "audio_eval"
 
 
 def paired_bundle(
@@ -205,7 +46,7 @@ def paired_bundle(
     clip_seconds: float,
     eval_modality: str,
     augment: bool,
-    info: dict[str, Any],
+    stats: dict[str, Any],
 ) -> DataBundle:
     """Wrap train / test clips into a DataBundle (see the module docstring)."""
     if eval_modality not in EVAL_MODALITIES:
@@ -213,21 +54,20 @@ def paired_bundle(
             f"unknown eval_modality '{eval_modality}'; choose one of {', '.join(EVAL_MODALITIES)}"
         )
     n = num_samples_for(clip_seconds, train.sample_rate)
-    audio_eval = {
-        "train": ClipAudioItems(train, n),
-        "test": ClipAudioItems(test, n),
-        "num_classes": num_classes,
-    }
+    audio_eval = LabelledSplits(
+        AUDIO_EVAL, clip_audio_items(train, n), clip_audio_items(test, n), num_classes
+    )
     if eval_modality == "image":
-        eval_train, eval_test = FrameItems(train), FrameItems(test)
+        eval_train, eval_test = frame_items(train), frame_items(test)
     else:
-        eval_train, eval_test = audio_eval["train"], audio_eval["test"]
+        eval_train, eval_test = audio_eval.train, audio_eval.test
     return DataBundle(
         pretrain=PairedItems(train, n, train=True, augment=augment),
         eval_train=eval_train,
         eval_test=eval_test,
         num_classes=num_classes,
-        info={
+        extras=(HeldOutPairs(PairedItems(test, n, train=False)), audio_eval, TrainingClips(train)),
+        stats={
             "modality": "audiovisual",
             "eval_modality": eval_modality,
             "sample_rate": train.sample_rate,
@@ -237,15 +77,10 @@ def paired_bundle(
             "num_train": len(train),
             "num_test": len(test),
             "num_skipped": train.num_skipped + test.num_skipped,
-            "audio_eval": audio_eval,
-            "pairs_test": PairedItems(test, n, train=False),
-            "pretrain_clips": train,
-            **info,
+            "bad_files": [str(p) for p in train.skipping.bad_files + test.skipping.bad_files],
+            **stats,
         },
     )
-
-
-# ---------------------------------------------------------------------------------- builders
 
 
 @data_source(produces={IMAGE, AUDIO, LABEL, INDEX})
@@ -303,7 +138,7 @@ def procedural_audio_visual(
         clip_seconds=clip_seconds,
         eval_modality=eval_modality,
         augment=augment,
-        info={"dataset": "procedural_audio_visual", "root": str(folder)},
+        stats={"dataset": "procedural_audio_visual", "root": str(folder)},
     )
 
 
@@ -401,5 +236,5 @@ def paired_video_audio(
         clip_seconds=clip_seconds,
         eval_modality=eval_modality,
         augment=augment,
-        info={"dataset": "paired_video_audio", "root": str(base)},
+        stats={"dataset": "paired_video_audio", "root": str(base)},
     )

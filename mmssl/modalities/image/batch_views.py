@@ -1,4 +1,4 @@
-"""Batched augmentation: the two-view recipes of :mod:`views`, applied to a whole batch at once.
+"""Batched augmentation: the view presets of :mod:`view_spec`, applied to a whole batch at once.
 
 Per-sample ``transforms.v2`` pipelines cost milliseconds per image, nearly all of it per-op Python
 overhead, so on a small CPU they, not the model, bound SimCLR's throughput. Here every random
@@ -51,13 +51,15 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.ops import roi_align
 
-from mmssl.modalities.image.views import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    SMALL_IMAGE_SIZE,
+from mmssl.data.keys import IMAGES_UINT8, VIEWS
+from mmssl.modalities.image.view_spec import (
     VIEW_NAMES,
+    ViewOptions,
+    ViewSpec,
     blur_kernel_size,
+    resolve_views,
 )
+from mmssl.modalities.image.views import IMAGENET_MEAN, IMAGENET_STD
 
 # Index of each colour op in a jitter order (as ColorJitter's fn_idx).
 BRIGHTNESS, CONTRAST, SATURATION, HUE = 0, 1, 2, 3
@@ -328,7 +330,7 @@ def _jitter_range(value: float, center: float, clip_at_zero: bool) -> tuple[floa
 class BatchView:
     """One augmentation pipeline (crop -> flip -> jitter -> grayscale -> blur -> solarize -> normalise)
     applied to a batch with per-sample random parameters; the batched twin of
-    :func:`views.augmentation_view`, with the same arguments.
+    :class:`views.AugmentationView`, built from the same :class:`ViewSpec` (kept as ``spec``).
 
     ``view(images)`` = ``view.apply(images, view.sample_params(B, H, W, images.device))``.
     Steps whose probability is 0 are skipped in :meth:`apply`, whatever the parameters say.
@@ -337,34 +339,22 @@ class BatchView:
     def __init__(
         self,
         size: int,
-        *,
-        crop_scale: Sequence[float] = (0.08, 1.0),
-        crop_ratio: Sequence[float] = (3.0 / 4.0, 4.0 / 3.0),
-        flip_prob: float = 0.5,
-        jitter: Sequence[float] = (0.4, 0.4, 0.4, 0.1),
-        jitter_prob: float = 0.8,
-        grayscale_prob: float = 0.2,
-        blur_prob: float = 0.0,
-        blur_sigma: Sequence[float] = (0.1, 2.0),
-        solarize_prob: float = 0.0,
+        spec: ViewSpec | None = None,
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
     ) -> None:
-        if len(jitter) != 4:
-            raise ValueError(f"jitter is (brightness, contrast, saturation, hue), got {tuple(jitter)}")
-        if not 0 <= jitter[3] <= 0.5:
-            raise ValueError(f"hue jitter must be in [0, 0.5], got {jitter[3]}")
-        self.size = size
-        self.crop_scale = tuple(float(s) for s in crop_scale)
-        self.crop_ratio = tuple(float(r) for r in crop_ratio)
-        self.flip_prob = flip_prob
-        self.jitter = tuple(float(j) for j in jitter)
-        self.jitter_prob = jitter_prob if any(j > 0 for j in self.jitter) else 0.0
-        self.grayscale_prob = grayscale_prob
-        self.blur_prob = blur_prob
-        self.blur_sigma = tuple(float(s) for s in blur_sigma)
+        spec = ViewSpec() if spec is None else spec
+        self.size, self.spec = size, spec
+        self.crop_scale = spec.crop_scale
+        self.crop_ratio = spec.crop_ratio
+        self.flip_prob = spec.flip_prob
+        self.jitter = spec.jitter
+        self.jitter_prob = spec.jitter_prob if any(j > 0 for j in self.jitter) else 0.0
+        self.grayscale_prob = spec.grayscale_prob
+        self.blur_prob = spec.blur_prob
+        self.blur_sigma = spec.blur_sigma
         self.blur_kernel = blur_kernel_size(size)
-        self.solarize_prob = solarize_prob
+        self.solarize_prob = spec.solarize_prob
         self.mean, self.std = tuple(mean), tuple(std)
         b, c, s, h = self.jitter
         self.factor_ranges = (
@@ -430,45 +420,44 @@ class BatchView:
 
 
 class BatchViews:
-    """Training-batch transform ``{"images": [B, 3, H, W], ...} -> {"views": [v1, v2], ...}``.
+    """Training-batch transform ``{"images": [B, 3, H, W], ...} -> {"views": [v1, v2, ...], ...}``.
 
-    Other keys (``"index"`` ...) pass through. With one :class:`BatchView` both views use it
-    (independent draws), as :class:`views.TwoViews`. Meant as a :class:`~mmssl.data.DataBundle`'s
-    ``batch_transform``: the trainer calls it on the device, without gradients.
+    One :class:`BatchView` per output view, applied in order (the same object twice: independent
+    draws), as :class:`~mmssl.data.MultiViewTransform` per sample. Other keys (``"index"`` ...) pass
+    through. Meant as a :class:`~mmssl.data.DataBundle`'s ``batch_transform``: the trainer calls it on
+    the device, without gradients.
     """
 
-    def __init__(self, view1: BatchView, view2: BatchView | None = None, key: str = "images") -> None:
-        self.view1 = view1
-        self.view2 = view1 if view2 is None else view2
+    def __init__(self, views: Sequence[BatchView], key: str = IMAGES_UINT8) -> None:
+        if not views:
+            raise ValueError("BatchViews needs at least one view")
+        self.views = list(views)
         self.key = key
+
+    @classmethod
+    def from_specs(cls, specs: Sequence[ViewSpec], size: int) -> BatchViews:
+        """One :class:`BatchView` per spec (equal specs share one), as :func:`views.sample_views`."""
+        built: dict[ViewSpec, BatchView] = {}
+        for spec in specs:
+            if spec not in built:
+                built[spec] = BatchView(size, spec)
+        return cls([built[spec] for spec in specs])
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         images = batch[self.key]
         out = {k: v for k, v in batch.items() if k != self.key}
-        out["views"] = [self.view1(images), self.view2(images)]
+        out[VIEWS] = [view(images) for view in self.views]
         return out
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(\n  view1={self.view1!r},\n  view2={self.view2!r})"
+        inner = "".join(f"\n  {view!r}," for view in self.views)
+        return f"{type(self).__name__}([{inner}\n])"
 
 
-def build_batch_views(name: str, size: int, blur: bool | None = None) -> BatchViews:
-    """The batched twin of :func:`views.build_views`: same recipes (``"simclr"``, ``"moco_v2"``,
-    ``"byol"``), same parameters, and blur off for ``size <= 32`` unless ``blur`` forces it."""
-    use_blur = size > SMALL_IMAGE_SIZE if blur is None else blur
-    if name == "simclr":  # jitter strength s = 1: (0.8s, 0.8s, 0.8s, 0.2s)
-        view = BatchView(size, jitter=(0.8, 0.8, 0.8, 0.2), blur_prob=0.5 if use_blur else 0.0)
-        return BatchViews(view)
-    if name == "moco_v2":
-        view = BatchView(
-            size, crop_scale=(0.2, 1.0), jitter=(0.4, 0.4, 0.4, 0.1), blur_prob=0.5 if use_blur else 0.0
-        )
-        return BatchViews(view)
-    if name == "byol":
-        blur_probs = (1.0, 0.1) if use_blur else (0.0, 0.0)
-        v1, v2 = (
-            BatchView(size, jitter=(0.4, 0.4, 0.2, 0.1), blur_prob=blur_p, solarize_prob=solar_p)
-            for blur_p, solar_p in zip(blur_probs, (0.0, 0.2), strict=True)
-        )
-        return BatchViews(v1, v2)
-    raise ValueError(f"unknown view recipe '{name}'; available: {', '.join(VIEW_NAMES)}")
+def build_batch_views(name: str, size: int, options: ViewOptions | None = None) -> BatchViews:
+    """The batched twin of :func:`views.build_views`: the same specs (preset ``name`` in
+    :data:`VIEW_NAMES`, blur off at or below 32 px unless ``options.blur`` says otherwise, the
+    recipe's ``options``; see :func:`~mmssl.modalities.image.view_spec.resolve_views`)."""
+    if name not in VIEW_NAMES:
+        raise ValueError(f"unknown view recipe '{name}'; available: {', '.join(VIEW_NAMES)}")
+    return BatchViews.from_specs(resolve_views(name, size, options), size)

@@ -9,12 +9,12 @@ is looked up. An entry given as ``(target, modality)`` overrides the table's ``M
 MODALITY = "image"
 
 METHODS = {
-    "colorization": "mmssl.modalities.image.methods.colorization:colorization",
-    "context": "mmssl.modalities.image.methods.context:context",
-    "jigsaw": "mmssl.modalities.image.methods.jigsaw:jigsaw",
+    "colorization": "mmssl.modalities.image.methods.colorization:Colorization",
+    "context": "mmssl.modalities.image.methods.context:ContextPrediction",
+    "jigsaw": "mmssl.modalities.image.methods.jigsaw:Jigsaw",
     "mae": "mmssl.modalities.image.methods.mae:mae",
     "inpainting": "mmssl.modalities.image.methods.mae:inpainting",
-    "rotation": "mmssl.modalities.image.methods.rotation:rotation",
+    "rotation": "mmssl.modalities.image.methods.rotation:RotationPrediction",
 }
 ENCODERS = {
     "resnet18": "mmssl.modalities.image.encoders:resnet18",
@@ -24,6 +24,6 @@ ENCODERS = {
     "vit_small": "mmssl.modalities.image.encoders:vit_small",
 }
 DATASETS = {
-    "procedural_shapes": "mmssl.modalities.image.data:procedural_shapes",
-    "image_folder": "mmssl.modalities.image.data:image_folder",
+    "procedural_shapes": "mmssl.modalities.image.datasets:procedural_shapes",
+    "image_folder": "mmssl.modalities.image.datasets:image_folder",
 }

@@ -2,5 +2,11 @@
 approximate-convex-decomposition (ACD) labels, point backbones, the ACD pretext and few-shot part
 segmentation.
 
+Modules: ``io`` (files, surface sampling), ``shapenetpart`` / ``procedural`` (the data), ``acd/`` (the
+decomposition, its cache and worker pool, the ``acd:`` recipe section), ``acd_labels`` (ACD labels for
+the builders), ``datasets`` (in-memory items), ``taxonomy`` (the part taxonomy extra), ``data`` (the
+registered dataset builders), ``encoders``, ``acd_pretext``, ``partseg/`` (few-shot part segmentation),
+``render``.
+
 Components are listed in ``components.py`` beside this file and imported on first lookup.
 """

@@ -32,7 +32,8 @@ from mmssl.core.heads import ProjectionHead
 from mmssl.core.losses import pairwise_group_contrastive
 from mmssl.core.method import Method
 from mmssl.data import DataBundle
-from mmssl.modalities.pointcloud.keys import ACD_LABELS, POINTS
+from mmssl.data.keys import INDEX
+from mmssl.modalities.pointcloud.keys import ACD_LABELS, NORMALS, POINTS
 
 
 def augment_points(
@@ -148,12 +149,12 @@ class ACDPretext(Method):
         )
 
     def forward(self, batch: dict[str, Any]) -> dict[str, Tensor]:
-        points, normals = batch["points"], batch.get("normals")
+        points, normals = batch[POINTS], batch.get(NORMALS)
         if self.training:
             points, normals = augment_points(points, normals, **self.augment)
         tokens = self.encoder(encoder_input(points, normals, self.in_channels))["tokens"]
         emb = self.projector(tokens) if self.projector is not None else tokens
-        components = batch["acd"].long()
+        components = batch[ACD_LABELS].long()
         loss = self.weight * acd_loss(
             emb, components, margin=self.margin, balance=self.balance, loss_points=self.loss_points
         )
@@ -172,10 +173,10 @@ class ACDPretext(Method):
         picks = torch.linspace(0, len(dataset) - 1, min(4, len(dataset))).round().long().unique()
         items = [dataset[int(i)] for i in picks]
         render_point_clouds(
-            [item["points"] for item in items],
-            [item["acd"] for item in items],
+            [item[POINTS] for item in items],
+            [item[ACD_LABELS] for item in items],
             Path(figures_dir) / "acd_components.png",
-            titles=[f"shape {int(item.get('index', i))}: ACD components" for i, item in enumerate(items)],
+            titles=[f"shape {int(item.get(INDEX, i))}: ACD components" for i, item in enumerate(items)],
             up_axis=int(self.augment.get("up_axis", 1)),
         )
 

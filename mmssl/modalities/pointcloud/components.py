@@ -21,5 +21,5 @@ DATASETS = {
     "mesh_folder": "mmssl.modalities.pointcloud.data:mesh_folder",
 }
 EVALUATORS = {
-    "part_segmentation": "mmssl.modalities.pointcloud.partseg:part_segmentation_evaluator",
+    "part_segmentation": "mmssl.modalities.pointcloud.partseg.evaluator:part_segmentation_evaluator",
 }

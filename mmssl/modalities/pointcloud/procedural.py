@@ -14,7 +14,8 @@ others are drawn, and train and test are disjoint draws.
 Primitives are closed convex pieces (boxes, prisms, frusta) and swept tubes with outward-facing
 triangles; pieces of one shape overlap a little (no boolean union, which CoACD's manifold
 pre-processing handles) rather than share vertices, so each stays its own connected piece: most
-pieces are then convex, and their ACD costs no CoACD call (see ``acd.decompose``).
+pieces are then convex, and their ACD costs no CoACD call (see
+:mod:`mmssl.modalities.pointcloud.acd.decompose`).
 """
 
 from __future__ import annotations

@@ -27,8 +27,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from mmssl.data.keys import INDEX
+from mmssl.data.skip import SkipBadFiles
 from mmssl.errors import CorruptFileError, DataError
 from mmssl.modalities.pointcloud.io import normalize_unit_sphere
+from mmssl.modalities.pointcloud.keys import CATEGORY, NORMALS, PARTS, POINTS
 
 log = logging.getLogger(__name__)
 
@@ -238,7 +241,8 @@ class ShapeNetPart(Dataset):
     Items: ``{"points": float32 [N, 3], "normals": float32 [N, 3], "parts": int64 [N] (global ids),
     "category": int, "index": int}``. ``targets`` lists the category of every item without loading.
     A bad file raises :class:`~mmssl.errors.CorruptFileError`; with ``skip_bad=True`` it is logged
-    once, counted in ``num_skipped``, and the next readable shape is returned instead.
+    once, counted in ``num_skipped``, and the next readable shape is returned instead (the policy of
+    :class:`~mmssl.data.skip.SkipBadFiles`, ``self.skip``).
     ``report`` (:class:`SplitReport`) holds the split inconsistencies, logged as warnings unless
     ``log_split_report=False``; ``cache_in_memory`` keeps loaded items.
     """
@@ -275,7 +279,7 @@ class ShapeNetPart(Dataset):
         self.categories: list[str] = [n for n, _ in pairs]
         synset_to_index = {s: i for i, (_, s) in enumerate(pairs)}
         self.split, self.num_points, self.normalize, self.seed = split, num_points, normalize, seed
-        self.skip_bad, self.cache_in_memory = skip_bad, cache_in_memory
+        self.cache_in_memory = cache_in_memory
 
         self.report = check_splits(self.root)
         if log_split_report:
@@ -298,15 +302,16 @@ class ShapeNetPart(Dataset):
                 f"(categories: {', '.join(self.categories)}; split report: {self.report.counts()})"
             )
         self.targets: list[int] = [c for _, c in self.samples]
+        self.paths: list[Path] = [path for path, _ in self.samples]
         self.parts_per_category: dict[int, list[int]] = {
             i: list(SHAPENETPART_PARTS[n]) for i, n in enumerate(self.categories)
         }
-        self.bad_files: set[Path] = set()
+        self.skip = SkipBadFiles(skip_bad)
         self._memo: dict[int, dict[str, torch.Tensor | int]] = {}
 
     @property
     def num_skipped(self) -> int:
-        return len(self.bad_files)
+        return self.skip.num_skipped
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -328,29 +333,21 @@ class ShapeNetPart(Dataset):
         if self.normalize:
             xyz = normalize_unit_sphere(xyz)
         return {
-            "points": torch.from_numpy(np.ascontiguousarray(xyz, dtype=np.float32)),
-            "normals": torch.from_numpy(np.ascontiguousarray(normals, dtype=np.float32)),
-            "parts": torch.from_numpy(parts),
-            "category": self.samples[index][1],
-            "index": index,
+            POINTS: torch.from_numpy(np.ascontiguousarray(xyz, dtype=np.float32)),
+            NORMALS: torch.from_numpy(np.ascontiguousarray(normals, dtype=np.float32)),
+            PARTS: torch.from_numpy(parts),
+            CATEGORY: self.samples[index][1],
+            INDEX: index,
         }
 
+    def _cached_item(self, index: int) -> dict[str, torch.Tensor | int]:
+        if index in self._memo:
+            return self._memo[index]
+        item = self._load_item(index)
+        if self.cache_in_memory:
+            self._memo[index] = item
+        return item
+
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | int]:
-        n = len(self.samples)
-        for offset in range(n):
-            i = (index + offset) % n
-            if i in self._memo:
-                return dict(self._memo[i], index=index)
-            try:
-                item = self._load_item(i)
-            except CorruptFileError as err:
-                if not self.skip_bad:
-                    raise
-                if self.samples[i][0] not in self.bad_files:
-                    self.bad_files.add(self.samples[i][0])
-                    log.warning("skipping %s", err)
-                continue
-            if self.cache_in_memory:
-                self._memo[i] = item
-            return dict(item, index=index)
-        raise DataError(f"no readable ShapeNetPart shape under {self.root}: all {n} files failed")
+        item = self.skip.next_readable(index, self.paths, self._cached_item, f"ShapeNetPart {self.root}")
+        return dict(item, index=index)

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mmssl.cache import cache_folder
+from mmssl.data import SkipBadFiles
 from mmssl.errors import CorruptFileError, DataError
 
 log = logging.getLogger(__name__)
@@ -97,14 +98,16 @@ def read_jsonl(
     label_field: str | None = None,
     num_parts: int = 8,
     group: str | None = None,
-    skip_bad: bool = False,
+    skipping: SkipBadFiles | None = None,
 ) -> list[TextUnit]:
     """One unit per JSON record; group = ``record[label_field]``, else ``group``, else span of the file.
 
     A line that is not a JSON object with a string ``text_field`` raises
-    :class:`~mmssl.errors.CorruptFileError` naming the file and line; ``skip_bad`` logs and skips it.
+    :class:`~mmssl.errors.CorruptFileError` naming the file and line; with ``skipping`` set to skip
+    (:class:`~mmssl.data.SkipBadFiles`) it is logged, recorded as ``<file>:<line>`` and left out.
     """
     path = Path(path)
+    skipping = skipping if skipping is not None else SkipBadFiles()
     lines = _read_text(path).splitlines()
     units, skipped = [], 0
     for number, line in enumerate(lines, start=1):
@@ -119,11 +122,8 @@ def read_jsonl(
             if label_field is not None and label_field not in record:
                 raise ValueError(f"no label field '{label_field}'")
         except ValueError as err:
-            bad = CorruptFileError(path, f"line {number}: {err}")
-            if not skip_bad:
-                raise bad from err
+            skipping.record(CorruptFileError(path, f"line {number}: {err}"), f"{path}:{number}")
             skipped += 1
-            log.warning("skipping %s", bad)
             continue
         text = record[text_field].strip()
         if not text:
@@ -142,10 +142,14 @@ def read_folder(
     root: str | Path,
     text_field: str = "text",
     label_field: str | None = None,
-    skip_bad: bool = False,
+    skipping: SkipBadFiles | None = None,
 ) -> list[TextUnit]:
-    """Every text / JSONL file under ``root`` (sorted), each file its own group (the document)."""
+    """Every text / JSONL file under ``root`` (sorted), each file its own group (the document).
+
+    An unreadable file raises, or with ``skipping`` set to skip is logged and left out.
+    """
     root = Path(root)
+    skipping = skipping if skipping is not None else SkipBadFiles()
     files = sorted(
         p
         for p in root.rglob("*")
@@ -156,19 +160,14 @@ def read_folder(
     if not files:
         exts = ", ".join(PLAIN_EXTENSIONS + JSONL_EXTENSIONS)
         raise DataError(f"no text files ({exts}) under {root}")
-    units: list[TextUnit] = []
-    for path in files:
+
+    def read(path: Path) -> list[TextUnit]:
         name = str(path.relative_to(root))
-        try:
-            if path.suffix.lower() in JSONL_EXTENSIONS:
-                units += read_jsonl(path, text_field, label_field, group=name, skip_bad=skip_bad)
-            else:
-                units += read_plain_file(path, group=name)
-        except CorruptFileError as err:
-            if not skip_bad:
-                raise
-            log.warning("skipping %s", err)
-    return units
+        if path.suffix.lower() in JSONL_EXTENSIONS:
+            return read_jsonl(path, text_field, label_field, group=name, skipping=skipping)
+        return read_plain_file(path, group=name)
+
+    return [unit for _, units in skipping.keep_readable(files, lambda p: p, read) for unit in units]
 
 
 def read_corpus(
@@ -176,15 +175,19 @@ def read_corpus(
     text_field: str = "text",
     label_field: str | None = None,
     num_parts: int = 8,
-    skip_bad: bool = False,
+    skipping: SkipBadFiles | None = None,
 ) -> list[TextUnit]:
-    """A folder, a ``.jsonl`` file or a plain text file (by suffix), read as described above."""
+    """A folder, a ``.jsonl`` file or a plain text file (by suffix), read as described above.
+
+    ``skipping`` (:class:`~mmssl.data.SkipBadFiles`): what to do with unreadable files of a folder and
+    bad JSONL lines (default: raise); a single unreadable file always raises.
+    """
     path = Path(root).expanduser()
     if path.is_dir():
-        units = read_folder(path, text_field, label_field, skip_bad)
+        units = read_folder(path, text_field, label_field, skipping)
     elif path.is_file():
         if path.suffix.lower() in JSONL_EXTENSIONS:
-            units = read_jsonl(path, text_field, label_field, num_parts, skip_bad=skip_bad)
+            units = read_jsonl(path, text_field, label_field, num_parts, skipping=skipping)
         else:
             units = read_plain_file(path, num_parts)
     else:

@@ -9,8 +9,10 @@
   the training / validation units of the ``task_classes`` largest document groups (see
   :mod:`~mmssl.modalities.text.corpus` for what a group is: a stdlib module, a file of a folder, a
   span of a single file, a JSONL label). Test passages come from validation text only;
-- ``info``: the tokenizer (``info["tokenizer"]``, which the LM methods need), the validation blocks
-  (``info["val_blocks"]``, for perplexity and masked accuracy), class names and token counts.
+- ``extras``: a :class:`~mmssl.modalities.text.extras.LanguageData` with the tokenizer (which the
+  LM methods need) and the validation blocks (for perplexity and masked accuracy);
+- ``stats``: the corpus, the tokenizer's folder and vocabulary size, class names, unit and token
+  counts, and the files / JSONL lines skipped as unreadable (``skip_bad``).
 
 With no ``root`` the corpus is the built-in one (standard-library docstrings); nothing is
 downloaded. The tokenizer is trained on the training units, or loaded from a local folder.
@@ -25,13 +27,14 @@ from typing import Any
 
 import torch
 
-from mmssl.data import DataBundle
+from mmssl.data import DataBundle, SkipBadFiles
 from mmssl.data.source import data_source
 from mmssl.errors import DataError
 from mmssl.modalities.text.corpus import TextUnit, builtin_corpus, read_corpus, split_units
+from mmssl.modalities.text.extras import LanguageData
 from mmssl.modalities.text.keys import ATTENTION_MASK, INPUT_IDS
 from mmssl.modalities.text.packing import LabelledBlocks, TokenBlocks, pack_blocks
-from mmssl.modalities.text.tokenizer import cached_tokenizer, load_tokenizer
+from mmssl.modalities.text.tokenizer import TokenizerSpec, cached_tokenizer, load_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -156,11 +159,12 @@ def text_corpus(
     windows in each split. ``skip_bad``: skip unreadable files and
     JSONL lines with a warning instead of raising.
     """
+    skipping = SkipBadFiles(skip_bad)
     if root is None:
         units = builtin_corpus(builtin_modules, cache_dir=Path(cache_dir) / "text" if cache_dir else None)
         corpus_name = "builtin:stdlib-docstrings"
     else:
-        units = read_corpus(root, text_field, label_field, num_parts=task_classes, skip_bad=skip_bad)
+        units = read_corpus(root, text_field, label_field, num_parts=task_classes, skipping=skipping)
         corpus_name = str(Path(root).expanduser())
     train_units, val_units = split_units(units, val_fraction)
     if not train_units:
@@ -168,13 +172,10 @@ def text_corpus(
     if tokenizer is not None:
         tok, tok_dir, hit = load_tokenizer(tokenizer), Path(tokenizer), True
     else:
+        spec = TokenizerSpec(tokenizer_kind, vocab_size, min_frequency, lowercase, max_length=block_size)
         tok, tok_dir, hit = cached_tokenizer(
             [u.text for u in train_units],
-            kind=tokenizer_kind,
-            vocab_size=vocab_size,
-            min_frequency=min_frequency,
-            lowercase=lowercase,
-            max_length=block_size,
+            spec,
             cache_dir=Path(cache_dir) / "text_tokenizers" if cache_dir else None,
         )
     pack = packing_ids(tok)
@@ -208,20 +209,20 @@ def text_corpus(
         eval_train=eval_train,
         eval_test=eval_test,
         num_classes=len(eval_train.class_names) if eval_train is not None else 0,
-        info={
-            "modality": "text",
-            "dataset": "text_corpus",
+        extras=(LanguageData(tokenizer=tok, val_blocks=val_blocks),),
+        name="text_corpus",
+        stats={
             "corpus": corpus_name,
-            "tokenizer": tok,
             "tokenizer_dir": str(tok_dir),
             "tokenizer_cache_hit": hit,
             "vocab_size": len(tok),
             "block_size": block_size,
-            "val_blocks": val_blocks,
-            "class_names": eval_train.class_names if eval_train is not None else [],
+            "class_names": list(eval_train.class_names) if eval_train is not None else [],
             "num_train_units": len(train_units),
             "num_val_units": len(val_units),
             "num_train_tokens": pretrain.num_tokens,
             "num_val_tokens": val_blocks.num_tokens,
+            "num_skipped": skipping.num_skipped,
+            "bad_files": [str(p) for p in skipping.bad_files],
         },
     )

@@ -1,8 +1,8 @@
 """Language-model evaluators on held-out text (registered in ``EVALUATORS``, ``modality="text"``).
 
-They receive the trained method (the pipeline passes it to evaluators that declare ``method``) and
-score the validation blocks ``data.info["val_blocks"]``; the random-init baseline gets a freshly
-built method around the untrained encoder, so both rows use the same code and the same masks.
+They receive the trained method (``ctx.method``) and score the validation blocks of the dataset's
+:class:`~mmssl.modalities.text.extras.LanguageData`; the random-init baseline gets a freshly built
+method around the untrained encoder, so both rows use the same code and the same masks.
 
 - ``perplexity`` (causal LM): ``val_loss`` = mean next-token cross-entropy over every real target
   token (token-weighted across blocks, not a mean of block means), ``perplexity = exp(val_loss)``.
@@ -29,6 +29,7 @@ from torch import nn
 from mmssl.data import DataBundle
 from mmssl.eval.context import EvalContext
 from mmssl.eval.features import autocast_for, eval_mode
+from mmssl.modalities.text.extras import LanguageData
 from mmssl.modalities.text.methods import CausalLanguageModel, MaskedLanguageModel, causal_lm_loss
 from mmssl.modalities.text.mlm_masking import IGNORE_INDEX
 from mmssl.modalities.text.packing import TokenBlocks
@@ -42,15 +43,25 @@ def _method_of(method: nn.Module | None, cls: type, evaluator: str, method_name:
 
 
 def _val_blocks(data: DataBundle, evaluator: str, max_blocks: int | None) -> TokenBlocks:
-    blocks = data.info.get("val_blocks")
-    if not isinstance(blocks, TokenBlocks) or len(blocks) == 0:
+    blocks = data.extra(LanguageData, needed_by=f"evaluator '{evaluator}'").val_blocks
+    if len(blocks) == 0:
         raise ValueError(
-            f"evaluator '{evaluator}' needs validation text (data.info['val_blocks']); use the text_corpus "
-            "dataset with val_fraction > 0"
+            f"evaluator '{evaluator}' needs validation text; use the text_corpus dataset with "
+            "val_fraction > 0"
         )
     if max_blocks is not None and max_blocks < len(blocks):
         return TokenBlocks(blocks.input_ids[:max_blocks], blocks.attention_mask[:max_blocks])
     return blocks
+
+
+def _scoring(
+    ctx: EvalContext, data: DataBundle, cls: type, evaluator: str, method_name: str, max_blocks: int | None
+) -> tuple[nn.Module, TokenBlocks, torch.device]:
+    """``(the method, moved to the device; the validation blocks to score; the device)``."""
+    lm = _method_of(ctx.method, cls, evaluator, method_name)
+    device = torch.device(ctx.device)
+    blocks = _val_blocks(data, evaluator, max_blocks)
+    return lm.to(device), blocks, device
 
 
 def _batches(blocks: TokenBlocks, batch_size: int, device: torch.device):
@@ -72,12 +83,9 @@ def perplexity_evaluator(
 
     ``max_blocks``: score only the first that many validation blocks (None: all).
     """
-    device, method = ctx.device, ctx.method
-    lm = _method_of(method, CausalLanguageModel, "perplexity", "clm")
-    device = torch.device(device)
-    blocks = _val_blocks(data, "perplexity", max_blocks)
+    lm, blocks, device = _scoring(ctx, data, CausalLanguageModel, "perplexity", "clm", max_blocks)
     total, count = 0.0, 0
-    with eval_mode(lm.to(device)):
+    with eval_mode(lm):
         for ids, mask in _batches(blocks, batch_size, device):
             with autocast_for(device):
                 logits, labels = lm.logits_and_labels(ids, mask)
@@ -100,13 +108,10 @@ def masked_accuracy_evaluator(
 
     Masks come from a CPU generator seeded with ``seed``, so they do not depend on the device.
     """
-    device, seed, method = ctx.device, ctx.seed, ctx.method
-    lm = _method_of(method, MaskedLanguageModel, "masked_accuracy", "mlm")
-    device = torch.device(device)
-    blocks = _val_blocks(data, "masked_accuracy", max_blocks)
-    generator = torch.Generator().manual_seed(seed)
+    lm, blocks, device = _scoring(ctx, data, MaskedLanguageModel, "masked_accuracy", "mlm", max_blocks)
+    generator = torch.Generator().manual_seed(ctx.seed)
     total, correct, count = 0.0, 0, 0
-    with eval_mode(lm.to(device)):
+    with eval_mode(lm):
         for ids, mask in _batches(blocks, batch_size, device):
             with autocast_for(device):
                 logits, targets = lm.masked_logits(ids, mask, generator)

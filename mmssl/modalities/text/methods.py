@@ -32,6 +32,7 @@ from mmssl.core.method import Method
 from mmssl.data import DataBundle
 from mmssl.modalities.text.encoders import HFTextEncoder
 from mmssl.modalities.text.export import export_pretrained
+from mmssl.modalities.text.extras import LanguageData
 from mmssl.modalities.text.generation import write_generations
 from mmssl.modalities.text.keys import ATTENTION_MASK, INPUT_IDS
 from mmssl.modalities.text.mlm_masking import IGNORE_INDEX, mask_tokens
@@ -191,7 +192,8 @@ class CausalLanguageModel(_LanguageModel):
 
     def save_figures(self, figures_dir: Path, data: DataBundle, device: torch.device) -> None:
         super().save_figures(figures_dir, data, device)
-        val = data.info.get("val_blocks")
+        language = data.find_extra(LanguageData)
+        val = language.val_blocks if language is not None else None
         if self.samples > 0 and val is not None and len(val) > 0:
             write_generations(
                 self.encoder.model,
@@ -203,16 +205,14 @@ class CausalLanguageModel(_LanguageModel):
             )
 
 
-def _tokenizer_of(data: DataBundle | None, method: str) -> Any:
-    tokenizer = data.info.get("tokenizer") if data is not None else None
-    if tokenizer is None:
-        raise ValueError(f"method '{method}' needs the text_corpus dataset (its info carries the tokenizer)")
-    return tokenizer
+def _tokenizer_of(data: DataBundle, method: str) -> Any:
+    """The dataset's tokenizer (its :class:`LanguageData`); a ConfigError naming ``method`` if absent."""
+    return data.extra(LanguageData, needed_by=f"method '{method}' (for the tokenizer)").tokenizer
 
 
 def mlm(
     encoder: nn.Module,
-    data: DataBundle | None = None,
+    data: DataBundle,
     mlm_probability: float = 0.15,
     mask_replace_prob: float = 0.8,
     random_replace_prob: float = 0.1,
@@ -233,7 +233,7 @@ def mlm(
 
 def clm(
     encoder: nn.Module,
-    data: DataBundle | None = None,
+    data: DataBundle,
     export: bool = True,
     samples: int = 4,
 ) -> CausalLanguageModel:

@@ -24,6 +24,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -57,33 +58,47 @@ BPE_SPECIALS = {
 }
 
 
-def _check_kind(kind: str) -> str:
-    if kind not in TOKENIZER_KINDS:
-        raise DataError(f"tokenizer kind must be one of {', '.join(TOKENIZER_KINDS)}, got '{kind}'")
-    return kind
+@dataclass(frozen=True)
+class TokenizerSpec:
+    """How a tokenizer is trained: ``kind`` (``wordpiece`` | ``bpe``), ``vocab_size`` (an upper bound:
+    a small corpus may yield fewer pieces), ``min_frequency`` of a merge, ``lowercase`` (WordPiece only;
+    byte-level BPE keeps every byte) and ``max_length``, the tokenizer's ``model_max_length`` (the
+    encoder's position count)."""
+
+    kind: str = "wordpiece"
+    vocab_size: int = 8192
+    min_frequency: int = 2
+    lowercase: bool = True
+    max_length: int = 512
+
+    def __post_init__(self) -> None:
+        if self.kind not in TOKENIZER_KINDS:
+            raise DataError(f"tokenizer kind must be one of {', '.join(TOKENIZER_KINDS)}, got '{self.kind}'")
+
+    def cache_key(self, texts: Sequence[str]) -> str:
+        """Hash of the training texts and every setting (and the pipeline's and library's versions)."""
+        spec = {
+            "corpus": corpus_fingerprint(texts),
+            "kind": self.kind,
+            "vocab_size": self.vocab_size,
+            "min_frequency": self.min_frequency,
+            "lowercase": self.lowercase if self.kind == "wordpiece" else None,
+            "max_length": self.max_length,
+            "version": TOKENIZER_VERSION,
+            "tokenizers": tokenizers.__version__,
+        }
+        return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:20]
 
 
-def train_tokenizer(
-    texts: Sequence[str],
-    kind: str = "wordpiece",
-    vocab_size: int = 8192,
-    min_frequency: int = 2,
-    lowercase: bool = True,
-    max_length: int = 512,
-) -> PreTrainedTokenizerFast:
-    """Train a ``wordpiece`` or ``bpe`` tokenizer on ``texts`` (see the module docstring).
-
-    ``vocab_size`` is an upper bound: a small corpus may yield fewer pieces. ``lowercase`` applies
-    to WordPiece only (byte-level BPE keeps every byte). ``max_length``: the tokenizer's
-    ``model_max_length`` (the encoder's position count).
-    """
+def train_tokenizer(texts: Sequence[str], spec: TokenizerSpec = TokenizerSpec()) -> PreTrainedTokenizerFast:
+    """Train a ``wordpiece`` or ``bpe`` tokenizer on ``texts`` as ``spec`` says (see the module docstring)."""
     from transformers import PreTrainedTokenizerFast  # lazy: see encoders.py
 
-    _check_kind(kind)
+    kind, vocab_size, min_frequency = spec.kind, spec.vocab_size, spec.min_frequency
     if kind == "wordpiece":
         specials = list(WORDPIECE_SPECIALS.values())
         tok = Tokenizer(models.WordPiece(unk_token=WORDPIECE_SPECIALS["unk_token"]))
-        tok.normalizer = normalizers.BertNormalizer(lowercase=lowercase)
+        tok.normalizer = normalizers.BertNormalizer(lowercase=spec.lowercase)
         tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
         tok.decoder = decoders.WordPiece()
         trainer = trainers.WordPieceTrainer(
@@ -111,41 +126,18 @@ def train_tokenizer(
         )
         tok.train_from_iterator(texts, trainer)
         special_map = BPE_SPECIALS
-    return PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=max_length, **special_map)
-
-
-def tokenizer_cache_key(
-    texts: Sequence[str], kind: str, vocab_size: int, min_frequency: int, lowercase: bool, max_length: int
-) -> str:
-    spec = {
-        "corpus": corpus_fingerprint(texts),
-        "kind": kind,
-        "vocab_size": vocab_size,
-        "min_frequency": min_frequency,
-        "lowercase": lowercase if kind == "wordpiece" else None,
-        "max_length": max_length,
-        "version": TOKENIZER_VERSION,
-        "tokenizers": tokenizers.__version__,
-    }
-    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:20]
+    return PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=spec.max_length, **special_map)
 
 
 def cached_tokenizer(
-    texts: Sequence[str],
-    kind: str = "wordpiece",
-    vocab_size: int = 8192,
-    min_frequency: int = 2,
-    lowercase: bool = True,
-    max_length: int = 512,
-    cache_dir: str | Path | None = None,
+    texts: Sequence[str], spec: TokenizerSpec = TokenizerSpec(), cache_dir: str | Path | None = None
 ) -> tuple[PreTrainedTokenizerFast, Path, bool]:
-    """:func:`train_tokenizer`, or the copy cached for the same texts and settings.
+    """:func:`train_tokenizer`, or the copy cached for the same texts and ``spec``.
 
     Returns ``(tokenizer, folder, cache_hit)``; ``folder`` holds the tokenizer in transformers'
     format (default ``$MMSSL_CACHE/text_tokenizers/<key>``).
     """
-    _check_kind(kind)
-    key = tokenizer_cache_key(texts, kind, vocab_size, min_frequency, lowercase, max_length)
+    key = spec.cache_key(texts)
     base = Path(cache_dir) if cache_dir is not None else cache_folder("text_tokenizers")
     folder = base / key
     if (folder / "tokenizer.json").is_file():
@@ -153,7 +145,7 @@ def cached_tokenizer(
             return load_tokenizer(folder), folder, True
         except (DataError, OSError, ValueError) as err:
             log.warning("ignoring unreadable tokenizer cache %s (%s); training again", folder, err)
-    tok = train_tokenizer(texts, kind, vocab_size, min_frequency, lowercase, max_length)
+    tok = train_tokenizer(texts, spec)
     try:
         base.mkdir(parents=True, exist_ok=True)
         # Save into a fresh folder, then rename it into place: a concurrent reader sees all or nothing.

@@ -9,18 +9,18 @@ is looked up. An entry given as ``(target, modality)`` overrides the table's ``M
 MODALITY = "video"
 
 METHODS = {
-    "crw": "mmssl.modalities.video.crw:crw",
-    "dpc": "mmssl.modalities.video.dpc:dpc",
-    "future_cvae": "mmssl.modalities.video.future_cvae:future_cvae",
+    "crw": "mmssl.modalities.video.crw:ContrastiveRandomWalk",
+    "dpc": "mmssl.modalities.video.dpc:DensePredictiveCoding",
+    "future_cvae": "mmssl.modalities.video.future_cvae:FutureCVAE",
 }
 ENCODERS = {
     "video_resnet18": "mmssl.modalities.video.encoders:video_resnet18",
     "video_cnn": "mmssl.modalities.video.encoders:video_cnn",
 }
 DATASETS = {
-    "procedural_videos": "mmssl.modalities.video.data:procedural_videos",
-    "video_folder": "mmssl.modalities.video.data:video_folder",
-    "davis": "mmssl.modalities.video.data:davis",
+    "procedural_videos": "mmssl.modalities.video.datasets:procedural_videos",
+    "video_folder": "mmssl.modalities.video.datasets:video_folder",
+    "davis": "mmssl.modalities.video.datasets:davis",
 }
 EVALUATORS = {
     "label_propagation": "mmssl.modalities.video.eval:label_propagation",

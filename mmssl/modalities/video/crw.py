@@ -140,13 +140,25 @@ def extract_patches(
 
 
 class ContrastiveRandomWalk(Method):
-    """CRW on clips ``batch["clip"] [B, T, 3, H, W]`` (see the module docstring)."""
+    """Contrastive random walk (Jabri et al. 2020) on clips ``batch["clip"] [B, T>=2, 3, H, W]``:
+    palindrome walks of every length 1..T-1 must return to their start node (see the module docstring).
+
+    ``temperature``: tau of the transition softmax (paper 0.05-0.07).
+    ``edge_dropout``: fraction of edges removed before each softmax (paper 0.1).
+    ``embed_dim``: width of the linear head before L2 normalisation (paper 128).
+    ``nodes``: ``"patches"`` (paper: 64-px patches at stride 32 on 256-px frames, jittered) or
+    ``"grid"`` (cells of the frame's feature map). ``patch_size`` / ``patch_stride`` /
+    ``patch_jitter``: the patch grid in pixels (``patches`` only).
+    ``min_walk_length``: shortest palindrome half-length (2 reproduces the reference code).
+    ``data`` (the run's bundle) is not used.
+    """
 
     consumes = frozenset({CLIP})
 
     def __init__(
         self,
         encoder: nn.Module,
+        data: DataBundle | None = None,
         *,
         temperature: float = 0.07,
         edge_dropout: float = 0.1,
@@ -189,7 +201,7 @@ class ContrastiveRandomWalk(Method):
         return F.normalize(emb.float(), dim=-1).reshape(b, t, emb.shape[1], -1)
 
     def forward(self, batch: dict[str, Any]) -> dict[str, Tensor]:
-        clip = batch["clip"]
+        clip = batch[CLIP]
         if clip.dim() != 5 or clip.shape[1] < 2:
             raise ValueError(f"CRW needs clips [B, T>=2, 3, H, W], got {tuple(clip.shape)}")
         nodes = self.embed_nodes(clip)
@@ -205,45 +217,8 @@ class ContrastiveRandomWalk(Method):
         return {"loss": loss, **logs}
 
 
-def crw(
-    encoder: nn.Module,
-    data: DataBundle | None = None,
-    temperature: float = 0.07,
-    edge_dropout: float = 0.1,
-    embed_dim: int = 128,
-    nodes: str = "patches",
-    patch_size: int = 64,
-    patch_stride: int = 32,
-    patch_jitter: int = 8,
-    min_walk_length: int = 1,
-) -> ContrastiveRandomWalk:
-    """Contrastive random walk (Jabri et al. 2020): palindrome walks of every length 1..T-1 must
-    return to their start node. Needs clips ``batch["clip"] [B, T>=2, 3, H, W]``.
-
-    ``temperature``: tau of the transition softmax (paper 0.05-0.07).
-    ``edge_dropout``: fraction of edges removed before each softmax (paper 0.1).
-    ``embed_dim``: width of the linear head before L2 normalisation (paper 128).
-    ``nodes``: ``"patches"`` (paper: 64-px patches at stride 32 on 256-px frames, jittered) or
-    ``"grid"`` (cells of the frame's feature map). ``patch_size`` / ``patch_stride`` /
-    ``patch_jitter``: the patch grid in pixels (``patches`` only).
-    ``min_walk_length``: shortest palindrome half-length (2 reproduces the reference code).
-    """
-    return ContrastiveRandomWalk(
-        encoder,
-        temperature=temperature,
-        edge_dropout=edge_dropout,
-        embed_dim=embed_dim,
-        nodes=nodes,
-        patch_size=patch_size,
-        patch_stride=patch_stride,
-        patch_jitter=patch_jitter,
-        min_walk_length=min_walk_length,
-    )
-
-
 __all__ = [
     "ContrastiveRandomWalk",
-    "crw",
     "cycle_loss",
     "extract_patches",
     "palindrome_walks",

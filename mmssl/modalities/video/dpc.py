@@ -84,14 +84,16 @@ def dense_predictive_loss(pred: Tensor, target: Tensor, temperature: float = 0.1
 
 
 class DensePredictiveCoding(Method):
-    """DPC (see the module docstring).
+    """Dense Predictive Coding (Han et al. 2019): a ConvGRU over past block features predicts the
+    next ``pred_steps`` blocks' feature grids; dense InfoNCE against all cells of the batch (see the
+    module docstring).
 
-    Args:
-        encoder: frame-grid video encoder (``feature_map`` or tokens + ``grid``), ``out_dim`` D.
-        num_blocks: N blocks per clip; ``block_len``: frames per block (the clip has N * block_len).
-        pred_steps: P future blocks predicted from the first N - P.
-        hidden_dim: ConvGRU state size (None: D, as DPC). ``kernel_size``: ConvGRU kernel (1 in DPC).
-        temperature: of the cosine-similarity InfoNCE.
+    ``encoder``: frame-grid video encoder (``feature_map`` or tokens + ``grid``), ``out_dim`` D.
+    ``num_blocks``: N blocks per clip; ``block_len``: frames per block (the clip must have
+    ``num_blocks * block_len`` frames, ``data.clip_len``). ``pred_steps``: P future blocks predicted from
+    the first N - P. ``hidden_dim``: ConvGRU state (None: encoder ``out_dim``, as DPC). ``kernel_size``:
+    ConvGRU kernel (1 as DPC). ``temperature``: of the cosine-similarity InfoNCE. ``data`` (the run's
+    bundle) is not used.
     """
 
     consumes = frozenset({CLIP})
@@ -99,6 +101,7 @@ class DensePredictiveCoding(Method):
     def __init__(
         self,
         encoder: nn.Module,
+        data: DataBundle | None = None,
         *,
         num_blocks: int = 4,
         block_len: int = 2,
@@ -143,35 +146,7 @@ class DensePredictiveCoding(Method):
         return torch.stack(preds, dim=1)
 
     def forward(self, batch: dict[str, Any]) -> dict[str, Tensor]:
-        feats = self.block_features(batch["clip"])
+        feats = self.block_features(batch[CLIP])
         pred = self.predict(feats)
         loss, acc = dense_predictive_loss(pred, feats[:, -self.pred_steps :], self.temperature)
         return {"loss": loss, "acc": acc}
-
-
-def dpc(
-    encoder: nn.Module,
-    data: DataBundle | None = None,
-    num_blocks: int = 4,
-    block_len: int = 2,
-    pred_steps: int = 2,
-    hidden_dim: int | None = None,
-    kernel_size: int = 1,
-    temperature: float = 0.1,
-) -> DensePredictiveCoding:
-    """Dense Predictive Coding (Han et al. 2019): a ConvGRU over past block features predicts the
-    next ``pred_steps`` blocks' feature grids; dense InfoNCE against all cells of the batch.
-
-    The clip must have ``num_blocks * block_len`` frames (``data.clip_len``). ``hidden_dim``: ConvGRU
-    state (None: encoder ``out_dim``). ``kernel_size``: ConvGRU kernel (1 as DPC). ``temperature``:
-    of the cosine-similarity InfoNCE.
-    """
-    return DensePredictiveCoding(
-        encoder,
-        num_blocks=num_blocks,
-        block_len=block_len,
-        pred_steps=pred_steps,
-        hidden_dim=hidden_dim,
-        kernel_size=kernel_size,
-        temperature=temperature,
-    )

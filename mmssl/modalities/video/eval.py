@@ -1,8 +1,9 @@
 """Video evaluators: semi-supervised video object segmentation by label propagation (DAVIS protocol).
 
-``label_propagation`` reads ``data.info["propagation"] = {"root": DAVIS-layout root, "sequences":
-[names], "resolution": "480p"}`` (set by the video dataset builders; the ``root`` / ``sequences``
-options override it, e.g. to point at a real DAVIS copy), and for every sequence
+``label_propagation`` reads the bundle's
+:class:`~mmssl.modalities.video.propagation_set.PropagationSet` (a DAVIS-layout root, the sequence names
+and the resolution, put in ``extras`` by the video dataset builders; the ``root`` / ``sequences`` options
+override it, e.g. to point at a real DAVIS copy), and for every sequence
 
 1. loads the frames (optionally resized, ``frame_size``) and the ground-truth masks;
 2. encodes every frame with the frozen encoder (its feature map, no projection head), L2-normalised;
@@ -62,6 +63,7 @@ from mmssl.modalities.video.propagation import (
     labels_to_onehot,
     propagate_labels,
 )
+from mmssl.modalities.video.propagation_set import PropagationSet
 
 log = logging.getLogger(__name__)
 
@@ -185,10 +187,10 @@ def save_strip(
     return path
 
 
-def _sequence_names(info: dict[str, Any], root: str, resolution: str, sequences: Any) -> list[str]:
+def _sequence_names(found: PropagationSet | None, root: str, resolution: str, sequences: Any) -> list[str]:
     if isinstance(sequences, (list, tuple)):
         return [str(s) for s in sequences]
-    names = info.get("sequences") if info.get("root") == root else None
+    names = found.sequences if found is not None and found.root == root else None
     names = list(names) if names else list_davis_sequences(root, resolution)
     if isinstance(sequences, int):
         names = names[: max(1, sequences)]
@@ -232,21 +234,21 @@ def label_propagation(
     ``frame_size``: short side in pixels (aspect kept) or [h, w]; null = native (480p is slow on CPU).
     ``max_frames``: keep the first frames of each sequence. ``sequences``: how many of the listed
     sequences (int) or their names. ``root`` / ``resolution``: a DAVIS-layout root to use instead of
-    ``data.info["propagation"]`` (e.g. a real DAVIS copy). ``raw_color``: also evaluate raw Lab
+    the dataset's ``PropagationSet`` (e.g. a real DAVIS copy). ``raw_color``: also evaluate raw Lab
     colour cells. ``bound_th``: F's boundary tolerance (fraction of the diagonal). ``batch_size``:
     frames per encoder call. ``strip_frames``: frames per PNG strip. ``seed`` is unused (deterministic).
     """
     device, figures_dir = ctx.device, ctx.figures_dir
     device = torch.device(device)
-    info = dict(data.info.get("propagation") or {})
-    root = str(root) if root else info.get("root")
+    found = data.find_extra(PropagationSet)
+    root = str(root) if root else (found.root if found is not None else None)
     if not root:
         raise DataError(
-            "label_propagation needs a DAVIS-layout root: the dataset gave no info['propagation'] "
-            "and no eval.label_propagation.root was set"
+            f"label_propagation needs a DAVIS-layout root: dataset '{data.name or '?'}' gave no "
+            "PropagationSet and no eval.label_propagation.root was set"
         )
-    resolution = resolution or info.get("resolution", "480p")
-    names = _sequence_names(info, root, resolution, sequences)
+    resolution = resolution or (found.resolution if found is not None else "480p")
+    names = _sequence_names(found, root, resolution, sequences)
     if not names:
         raise DataError(f"no sequences to evaluate under {root}")
     figures = Path(figures_dir) if figures_dir is not None else None

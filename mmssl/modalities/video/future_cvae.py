@@ -51,6 +51,7 @@ from torch import Tensor, nn
 
 from mmssl.core.method import Method
 from mmssl.data import DataBundle
+from mmssl.data.keys import INPUT
 from mmssl.eval.features import eval_mode
 from mmssl.modalities.image.color import to_unit_rgb
 from mmssl.modalities.video.encoders import frame_feature_map
@@ -95,16 +96,17 @@ def clip_trajectories(
 
 
 class FutureCVAE(Method):
-    """Walker et al.'s conditional VAE over dense future trajectories (see the module docstring).
+    """Walker et al. (2016): a conditional VAE forecasting dense trajectories from one frame (see the
+    module docstring).
 
-    Args:
-        encoder: frame-grid video encoder (``[B, 3, H, W]`` -> tokens with a ``grid``); the image tower.
-        horizon: K future frames per trajectory (the clip needs ``K + 1`` frames).
-        latent_dim: size of z (Walker et al. use a small latent vector).
-        hidden_dim: width of the posterior and decoder towers.
-        out_grid: side of the predicted trajectory grid (None: the encoder's grid).
-        kl_weight: beta on the KL term (1 = the ELBO).
-        flow_size: frame short side (pixels) for the optical flow that makes the targets (None: as is).
+    ``encoder``: frame-grid video encoder (``[B, 3, H, W]`` -> tokens with a ``grid``); the image tower.
+    Targets are Lucas-Kanade flow trajectories over the clip's next ``horizon`` frames (K; the clip
+    needs ``horizon + 1`` frames), pooled onto an ``out_grid`` x ``out_grid`` grid (None: the
+    encoder's grid). ``latent_dim``: size of z (Walker et al. use a small latent vector).
+    ``hidden_dim``: width of the posterior / decoder towers. ``kl_weight``: beta on the KL (1 = ELBO).
+    ``flow_size``: frame short side (pixels) for the flow (None: the clip's own size). Saves
+    ``figures/future_cvae.png`` (measured vs sampled motion) after training. ``data`` (the run's
+    bundle) is not used.
     """
 
     consumes = frozenset({CLIP})
@@ -112,6 +114,7 @@ class FutureCVAE(Method):
     def __init__(
         self,
         encoder: nn.Module,
+        data: DataBundle | None = None,
         *,
         horizon: int = 4,
         latent_dim: int = 8,
@@ -170,7 +173,7 @@ class FutureCVAE(Method):
 
     # ------------------------------------------------------------------ training
     def forward(self, batch: dict[str, Any]) -> dict[str, Tensor]:
-        clip = batch["clip"]  # [B, T, 3, H, W]
+        clip = batch[CLIP]  # [B, T, 3, H, W]
         fmap = self.features(clip[:, 0])
         traj = self.targets(clip, self.grid_for(fmap))
         mu, logvar = self.encode_posterior(fmap, traj)
@@ -236,7 +239,7 @@ class FutureCVAE(Method):
         dataset = data.eval_test if data.eval_test is not None else data.eval_train
         if dataset is None or len(dataset) == 0:
             return None
-        clips = [dataset[i]["input"] for i in range(min(num_clips, len(dataset)))]
+        clips = [dataset[i][INPUT] for i in range(min(num_clips, len(dataset)))]
         clips = torch.stack([c for c in clips if c.shape[0] > self.horizon]).to(device)
         if len(clips) == 0:
             return None
@@ -279,33 +282,3 @@ def _draw_motion(ax: Any, image: Any, field: Tensor, h: int, w: int) -> None:
     ax.set_xlim(0, w)
     ax.set_ylim(h, 0)
     ax.axis("off")
-
-
-def future_cvae(
-    encoder: nn.Module,
-    data: DataBundle | None = None,
-    horizon: int = 4,
-    latent_dim: int = 8,
-    hidden_dim: int = 64,
-    out_grid: int | None = 16,
-    kl_weight: float = 1.0,
-    flow_size: int | None = None,
-) -> FutureCVAE:
-    """Walker et al. (2016): a conditional VAE forecasting dense trajectories from one frame.
-
-    Targets are Lucas-Kanade flow trajectories over the clip's next ``horizon`` frames (the clip
-    needs ``horizon + 1`` frames), pooled onto an ``out_grid`` x ``out_grid`` grid (None: the
-    encoder's grid). ``latent_dim``: size of z. ``hidden_dim``: width of the posterior / decoder.
-    ``kl_weight``: beta on the KL (1 = ELBO). ``flow_size``: frame short side for the flow (None:
-    the clip's own size). Saves
-    ``figures/future_cvae.png`` (measured vs sampled motion) after training.
-    """
-    return FutureCVAE(
-        encoder,
-        horizon=horizon,
-        latent_dim=latent_dim,
-        hidden_dim=hidden_dim,
-        out_grid=out_grid,
-        kl_weight=kl_weight,
-        flow_size=flow_size,
-    )

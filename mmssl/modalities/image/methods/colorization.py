@@ -54,6 +54,7 @@ from mmssl.modalities.image.color import (
     soft_encode,
     to_unit_rgb,
 )
+from mmssl.modalities.image.figures import eval_mode, figure_inputs
 
 _TRUNK = "trunk."
 
@@ -115,13 +116,17 @@ def tokens_to_map(tokens: Tensor) -> Tensor:
 
 
 class Colorization(Method):
-    """Zhang et al.'s colorization as a pretext task (see the module docstring).
+    """Colorization (Zhang et al. 2016): predict quantised ab from L with a class-rebalanced
+    cross-entropy over in-gamut bins; decode with the annealed mean (see the module docstring).
+    Registered as ``colorization``; saves ``figures/colorization.png`` after training.
 
     Args:
-        encoder: the trunk, taking 1-channel L input (e.g. ``small_cnn`` with ``in_channels: 1``)
-            and returning ``{"tokens": [B, N, D]}`` of a square grid. Wrapped as ``self.encoder``.
+        encoder: the trunk, taking 1-channel L input (``encoder.in_channels: 1``, e.g. ``small_cnn``)
+            and returning ``{"tokens": [B, N, D]}`` of a square grid. Wrapped as ``self.encoder``,
+            which converts RGB to L itself.
+        data: the run's data bundle (unused).
         grid: ab bin spacing (10). sigma / num_neighbours: soft encoding (5, 5).
-        rebalance_lambda: lambda of the rebalancing weights (1 = no rebalancing).
+        rebalance_lambda: lambda of the rebalancing weights (0.5 as the paper; 1 = no rebalancing).
         prior_steps: training batches whose ab histogram makes up p~.
         temperature: annealed-mean temperature for decoding (0.38).
         out_stride: input side / output side (4 as the paper).
@@ -134,6 +139,7 @@ class Colorization(Method):
     def __init__(
         self,
         encoder: nn.Module,
+        data: DataBundle | None = None,
         *,
         grid: float = 10.0,
         sigma: float = 5.0,
@@ -212,17 +218,11 @@ class Colorization(Method):
         colourisation / original."""
         from torchvision.utils import save_image
 
-        dataset = data.eval_test if data.eval_test is not None else data.eval_train
-        if dataset is None or len(dataset) == 0:
+        images = figure_inputs(data, num_images, device)
+        if images is None:
             return None
-        n = min(num_images, len(dataset))
-        images = torch.stack([dataset[i]["input"] for i in range(n)]).to(device)
-        was_training = self.training
-        self.eval()
-        try:
+        with eval_mode(self):
             coloured = self.colourise(images)
-        finally:
-            self.train(was_training)
         original = to_unit_rgb(images)
         lum = rgb_to_lab(original)[:, :1]
         gray = lab_to_rgb(torch.cat([lum, torch.zeros_like(lum), torch.zeros_like(lum)], dim=1))
@@ -231,42 +231,5 @@ class Colorization(Method):
         grid = torch.cat([gray, coloured, original]).float().cpu()
         upscale = max(1, 96 // images.shape[-1])  # small images are enlarged to be seen
         grid = F.interpolate(grid, scale_factor=upscale, mode="nearest")
-        save_image(grid, path, nrow=n, padding=2, pad_value=1.0)
+        save_image(grid, path, nrow=len(images), padding=2, pad_value=1.0)
         return path
-
-
-def colorization(
-    encoder: nn.Module,
-    data: DataBundle | None = None,
-    grid: float = 10.0,
-    sigma: float = 5.0,
-    num_neighbours: int = 5,
-    rebalance_lambda: float = 0.5,
-    prior_steps: int = 50,
-    temperature: float = 0.38,
-    out_stride: int = 4,
-    head_dim: int = 64,
-    gray_threshold: float = 5.0,
-) -> Colorization:
-    """Colorization (Zhang et al. 2016): predict quantised ab from L with a class-rebalanced
-    cross-entropy over in-gamut bins; decode with the annealed mean.
-
-    The encoder must take 1 input channel (``encoder.in_channels: 1``); the evaluated encoder
-    converts RGB to L itself. ``grid``: ab bin spacing. ``sigma`` / ``num_neighbours``: soft
-    encoding. ``rebalance_lambda``: 0.5 as the paper, 1 disables rebalancing. ``prior_steps``:
-    training batches that measure the ab distribution. ``temperature``: annealed mean.
-    ``out_stride``: input / output resolution. ``gray_threshold``: mean chroma below which an
-    image is skipped. Saves ``figures/colorization.png`` after training.
-    """
-    return Colorization(
-        encoder,
-        grid=grid,
-        sigma=sigma,
-        num_neighbours=num_neighbours,
-        rebalance_lambda=rebalance_lambda,
-        prior_steps=prior_steps,
-        temperature=temperature,
-        out_stride=out_stride,
-        head_dim=head_dim,
-        gray_threshold=gray_threshold,
-    )

@@ -43,6 +43,12 @@ from mmssl.core.method import Method
 from mmssl.data import DataBundle
 from mmssl.data.keys import IMAGE
 from mmssl.modalities.image.color import to_unit_rgb
+from mmssl.modalities.image.methods.pretext import (
+    classification_outputs,
+    crop_patches,
+    patch_embedding,
+    patch_set_logits,
+)
 
 # (dy, dx) of label 0..7: the 3x3 neighbourhood in row-major order without the centre.
 NEIGHBOUR_OFFSETS: tuple[tuple[int, int], ...] = (
@@ -56,26 +62,6 @@ NEIGHBOUR_OFFSETS: tuple[tuple[int, int], ...] = (
     (1, 1),
 )
 ABERRATION_MODES = ("drop", "project", "none")
-
-
-def crop_patches(images: Tensor, top: Tensor, left: Tensor, size: int) -> Tensor:
-    """Cut square patches by advanced indexing, all at once.
-
-    ``images`` ``[B, C, H, W]``; ``top``/``left`` ``[B, K]`` (one corner per patch) or ``[B, K, C]``
-    (one per patch and channel, e.g. jittered colour channels). Returns ``[B, K, C, size, size]``.
-    Every patch must lie inside the image (a ``ValueError`` otherwise).
-    """
-    b, c, h, w = images.shape
-    if top.dim() == 2:
-        top, left = (t.unsqueeze(-1).expand(-1, -1, c) for t in (top, left))
-    if top.min() < 0 or left.min() < 0 or top.max() + size > h or left.max() + size > w:
-        raise ValueError(f"patches of {size} px leave the {h}x{w} image")
-    offsets = torch.arange(size, device=images.device)
-    rows = (top.unsqueeze(-1) + offsets).unsqueeze(-1)  # [B, K, C, s, 1]
-    cols = (left.unsqueeze(-1) + offsets).unsqueeze(-2)  # [B, K, C, 1, s]
-    bi = torch.arange(b, device=images.device).view(b, 1, 1, 1, 1)
-    ci = torch.arange(c, device=images.device).view(1, 1, c, 1, 1)
-    return images[bi, ci, rows, cols]
 
 
 def sample_context_pairs(
@@ -160,14 +146,18 @@ def suppress_chromatic_aberration(patches: Tensor, mode: str, noise_ratio: float
 
 
 class ContextPrediction(Method):
-    """Relative patch position as an 8-way classification (see the module docstring).
+    """Context prediction (Doersch et al. 2015): 8-way relative position of a neighbouring patch (see
+    the module docstring). Registered as ``context``.
 
     Args:
         encoder: the shared patch trunk (returns ``{"global": [N, D]}``); evaluated downstream.
-        patch_size / gap / jitter: geometry in pixels (defaults for 64-px images).
-        aberration: ``drop`` (colour dropping), ``project`` (remove green-magenta) or ``none``.
+        data: the run's data bundle (unused).
+        patch_size / gap / jitter: geometry in pixels of the training images (defaults for 64-px
+            images; the gap is half a patch in the paper).
+        aberration: ``drop`` (keep one colour channel, noise elsewhere), ``project`` (remove
+            green-magenta) or ``none``.
         noise_ratio: std of the replacement noise relative to the kept channel's std (``drop``).
-        downsample_prob / min_downsample: share of patches downsampled, and the smallest side.
+        downsample_prob / min_downsample: share of patches down- and up-sampled, and the smallest side.
         fc_dim: per-patch embedding (Linear-BN-ReLU, shared, the paper's fc6).
         hidden_dim: hidden width of the pair classifier (fc7; fc8 is the 8-way output).
     """
@@ -177,6 +167,7 @@ class ContextPrediction(Method):
     def __init__(
         self,
         encoder: nn.Module,
+        data: DataBundle | None = None,
         *,
         patch_size: int = 14,
         gap: int = 7,
@@ -197,9 +188,7 @@ class ContextPrediction(Method):
         self.patch_size, self.gap, self.jitter = patch_size, gap, jitter
         self.aberration, self.noise_ratio = aberration, noise_ratio
         self.downsample_prob, self.min_downsample = downsample_prob, min_downsample
-        self.patch_fc = nn.Sequential(
-            nn.Linear(encoder.out_dim, fc_dim, bias=False), nn.BatchNorm1d(fc_dim), nn.ReLU(inplace=True)
-        )
+        self.patch_fc = patch_embedding(encoder.out_dim, fc_dim)
         self.classifier = ProjectionHead(2 * fc_dim, hidden_dim, len(NEIGHBOUR_OFFSETS), num_layers=2)
 
     def make_pairs(self, images: Tensor) -> tuple[Tensor, Tensor]:
@@ -215,45 +204,7 @@ class ContextPrediction(Method):
         return flat.view_as(patches), labels
 
     def forward(self, batch: dict[str, Any]) -> dict[str, Tensor]:
-        pairs, labels = self.make_pairs(batch["image"])
-        b = pairs.shape[0]
-        feats = self.patch_fc(self.encoder(pairs.flatten(0, 1))["global"])  # [2B, fc]
-        logits = self.classifier(feats.view(b, -1))  # (first patch, neighbour) concatenated
-        loss = F.cross_entropy(logits, labels)
-        acc = (logits.argmax(dim=1) == labels).float().mean()
-        return {"loss": loss, "acc": acc.detach()}
-
-
-def context(
-    encoder: nn.Module,
-    data: DataBundle | None = None,
-    patch_size: int = 14,
-    gap: int = 7,
-    jitter: int = 1,
-    aberration: str = "drop",
-    noise_ratio: float = 0.01,
-    downsample_prob: float = 0.3,
-    min_downsample: int = 5,
-    fc_dim: int = 256,
-    hidden_dim: int = 512,
-) -> ContextPrediction:
-    """Context prediction (Doersch et al. 2015): 8-way relative position of a neighbouring patch.
-
-    ``patch_size``, ``gap`` (half a patch in the paper) and ``jitter`` are in pixels of the training
-    images (defaults for 64-px images). ``aberration``: ``drop`` (keep one colour channel, noise
-    elsewhere), ``project`` (remove green-magenta) or ``none``. ``downsample_prob``: share of
-    patches down- and up-sampled (to at least ``min_downsample`` px). Heads: ``fc_dim`` per patch,
-    ``hidden_dim`` for the pair classifier.
-    """
-    return ContextPrediction(
-        encoder,
-        patch_size=patch_size,
-        gap=gap,
-        jitter=jitter,
-        aberration=aberration,
-        noise_ratio=noise_ratio,
-        downsample_prob=downsample_prob,
-        min_downsample=min_downsample,
-        fc_dim=fc_dim,
-        hidden_dim=hidden_dim,
-    )
+        pairs, labels = self.make_pairs(batch[IMAGE])
+        # the classifier sees (first patch, neighbour) concatenated
+        logits = patch_set_logits(self.encoder, self.patch_fc, self.classifier, pairs)
+        return classification_outputs(logits, labels)

@@ -35,7 +35,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmssl.core.heads import ProjectionHead
@@ -44,7 +43,12 @@ from mmssl.data import DataBundle
 from mmssl.data.keys import IMAGE
 from mmssl.modalities.image.batch_views import grayscale
 from mmssl.modalities.image.color import to_unit_rgb
-from mmssl.modalities.image.methods.context import crop_patches
+from mmssl.modalities.image.methods.pretext import (
+    classification_outputs,
+    crop_patches,
+    patch_embedding,
+    patch_set_logits,
+)
 
 
 def all_permutations(n: int) -> Tensor:
@@ -150,12 +154,17 @@ def shuffle_tiles(tiles: Tensor, order: Tensor) -> Tensor:
 
 
 class Jigsaw(Method):
-    """Solve 3x3 jigsaw puzzles from a fixed permutation set (see the module docstring).
+    """Jigsaw puzzles (Noroozi & Favaro 2016): classify which of ``num_permutations`` maximally
+    Hamming-distant permutations shuffled the ``grid x grid`` tiles (see the module docstring).
+    Registered as ``jigsaw``.
 
     Args:
         encoder: the shared tile trunk (returns ``{"global": [N, D]}``); evaluated downstream.
-        num_permutations: size P of the permutation set (the classes).
-        grid: tiles per side (3). tile_size, min_gap, channel_jitter: in pixels.
+        data: the run's data bundle (unused).
+        num_permutations: size P of the permutation set (the classes; 1000 in the paper).
+        grid: tiles per side (2 or 3: the permutation search enumerates all of S_n).
+        tile_size, min_gap (least distance between neighbouring tiles), channel_jitter (per-channel
+            spatial shift): in pixels; the defaults fit 64-px images.
         grayscale_prob: share of puzzles made grayscale (the paper's shortcut counter-measure).
         tile_dim: per-tile embedding (Linear-BN-ReLU, shared: fc6).
         hidden_dim: hidden width of the classifier over the concatenated tiles (fc7 -> fc8).
@@ -167,6 +176,7 @@ class Jigsaw(Method):
     def __init__(
         self,
         encoder: nn.Module,
+        data: DataBundle | None = None,
         *,
         num_permutations: int = 100,
         grid: int = 3,
@@ -178,15 +188,19 @@ class Jigsaw(Method):
         hidden_dim: int = 1024,
         permutation_seed: int = 0,
     ) -> None:
+        if not 2 <= grid <= 3:
+            raise ValueError(
+                f"method.grid must be 2 or 3 (the permutation search enumerates all of S_n), got {grid}"
+            )
+        if math.factorial(grid * grid) < num_permutations:
+            raise ValueError(f"only {math.factorial(grid * grid)} permutations of {grid * grid} tiles exist")
         super().__init__()
         self.encoder = encoder
         self.grid, self.tile_size, self.min_gap = grid, tile_size, min_gap
         self.channel_jitter, self.grayscale_prob = channel_jitter, grayscale_prob
         perms, self.min_hamming = max_hamming_permutations(num_permutations, grid * grid, permutation_seed)
         self.register_buffer("permutations", perms)
-        self.tile_fc = nn.Sequential(
-            nn.Linear(encoder.out_dim, tile_dim, bias=False), nn.BatchNorm1d(tile_dim), nn.ReLU(inplace=True)
-        )
+        self.tile_fc = patch_embedding(encoder.out_dim, tile_dim)
         self.classifier = ProjectionHead(grid * grid * tile_dim, hidden_dim, num_permutations, num_layers=2)
 
     def make_puzzles(self, images: Tensor) -> tuple[Tensor, Tensor]:
@@ -206,50 +220,6 @@ class Jigsaw(Method):
         return shuffle_tiles(tiles, self.permutations[labels]), labels
 
     def forward(self, batch: dict[str, Any]) -> dict[str, Tensor]:
-        tiles, labels = self.make_puzzles(batch["image"])
-        b = tiles.shape[0]
-        feats = self.tile_fc(self.encoder(tiles.flatten(0, 1))["global"])  # [B * n, tile_dim]
-        logits = self.classifier(feats.view(b, -1))
-        loss = F.cross_entropy(logits, labels)
-        acc = (logits.argmax(dim=1) == labels).float().mean()
-        return {"loss": loss, "acc": acc.detach(), "chance": 1.0 / len(self.permutations)}
-
-
-def jigsaw(
-    encoder: nn.Module,
-    data: DataBundle | None = None,
-    num_permutations: int = 100,
-    grid: int = 3,
-    tile_size: int = 14,
-    min_gap: int = 2,
-    channel_jitter: int = 1,
-    grayscale_prob: float = 0.3,
-    tile_dim: int = 256,
-    hidden_dim: int = 1024,
-    permutation_seed: int = 0,
-) -> Jigsaw:
-    """Jigsaw puzzles (Noroozi & Favaro 2016): classify which of ``num_permutations`` maximally
-    Hamming-distant permutations shuffled the ``grid x grid`` tiles (1000 in the paper).
-
-    ``tile_size``, ``min_gap`` (least distance between neighbouring tiles) and ``channel_jitter``
-    (per-channel spatial shift) are in pixels; the defaults fit 64-px images. ``grayscale_prob``:
-    share of grayscale puzzles. Heads: ``tile_dim`` per tile, ``hidden_dim`` for the classifier.
-    """
-    if not 2 <= grid <= 3:
-        raise ValueError(
-            f"method.grid must be 2 or 3 (the permutation search enumerates all of S_n), got {grid}"
-        )
-    if math.factorial(grid * grid) < num_permutations:
-        raise ValueError(f"only {math.factorial(grid * grid)} permutations of {grid * grid} tiles exist")
-    return Jigsaw(
-        encoder,
-        num_permutations=num_permutations,
-        grid=grid,
-        tile_size=tile_size,
-        min_gap=min_gap,
-        channel_jitter=channel_jitter,
-        grayscale_prob=grayscale_prob,
-        tile_dim=tile_dim,
-        hidden_dim=hidden_dim,
-        permutation_seed=permutation_seed,
-    )
+        tiles, labels = self.make_puzzles(batch[IMAGE])
+        logits = patch_set_logits(self.encoder, self.tile_fc, self.classifier, tiles)
+        return {**classification_outputs(logits, labels), "chance": 1.0 / len(self.permutations)}

@@ -27,6 +27,7 @@ from mmssl.core.masking import BLOCK_POSITIONS, TokenMasker
 from mmssl.data import DataBundle
 from mmssl.data.keys import IMAGE
 from mmssl.modalities.image.encoders import sincos_pos_embed_2d
+from mmssl.modalities.image.figures import eval_mode, figure_inputs, save_image_rows
 from mmssl.modalities.image.views import IMAGENET_MEAN, IMAGENET_STD
 
 
@@ -140,17 +141,11 @@ class MaskedImageModel(MaskedModel):
         reconstruction with the visible patches pasted back. With ``norm_pix_loss`` the predicted
         patches are in per-patch normalised units; they are mapped back with the true patch's mean
         and standard deviation for display only (as MAE's visualisations do)."""
-        dataset = data.eval_test if data.eval_test is not None else data.eval_train
-        if dataset is None or len(dataset) == 0:
+        images = figure_inputs(data, num_images, device)
+        if images is None:
             return None
-        n = min(num_images, len(dataset))
-        images = torch.stack([dataset[i]["input"] for i in range(n)]).to(device)
-        was_training = self.training
-        self.eval()
-        try:
+        with eval_mode(self):
             pred, mask = self.reconstruct(images, generator=torch.Generator().manual_seed(0))
-        finally:
-            self.train(was_training)
         target = patchify(images, self.patch_size)
         pred = pred.float()
         if self.norm_target:
@@ -168,7 +163,7 @@ class MaskedImageModel(MaskedModel):
         masked_pixels = unpatchify(m.expand_as(target), self.patch_size) > 0
         masked = torch.where(masked_pixels, grey, original)
         recon = to_rgb(pred * m + target * (1 - m))
-        return _save_grid(
+        return save_image_rows(
             [original, masked, recon],
             ["original", "masked", "reconstruction"],
             Path(figures_dir) / f"{self.name}_reconstructions.png",
@@ -179,31 +174,6 @@ class MaskedImageModel(MaskedModel):
                 else ""
             ),
         )
-
-
-def _save_grid(rows: list[Tensor], labels: list[str], path: Path, title: str) -> Path:
-    """One row of images ``[n, 3, H, W]`` (values in [0, 1]) per entry of ``rows``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    n = rows[0].shape[0]
-    fig, axes = plt.subplots(len(rows), n, figsize=(1.3 * n, 1.4 * len(rows) + 0.4), squeeze=False)
-    for r, (row, label) in enumerate(zip(rows, labels, strict=True)):
-        for c in range(n):
-            ax = axes[r][c]
-            ax.imshow(row[c].permute(1, 2, 0).cpu().numpy(), interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if c == 0:
-                ax.set_ylabel(label, fontsize=8)
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
 
 
 def mae(

@@ -17,13 +17,13 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmssl.core.heads import ProjectionHead
 from mmssl.core.method import Method
 from mmssl.data import DataBundle
 from mmssl.data.keys import IMAGE
+from mmssl.modalities.image.methods.pretext import classification_outputs
 
 NUM_ROTATIONS = 4
 
@@ -41,35 +41,32 @@ def rotate_batch(images: Tensor) -> tuple[Tensor, Tensor]:
 
 
 class RotationPrediction(Method):
-    """4-way rotation classification over all rotations of every image (see the module docstring).
+    """RotNet (Gidaris et al. 2018): 4-way rotation prediction over all four rotations of each image
+    in the batch (the effective batch is 4x ``train.batch_size``; see the module docstring).
+    Registered as ``rotation``.
 
     Args:
         encoder: backbone returning ``{"global": [N, D]}``.
-        head_hidden: hidden width of the classifier. head_layers: 1 = linear classifier, 2+ = MLP.
+        data: the run's data bundle (unused).
+        head_hidden: hidden width of the rotation classifier on the encoder's global features.
+        head_layers: 1 = linear classifier, 2+ = MLP.
     """
 
     consumes = frozenset({IMAGE})
 
-    def __init__(self, encoder: nn.Module, *, head_hidden: int = 256, head_layers: int = 2) -> None:
+    def __init__(
+        self,
+        encoder: nn.Module,
+        data: DataBundle | None = None,
+        *,
+        head_hidden: int = 256,
+        head_layers: int = 2,
+    ) -> None:
         super().__init__()
         self.encoder = encoder
         self.head = ProjectionHead(encoder.out_dim, head_hidden, NUM_ROTATIONS, num_layers=head_layers)
 
     def forward(self, batch: dict[str, Any]) -> dict[str, Tensor]:
-        images, labels = rotate_batch(batch["image"])
+        images, labels = rotate_batch(batch[IMAGE])
         logits = self.head(self.encoder(images)["global"])
-        loss = F.cross_entropy(logits, labels)
-        acc = (logits.argmax(dim=1) == labels).float().mean()
-        return {"loss": loss, "acc": acc.detach()}
-
-
-def rotation(
-    encoder: nn.Module, data: DataBundle | None = None, head_hidden: int = 256, head_layers: int = 2
-) -> RotationPrediction:
-    """RotNet (Gidaris et al. 2018): 4-way rotation prediction, all four rotations of each image
-    in the batch (the effective batch is 4x ``train.batch_size``).
-
-    ``head_hidden`` / ``head_layers``: the rotation classifier on the encoder's global features
-    (``head_layers=1``: linear).
-    """
-    return RotationPrediction(encoder, head_hidden=head_hidden, head_layers=head_layers)
+        return classification_outputs(logits, labels)

@@ -1,0 +1,51 @@
+"""SimCLR (Chen et al., ICML 2020): NT-Xent between the projections of two views, negatives from the batch.
+
+For the 2N projections of a batch, with ``sim(u, v) = u.v / (|u| |v|)`` and positive pair ``(i, j)``
+(the two views of one sample), eq. 1::
+
+    l(i, j) = -log( exp(sim(z_i, z_j) / t) / sum_{k != i} exp(sim(z_i, z_k) / t) )
+
+averaged over all 2N anchors. With ``gather`` the views of every process are negatives, gathered with
+exact gradients, so the loss equals the one on the global batch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from mmssl.core.losses import nt_xent
+from mmssl.core.two_view import TwoViewMethod
+from mmssl.data import DataBundle
+from mmssl.data.keys import VIEWS
+
+
+class SimCLR(TwoViewMethod):
+    """SimCLR: encoder + ``projector_layers``-layer MLP projector, NT-Xent at ``temperature``."""
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        data: DataBundle | None = None,
+        *,
+        temperature: float = 0.5,
+        projector_hidden: int = 512,
+        projector_dim: int = 128,
+        projector_layers: int = 2,
+        gather: bool = True,
+    ) -> None:
+        super().__init__(
+            encoder,
+            projector_hidden=projector_hidden,
+            projector_dim=projector_dim,
+            projector_layers=projector_layers,
+        )
+        self.temperature, self.gather = temperature, gather
+
+    def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        x1, x2 = batch[VIEWS]
+        z1, _ = self.online(x1)
+        z2, _ = self.online(x2)
+        return {"loss": nt_xent(z1, z2, temperature=self.temperature, gather=self.gather)}

@@ -1,0 +1,86 @@
+"""The Free Spoken Digit Dataset (FSDD): 10 spoken digits, 8 kHz mono recordings.
+
+``root/recordings/{digit}_{speaker}_{index}.wav`` (or the wavs directly in ``root``); the label is the
+digit. Official split: indices 0-4 test, the rest train; ``test_speakers`` gives a speaker-disjoint
+split instead. Items: :mod:`mmssl.modalities.audio.crops`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from mmssl.data import DataBundle
+from mmssl.data.source import data_source
+from mmssl.errors import DataError
+from mmssl.modalities.audio.clips import AudioClips
+from mmssl.modalities.audio.crops import audio_bundle, pretrain_keys
+
+
+def parse_fsdd_name(path: Path) -> tuple[int, str, int]:
+    """``{digit}_{speaker}_{index}.wav`` -> (digit, speaker, index); DataError naming the file otherwise."""
+    parts = path.stem.split("_")
+    try:
+        digit, index = int(parts[0]), int(parts[-1])
+        speaker = "_".join(parts[1:-1])
+        if len(parts) < 3 or not 0 <= digit <= 9 or not speaker:
+            raise ValueError
+    except ValueError:
+        raise DataError(f"not an FSDD file name ({{digit}}_{{speaker}}_{{index}}.wav): {path}") from None
+    return digit, speaker, index
+
+
+def fsdd_split(
+    files: Sequence[Path], test_speakers: Sequence[str] | None = None, test_below_index: int = 5
+) -> tuple[list[tuple[Path, int]], list[tuple[Path, int]]]:
+    """``(train, test)`` lists of ``(path, digit)``: by recording index (official: 0-4 test) or by speaker."""
+    train, test = [], []
+    for path in files:
+        digit, speaker, index = parse_fsdd_name(path)
+        is_test = speaker in test_speakers if test_speakers is not None else index < test_below_index
+        (test if is_test else train).append((path, digit))
+    return train, test
+
+
+@data_source(produces=pretrain_keys)
+def fsdd(
+    root: str,
+    sample_rate: int = 16000,
+    clip_seconds: float = 1.0,
+    test_speakers: Sequence[str] | None = None,
+    views: str | None = None,
+    preload: bool = True,
+    skip_bad: bool = False,
+    seed: int = 0,
+) -> DataBundle:
+    """Free Spoken Digit Dataset (10 digits, 8 kHz mono recordings), resampled to ``sample_rate``.
+
+    ``root``: the dataset folder (with ``recordings/``) or the recordings folder itself. Split:
+    the official one (recording indices 0-4 test, others train) unless ``test_speakers`` names the
+    held-out speakers. ``clip_seconds``: crop / zero-pad length (the recordings are 0.1-2.3 s).
+    ``views``, ``skip_bad`` as for ``audio_folder_csv``; ``preload`` (default on: the set is small).
+    """
+    base = Path(root).expanduser()
+    folder = base / "recordings" if (base / "recordings").is_dir() else base
+    if not folder.is_dir():
+        raise DataError(f"fsdd root not found: {base}")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".wav")
+    if not files:
+        raise DataError(f"no .wav recordings in {folder}")
+    train_list, test_list = fsdd_split(files, test_speakers)
+    if not train_list or not test_list:
+        raise DataError(
+            f"fsdd split of {folder} leaves {len(train_list)} train and {len(test_list)} test files"
+        )
+    names = [str(d) for d in range(10)]
+    common = dict(sample_rate=sample_rate, preload=preload, skip_bad=skip_bad, class_names=names)
+    train = AudioClips(train_list, **common)  # type: ignore[arg-type]
+    test = AudioClips(test_list, **common)  # type: ignore[arg-type]
+    return audio_bundle(
+        train,
+        test,
+        num_classes=10,
+        clip_seconds=clip_seconds,
+        views=views,
+        stats={"dataset": "fsdd", "root": str(folder), "test_speakers": list(test_speakers or [])},
+    )

@@ -1,0 +1,215 @@
+"""The registered image datasets: built-in procedural shapes and real images in an ImageFolder layout.
+
+Base datasets (:class:`~mmssl.procedural.shapes.ProceduralShapes`,
+:class:`~mmssl.modalities.image.folder.ImageFolderDataset`) yield ``(uint8 tensor [3, H, W], label)``;
+the wrappers of :mod:`mmssl.data.wrappers` (and :class:`~mmssl.modalities.image.items.ImageBatchItems`)
+turn them into what the toolkit's contracts expect:
+
+- pretraining, two-view presets, ``augment="batch"`` (default): ``{"images": uint8 [3, S, S], "index": i}``
+  per item, and the bundle's ``batch_transform``
+  (:class:`~mmssl.modalities.image.batch_views.BatchViews`) turns each batch into
+  ``{"views": [v1, v2], "index": ...}`` on the training device;
+- pretraining, two-view presets, ``augment="per_sample"``: ``{"views": [v1, v2], "index": i}`` per item
+  (``transforms.v2`` in the data-loader workers, :func:`~mmssl.modalities.image.views.sample_views`);
+- pretraining, single-image presets (``views: mae``) or no augmentation (``views: null``; rotation,
+  jigsaw ...): ``{"image": tensor, "label": int, "index": i}``;
+- evaluation: ``{"input": tensor, "label": int}`` with the deterministic ``eval_transform``.
+
+Both augmentation paths read the same :class:`~mmssl.modalities.image.view_spec.ViewSpec` per view:
+the preset named by ``views`` with the recipe's ``view_options`` applied.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from torch.utils.data import Dataset
+
+from mmssl.data import DataBundle, LabelledItems, MultiViewItems, SingleItems
+from mmssl.data.keys import IMAGE, INDEX, LABEL, VIEWS
+from mmssl.data.source import data_source
+from mmssl.errors import ConfigError, DataError
+from mmssl.modalities.image.batch_views import BatchViews
+from mmssl.modalities.image.folder import ImageFolderDataset
+from mmssl.modalities.image.items import ImageBatchItems
+from mmssl.modalities.image.view_spec import SINGLE_VIEW_NAMES, VIEW_NAMES, ViewOptions, resolve_views
+from mmssl.modalities.image.views import AugmentationView, eval_transform, sample_views
+from mmssl.options import build_dataclass
+from mmssl.procedural.shapes import ProceduralShapes
+
+AUGMENT_MODES: tuple[str, ...] = ("batch", "per_sample")
+
+
+def _check_views(views: str | None) -> str | None:
+    if views is None or (isinstance(views, str) and views.lower() in ("none", "null", "")):
+        return None
+    if views not in VIEW_NAMES + SINGLE_VIEW_NAMES:
+        names = ", ".join(VIEW_NAMES + SINGLE_VIEW_NAMES)
+        raise DataError(f"unknown views '{views}'; choose one of {names} or null")
+    return views
+
+
+def _check_augment(augment: str) -> str:
+    if augment not in AUGMENT_MODES:
+        raise DataError(f"unknown augment '{augment}'; choose one of {', '.join(AUGMENT_MODES)}")
+    return augment
+
+
+def _view_options(options: ViewOptions | Mapping[str, Any] | None) -> ViewOptions | None:
+    """The recipe's ``view_options`` as a :class:`ViewOptions` (a plain mapping when built directly)."""
+    if options is None or isinstance(options, ViewOptions):
+        return options
+    return build_dataclass(ViewOptions, options, "data.view_options")
+
+
+def pretrain_dataset(
+    base: Dataset, views: str | None, image_size: int, augment: str, options: ViewOptions | None = None
+) -> tuple[Dataset, Callable[[Any], Any] | None]:
+    """The pretraining dataset and the bundle's ``batch_transform`` (None: items are final)."""
+    if views is None:
+        if options is not None:
+            raise ConfigError("data.view_options needs data.views (a preset such as simclr or mae)")
+        return SingleItems(base, eval_transform(image_size), IMAGE), None
+    try:
+        specs = resolve_views(views, image_size, options)
+    except ValueError as err:
+        raise ConfigError(f"'data.view_options': {err}") from None
+    if views in SINGLE_VIEW_NAMES:  # one augmented image per sample (masked image modelling)
+        (spec,) = specs
+        return SingleItems(base, AugmentationView(image_size, spec), IMAGE), None
+    if augment == "batch":
+        return ImageBatchItems(base, image_size), BatchViews.from_specs(specs, image_size)
+    return MultiViewItems(base, sample_views(specs, image_size)), None
+
+
+def pretrain_keys(options: Mapping[str, Any]) -> set[str]:
+    """Two-view recipes get ``views`` (+ ``index``); single-image ones (``views`` null or a single-view
+    name such as ``mae``) get one ``image`` per sample with its ``label`` and ``index``."""
+    views = _check_views(options["views"])
+    if views is None or views in SINGLE_VIEW_NAMES:
+        return {IMAGE, LABEL, INDEX}
+    return {VIEWS, INDEX}
+
+
+def image_bundle(
+    name: str,
+    train: Dataset,
+    test: Dataset,
+    num_classes: int,
+    *,
+    views: str | None,
+    image_size: int,
+    augment: str,
+    view_options: ViewOptions | None,
+    stats: Mapping[str, Any] | None = None,
+) -> DataBundle:
+    """Pretraining on ``train`` (see the module docstring), evaluation on ``train`` and ``test``."""
+    evaluation = eval_transform(image_size)
+    pretrain, batch_transform = pretrain_dataset(train, views, image_size, augment, view_options)
+    return DataBundle(
+        pretrain=pretrain,
+        eval_train=LabelledItems(train, evaluation),
+        eval_test=LabelledItems(test, evaluation),
+        num_classes=num_classes,
+        batch_transform=batch_transform,
+        name=name,
+        stats={
+            **(stats or {}),
+            "image_size": image_size,
+            "views": views,
+            "augment": augment if views in VIEW_NAMES else None,
+            "num_train": len(train),  # type: ignore[arg-type]
+            "num_test": len(test),  # type: ignore[arg-type]
+        },
+    )
+
+
+@data_source(produces=pretrain_keys)
+def procedural_shapes(
+    views: str | None = "simclr",
+    image_size: int = 32,
+    num_classes: int = 10,
+    train_per_class: int = 500,
+    test_per_class: int = 100,
+    seed: int = 0,
+    cache_dir: str | None = None,
+    augment: str = "batch",
+    view_options: ViewOptions | None = None,
+) -> DataBundle:
+    """Built-in shapes-and-textures images (see :class:`ProceduralShapes`); no download.
+
+    ``views``: two-view preset for pretraining (``simclr``, ``moco_v2``, ``byol``), a one-image
+    preset (``mae``: crop + flip) or null (no augmentation), the last two giving single images
+    ``{"image", "label", "index"}``. ``view_options``: overrides of the preset's numbers, applied to
+    every view (:class:`~mmssl.modalities.image.view_spec.ViewOptions`, e.g.
+    ``{crop_scale: [0.2, 1.0], jitter_strength: 0.5}``). Pretraining and ``eval_train`` use the same
+    train images; ``eval_test`` is a disjoint test draw. ``cache_dir``: where rendered splits are
+    stored (default ``$MMSSL_CACHE/procedural_shapes`` or ``~/.cache/mmssl/procedural_shapes``).
+    ``augment``: ``"batch"`` (pretraining items are uint8 images; the bundle's ``batch_transform``
+    makes both views of a whole batch on the training device) or ``"per_sample"`` (each item's views
+    are made by ``transforms.v2`` in the data-loader workers). Ignored for single images.
+    """
+    views = _check_views(views)
+    augment = _check_augment(augment)
+    common = dict(image_size=image_size, num_classes=num_classes, seed=seed, cache_dir=cache_dir)
+    train = ProceduralShapes(train_per_class, split="train", **common)  # type: ignore[arg-type]
+    test = ProceduralShapes(test_per_class, split="test", **common)  # type: ignore[arg-type]
+    return image_bundle(
+        "procedural_shapes",
+        train,
+        test,
+        num_classes,
+        views=views,
+        image_size=image_size,
+        augment=augment,
+        view_options=_view_options(view_options),
+    )
+
+
+@data_source(produces=pretrain_keys)
+def image_folder(
+    root: str,
+    views: str | None = "simclr",
+    image_size: int = 32,
+    train_subdir: str = "train",
+    test_subdir: str = "test",
+    skip_bad: bool = False,
+    augment: str = "batch",
+    seed: int = 0,
+    view_options: ViewOptions | None = None,
+) -> DataBundle:
+    """Real images in ``root/<train_subdir>/<class>/*`` and ``root/<test_subdir>/<class>/*``.
+
+    ``views``, ``view_options`` and ``augment`` as for ``procedural_shapes``. Evaluation images are
+    resized (shorter side) and centre-cropped to ``image_size``. Pretraining with
+    ``augment="per_sample"`` takes the random resized crop from the full-resolution image; with
+    ``augment="batch"`` images are first resized and centre-cropped to ``image_size`` (where their size
+    differs) so that they stack into a batch, and the crop is taken from that square (see
+    :class:`~mmssl.modalities.image.items.ImageBatchItems`). ``skip_bad``: skip undecodable files with
+    a warning instead of raising :class:`~mmssl.errors.CorruptFileError`.
+    """
+    views = _check_views(views)
+    augment = _check_augment(augment)
+    base = Path(root).expanduser()
+    if not base.is_dir():
+        raise DataError(f"image_folder root not found: {base}")
+    train = ImageFolderDataset(base / train_subdir, skip_bad=skip_bad)
+    test = ImageFolderDataset(base / test_subdir, skip_bad=skip_bad)
+    if train.classes != test.classes:
+        raise DataError(
+            f"class folders differ between {base / train_subdir} ({', '.join(train.classes)}) "
+            f"and {base / test_subdir} ({', '.join(test.classes)})"
+        )
+    return image_bundle(
+        "image_folder",
+        train,
+        test,
+        len(train.classes),
+        views=views,
+        image_size=image_size,
+        augment=augment,
+        view_options=_view_options(view_options),
+        stats={"root": str(base), "skip_bad": skip_bad},
+    )

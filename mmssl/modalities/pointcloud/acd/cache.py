@@ -1,0 +1,99 @@
+"""The on-disk cache of approximate convex decompositions (Gadelha et al., ECCV 2020; CoACD, Wei et al.,
+SIGGRAPH 2022).
+
+Running CoACD costs seconds per mesh, so its results are kept: the hulls, not per-point labels (any
+point sample of the shape can be labelled from them), keyed by a hash of the shape's content and every
+setting that changes its decomposition (:func:`cache_key`), one ``.npz`` per shape, written atomically
+(write, then rename) so concurrent runs never read a half-written entry. Fallback decompositions are
+cached too (their ``method`` says so).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from mmssl.cache import cache_folder
+from mmssl.modalities.pointcloud.acd.job import ACDJob, Decomposition
+from mmssl.modalities.pointcloud.acd.params import ACDParams
+
+log = logging.getLogger(__name__)
+
+# Bump when decomposition or cache format changes, so old cache entries are not reused.
+ACD_VERSION = 2
+
+
+def default_acd_cache_dir() -> Path:
+    """``$MMSSL_CACHE/acd`` or ``~/.cache/mmssl/acd``."""
+    return cache_folder("acd")
+
+
+def cache_key(job: ACDJob, params: ACDParams) -> str:
+    """SHA-256 of :data:`ACD_VERSION`, ``params.settings()`` (plus the reconstruction for a point cloud)
+    and the job's vertices, faces and normals."""
+    h = hashlib.sha256()
+    settings = params.settings()
+    if job.faces is None:
+        settings["reconstruction"] = params.reconstruction
+    h.update(json.dumps({"version": ACD_VERSION, **settings}, sort_keys=True).encode())
+    h.update(np.ascontiguousarray(job.vertices, dtype=np.float32).tobytes())
+    if job.faces is not None:
+        h.update(b"faces" + np.ascontiguousarray(job.faces, dtype=np.int64).tobytes())
+    if job.normals is not None:
+        h.update(b"normals" + np.ascontiguousarray(job.normals, dtype=np.float32).tobytes())
+    return h.hexdigest()
+
+
+class ACDCache:
+    """``root/<key[:2]>/<key>.npz`` per decomposition; writes are atomic (temp file + rename), so
+    concurrent runs never read a half-written entry. ``root=None`` disables caching."""
+
+    def __init__(self, root: str | Path | None) -> None:
+        self.root = Path(root).expanduser() if root is not None else None
+
+    def path(self, key: str) -> Path | None:
+        return None if self.root is None else self.root / key[:2] / f"{key}.npz"
+
+    def load(self, key: str) -> Decomposition | None:
+        path = self.path(key)
+        if path is None or not path.is_file():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                vertex_counts, face_counts = z["vertex_counts"], z["face_counts"]
+                vs = np.split(z["vertices"], np.cumsum(vertex_counts)[:-1])
+                fs = np.split(z["faces"], np.cumsum(face_counts)[:-1])
+                method = str(z["method"])
+        except (OSError, ValueError, KeyError) as err:
+            log.warning("ignoring unreadable ACD cache entry %s (%s)", path, err)
+            return None
+        if vertex_counts.sum() == 0:  # an empty decomposition is stored with counts [0]
+            vs, fs = [], []
+        return Decomposition(list(zip(vs, fs)), method)
+
+    def save(self, key: str, decomposition: Decomposition) -> None:
+        path = self.path(key)
+        if path is None:
+            return
+        hulls = decomposition.hulls
+        arrays = {
+            "vertices": np.concatenate([v for v, _ in hulls]) if hulls else np.zeros((0, 3)),
+            "faces": np.concatenate([f for _, f in hulls]) if hulls else np.zeros((0, 3), np.int64),
+            "vertex_counts": np.array([len(v) for v, _ in hulls] or [0], dtype=np.int64),
+            "face_counts": np.array([len(f) for _, f in hulls] or [0], dtype=np.int64),
+            "method": np.array(decomposition.method),
+        }
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, **arrays)
+            os.replace(tmp, path)
+        except OSError as err:
+            log.warning("could not write ACD cache entry %s (%s); continuing without it", path, err)

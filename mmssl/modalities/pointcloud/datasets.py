@@ -1,0 +1,90 @@
+"""In-memory point-cloud datasets that the builders of :mod:`mmssl.modalities.pointcloud.data` return.
+
+Items (all points centred and scaled into the unit sphere, per shape):
+
+- pretraining (ACD pretext, Gadelha et al., ECCV 2020): ``{"points": float32 [N, 3], "normals": float32
+  [N, 3], "acd": int64 [N] (convex component of each point, -1 when unknown), "index": int}``;
+- part segmentation: ``{"points", "normals", "parts": int64 [N] (GLOBAL ShapeNetPart part ids),
+  "category": int, "index": int}`` plus ``"input"`` (= points) and ``"label"`` (= category), so the
+  generic kNN / linear / few-shot evaluators can also classify shapes. ``category`` indexes
+  :attr:`~mmssl.modalities.pointcloud.taxonomy.PartTaxonomy.categories`; the datasets' ``targets`` list
+  it per item without loading.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from mmssl.data.keys import INDEX, INPUT, LABEL
+from mmssl.modalities.pointcloud.keys import ACD_LABELS, CATEGORY, NORMALS, PARTS, POINTS
+from mmssl.modalities.pointcloud.shapenetpart import ShapeNetPart
+
+
+def stack(arrays: list[np.ndarray], dtype: torch.dtype) -> torch.Tensor:
+    """One tensor ``[S, ...]`` of ``dtype`` from per-shape arrays."""
+    return torch.from_numpy(np.stack(arrays)).to(dtype)
+
+
+class PointCloudPretrainDataset(Dataset):
+    """In-memory pretraining items ``{"points", "normals", "acd", "index"}`` (see module docstring)."""
+
+    def __init__(self, points: torch.Tensor, normals: torch.Tensor, acd: torch.Tensor) -> None:
+        if not (len(points) == len(normals) == len(acd)):
+            raise ValueError("points, normals and acd must have the same number of shapes")
+        self.points, self.normals, self.acd = points, normals, acd
+
+    def __len__(self) -> int:
+        return len(self.points)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return {
+            POINTS: self.points[index],
+            NORMALS: self.normals[index],
+            ACD_LABELS: self.acd[index],
+            INDEX: index,
+        }
+
+
+class PartSegDataset(Dataset):
+    """In-memory part-segmentation items (see module docstring); ``targets``: category per item."""
+
+    def __init__(
+        self, points: torch.Tensor, normals: torch.Tensor, parts: torch.Tensor, categories: list[int]
+    ) -> None:
+        self.points, self.normals, self.parts = points, normals, parts
+        self.targets: list[int] = list(categories)
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        points, category = self.points[index], self.targets[index]
+        return {
+            POINTS: points,
+            NORMALS: self.normals[index],
+            PARTS: self.parts[index],
+            CATEGORY: category,
+            INDEX: index,
+            INPUT: points,
+            LABEL: category,
+        }
+
+
+class ShapeNetPartItems(Dataset):
+    """A :class:`~mmssl.modalities.pointcloud.shapenetpart.ShapeNetPart` with the generic ``input`` /
+    ``label`` keys added to its items."""
+
+    def __init__(self, base: ShapeNetPart) -> None:
+        self.base = base
+        self.targets: list[int] = base.targets
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        item = self.base[index]
+        return {**item, INPUT: item[POINTS], LABEL: item[CATEGORY]}

@@ -1,0 +1,93 @@
+"""The clip dataset: one sampled clip per scanned video source, decoded at the size it is needed.
+
+Each item samples one clip (:mod:`mmssl.modalities.video.views`), decodes only its frames, already scaled
+towards ``frame_size`` by the decoder, and transforms it. The batch contract is given by the generic
+wrappers of :mod:`mmssl.data.wrappers` (see :mod:`mmssl.modalities.video.clip_options`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset
+
+from mmssl.data import SkipBadFiles
+from mmssl.errors import DataError
+from mmssl.modalities.video.io import read_frame_folder, read_video
+from mmssl.modalities.video.sources import VideoSource
+from mmssl.modalities.video.views import FrameSize, as_size, clip_span, decode_size, sample_clip_indices
+
+
+class VideoClipDataset(Dataset):
+    """One clip per source: ``(transform(uint8 [T, H, W, 3]), label)``.
+
+    Frames are decoded at :func:`~mmssl.modalities.video.views.decode_size` (the source scaled to
+    just cover ``frame_size``), then ``transform`` (None: the uint8 frames). A clip that fails to
+    decode raises CorruptFileError naming the file; with ``skip_bad`` it is logged once and the next
+    source's clip is returned (``num_skipped`` counts those seen by this process).
+    """
+
+    def __init__(
+        self,
+        sources: Sequence[VideoSource],
+        clip_len: int,
+        frame_stride: int = 1,
+        sampling: str = "uniform",
+        frame_size: FrameSize | None = None,
+        transform: Callable[[torch.Tensor], Any] | None = None,
+        short: str = "pad",
+        skip_bad: bool = False,
+    ) -> None:
+        if not sources:
+            raise DataError("no readable videos")
+        self.sources = list(sources)
+        self.clip_len, self.frame_stride, self.sampling, self.short = clip_len, frame_stride, sampling, short
+        self.frame_size = as_size(frame_size) if frame_size is not None else None
+        self.transform = transform
+        self.skipping = SkipBadFiles(skip_bad)
+        self.targets: list[int] = [s.label for s in self.sources]
+        self.paths = [s.path for s in self.sources]
+        self.where = os.path.commonpath([str(p) for p in self.paths])
+        if short == "error":  # fail now, naming the video, rather than in a data-loader worker later
+            span = clip_span(clip_len, frame_stride)
+            for s in self.sources:
+                if s.num_frames < span:
+                    sample_clip_indices(
+                        s.num_frames, clip_len, frame_stride, short="error", where=str(s.path)
+                    )
+
+    @property
+    def num_skipped(self) -> int:
+        return self.skipping.num_skipped
+
+    def __len__(self) -> int:
+        return len(self.sources)
+
+    def read_clip(self, source: VideoSource) -> torch.Tensor:
+        """uint8 ``[T, h, w, 3]``: one sampled clip of ``source`` at its decode size."""
+        idx = sample_clip_indices(
+            source.num_frames,
+            self.clip_len,
+            self.frame_stride,
+            self.sampling,
+            short=self.short,
+            where=str(source.path),
+        )
+        size = None
+        if self.frame_size is not None:
+            size = decode_size(source.height, source.width, self.frame_size)
+            size = None if size == (source.height, source.width) else size
+        if source.kind == "frames":
+            return read_frame_folder(source.path, idx, size=size)
+        return read_video(source.path, idx, size=size)
+
+    def _labelled_clip(self, index: int) -> tuple[torch.Tensor, int]:
+        source = self.sources[index]
+        return self.read_clip(source), source.label
+
+    def __getitem__(self, index: int) -> tuple[Any, int]:
+        clip, label = self.skipping.next_readable(index, self.paths, self._labelled_clip, self.where)
+        return (self.transform(clip) if self.transform is not None else clip), label
