@@ -6,10 +6,14 @@ after it, then comparing::
     python benchmarks/recipe_parity.py run --out /tmp/parity_before     # on the old checkout
     python benchmarks/recipe_parity.py run --out /tmp/parity_after      # on the new one
     python benchmarks/recipe_parity.py compare /tmp/parity_before /tmp/parity_after
+    python benchmarks/recipe_parity.py reload /tmp/parity_before --out /tmp/parity_reload   # new code
+    python benchmarks/recipe_parity.py compare /tmp/parity_before /tmp/parity_reload
 
-``run`` executes ``mmssl run`` for the quickstart and one recipe per modality with fewer training steps
-and a lighter evaluation (the overrides are in ``SHORT`` below; ``--full`` keeps each recipe's own
-budget) and stores each run's ``metrics.json``. ``compare`` prints one row per metric: the two values,
+``run`` executes ``mmssl run`` for the quickstart and one recipe per modality with fewer training
+steps and a lighter evaluation (the overrides are in ``SHORT`` below; ``--full`` keeps each recipe's
+own budget) and stores each run's ``metrics.json``. ``reload`` evaluates each stored run's last
+checkpoint with the current code (``mmssl eval``, same overrides): old checkpoints must load and give
+the same evaluation. ``compare`` prints one row per metric: the two values,
 their difference and whether they are bit-identical (timing figures are ignored).
 """
 
@@ -76,6 +80,34 @@ def run_all(out: Path, recipes: list[str], full: bool) -> None:
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
 
 
+def reload_all(before: Path, out: Path) -> None:
+    """``mmssl eval`` of every stored run's checkpoint with the current code, stored as ``run`` does."""
+    out.mkdir(parents=True, exist_ok=True)
+    stored = json.loads((before / "summary.json").read_text())
+    summary = {}
+    for recipe, entry in stored.items():
+        if "metrics" not in entry:
+            continue
+        run_dir = before / recipe.replace("/", "_")
+        eval_dir = out / recipe.replace("/", "_")
+        ckpt = run_dir / "checkpoints" / "last.pt"
+        cmd = [sys.executable, "-m", "mmssl.cli", "eval", recipe, f"ckpt={ckpt}", f"out_dir={eval_dir}"]
+        cmd += entry["overrides"]
+        print("$", " ".join(cmd[2:]), flush=True)
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
+        (out / f"{eval_dir.name}.log").write_text(proc.stdout + proc.stderr)
+        if proc.returncode != 0:
+            print(f"  FAILED (exit {proc.returncode})")
+            summary[recipe] = {"error": proc.returncode}
+            continue
+        metrics = json.loads((eval_dir / "metrics.json").read_text())
+        # Training figures are not re-measured by an evaluation: keep the stored ones.
+        for key in ("final_loss", "steps"):
+            metrics[key] = entry["metrics"].get(key)
+        summary[recipe] = {"overrides": entry["overrides"], "metrics": metrics}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+
+
 def flatten(metrics: dict, prefix: str = "") -> dict[str, float]:
     flat: dict[str, float] = {}
     for key, value in metrics.items():
@@ -117,12 +149,18 @@ def main() -> int:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--recipes", nargs="*", default=list(SHORT))
     p.add_argument("--full", action="store_true", help="each recipe's own budget (slow)")
+    p = sub.add_parser("reload", help="evaluate a stored run's checkpoints with the current code")
+    p.add_argument("before", type=Path)
+    p.add_argument("--out", type=Path, required=True)
     p = sub.add_parser("compare", help="compare two stored runs")
     p.add_argument("before", type=Path)
     p.add_argument("after", type=Path)
     args = parser.parse_args()
     if args.command == "run":
         run_all(args.out, args.recipes, args.full)
+        return 0
+    if args.command == "reload":
+        reload_all(args.before, args.out)
         return 0
     return compare(args.before, args.after)
 

@@ -7,6 +7,8 @@ A component's options are its builder's keyword parameters; their annotations sa
 * ``Annotated[dict[str, Any], Components("encoder")]`` makes it a mapping of nested component sections,
   ``{key: {name: <registered encoder>, ...options}}``, each checked against that registry (the builder
   receives the mapping as written and parses it with :func:`component_sections`);
+* ``Annotated[SomeOptions, WHOLE_SECTION]`` makes the section's keys the fields of ``SomeOptions``: the
+  builder receives the section as that one validated dataclass;
 * anything else is passed through as the recipe wrote it.
 
 Unknown keys, at any depth, are errors naming the full dotted path and the closest valid key. The same
@@ -20,10 +22,10 @@ import inspect
 import types
 import typing
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Annotated, Any
 
 from mmssl.errors import ConfigError
+from mmssl.option_markers import WHOLE_SECTION, Components, WholeSection
 from mmssl.registry import DATASETS, ENCODERS, EVALUATORS, METHODS, Registry, RegistryError, closest
 
 REGISTRY_OF_KIND: dict[str, Registry] = {
@@ -32,13 +34,6 @@ REGISTRY_OF_KIND: dict[str, Registry] = {
     "dataset": DATASETS,
     "evaluator": EVALUATORS,
 }
-
-
-@dataclass(frozen=True)
-class Components:
-    """Annotation marker: the option maps keys to sections naming a registered ``kind`` (see module doc)."""
-
-    kind: str
 
 
 def _is_optional(tp: Any) -> tuple[bool, Any]:
@@ -51,8 +46,8 @@ def _is_optional(tp: Any) -> tuple[bool, Any]:
 
 
 def coerce(value: Any, tp: Any, where: str) -> Any:
-    """Convert a YAML value to a field type (bool, int, float, str, list[...], a dataclass), or raise naming
-    ``where``; other types pass through."""
+    """Convert a YAML value to a field type (bool, int, float, str, list[...], tuple[..., ...], a dataclass),
+    or raise naming ``where``; other types pass through."""
     optional, tp = _is_optional(tp)
     if value is None or (isinstance(value, str) and value.lower() in ("null", "~")):
         if optional:
@@ -91,6 +86,11 @@ def coerce(value: Any, tp: Any, where: str) -> Any:
             if not isinstance(value, (list, tuple)):
                 raise ValueError
             return [coerce(v, inner, f"{where}[{i}]") for i, v in enumerate(value)]
+        if origin is tuple and typing.get_args(tp)[1:] == (Ellipsis,):
+            inner = typing.get_args(tp)[0]
+            if not isinstance(value, (list, tuple)):
+                raise ValueError
+            return tuple(coerce(v, inner, f"{where}[{i}]") for i, v in enumerate(value))
     except (TypeError, ValueError):
         raise ConfigError(f"'{where}' expects {getattr(tp, '__name__', tp)}, got {value!r}") from None
     return value
@@ -103,6 +103,7 @@ def field_names(cls: type) -> list[str]:
 def build_dataclass(cls: type, values: Mapping[str, Any], where: str) -> Any:
     """``cls(**values)`` with every key checked (unknown keys named with the closest) and coerced."""
     hints = typing.get_type_hints(cls)
+    markers = {k: _marker(h, Components) for k, h in typing.get_type_hints(cls, include_extras=True).items()}
     names = field_names(cls)
     kwargs = {}
     for key, value in values.items():
@@ -110,6 +111,11 @@ def build_dataclass(cls: type, values: Mapping[str, Any], where: str) -> Any:
             raise ConfigError(
                 f"unknown key '{where}.{key}'{closest(key, names)}; valid keys: {', '.join(names)}"
             )
+        if markers.get(key) is not None and value is not None:
+            # Nested component sections: checked here, parsed by their user with component_sections.
+            component_sections(value, REGISTRY_OF_KIND[markers[key].kind], f"{where}.{key}")
+            kwargs[key] = value
+            continue
         kwargs[key] = coerce(value, hints[key], f"{where}.{key}")
     try:
         return cls(**kwargs)
@@ -145,6 +151,34 @@ def component_sections(sections: Any, registry: Registry, where: str) -> dict[st
     return specs
 
 
+def whole_section_type(builder: Callable[..., Any]) -> type | None:
+    """The dataclass a builder takes its whole section as (``Annotated[X, WHOLE_SECTION]``), or None."""
+    target = builder.__init__ if isinstance(builder, type) else builder
+    for hint in typing.get_type_hints(target, include_extras=True).values():
+        if _marker(hint, WholeSection) is not None:
+            return typing.get_args(hint)[0]
+    return None
+
+
+def option_names(builder: Callable[..., Any], kind: str) -> list[str]:
+    """The recipe keys a builder of ``kind`` accepts (its whole-section dataclass's fields, or its keyword
+    parameters less the runner-provided ones)."""
+    whole = whole_section_type(builder)
+    if whole is not None:
+        return field_names(whole)
+    params = inspect.signature(builder).parameters
+    return [
+        p
+        for p, v in params.items()
+        if v.kind in (v.POSITIONAL_OR_KEYWORD, v.KEYWORD_ONLY) and p not in RUNNER_PROVIDED.get(kind, ())
+    ]
+
+
+def _marker(hint: Any, kind: type) -> Any:
+    """The ``Annotated`` metadata of type ``kind`` on ``hint``, or None."""
+    return next((m for m in getattr(hint, "__metadata__", ()) if isinstance(m, kind)), None)
+
+
 #: parameters a builder receives from the runner, by kind of component (never from the recipe)
 RUNNER_PROVIDED: dict[str, tuple[str, ...]] = {
     "method": ("encoder", "data"),
@@ -177,6 +211,10 @@ def builder_options(
     ]
     target = builder.__init__ if isinstance(builder, type) else builder
     hints = typing.get_type_hints(target, include_extras=True)
+    whole = [key for key in accepted if _marker(hints.get(key), WholeSection) is not None]
+    if whole:
+        (key,) = whole
+        return {key: build_dataclass(typing.get_args(hints[key])[0], options, where)}
     out: dict[str, Any] = {}
     for key, value in options.items():
         if key not in accepted:
@@ -188,7 +226,7 @@ def builder_options(
                 f"valid keys: {', '.join(sorted(accepted))}"
             )
         hint = hints.get(key)
-        marker = next((m for m in getattr(hint, "__metadata__", ()) if isinstance(m, Components)), None)
+        marker = _marker(hint, Components)
         if marker is not None:
             # Checked here; the builder parses the sections itself with component_sections.
             component_sections(value, REGISTRY_OF_KIND[marker.kind], f"{where}.{key}")
@@ -208,9 +246,13 @@ def builder_options(
 __all__ = [
     "Annotated",
     "Components",
+    "WHOLE_SECTION",
+    "WholeSection",
     "RUNNER_PROVIDED",
     "build_dataclass",
+    "whole_section_type",
     "builder_options",
     "coerce",
+    "option_names",
     "component_sections",
 ]

@@ -1,11 +1,14 @@
 """One registry for everything a recipe can name: methods, encoders, datasets, evaluators.
 
 A recipe section such as ``encoder: {name: resnet18, small_stem: true}`` is resolved by looking
-``name`` up in the matching registry and calling the registered builder with the remaining keys.
+``name`` up in the matching registry and calling the registered builder with the remaining keys (checked
+against the builder's typed parameters by :mod:`mmssl.options`).
 
 Registration is one table per package, never an import side effect: ``mmssl/<package>/components.py``
 (and ``mmssl/modalities/<name>/components.py`` for every modality, found by listing the folder) maps each
-name to ``"module:attribute"``. Reading a table imports nothing else, so listing names is cheap, and a
+name to ``"module:attribute"`` in dicts ``METHODS``, ``ENCODERS``, ``DATASETS``, ``EVALUATORS``; the table's
+``MODALITY`` names the modality of its entries, and an entry written ``(target, modality)`` overrides it.
+Reading a table imports nothing else, so listing names is cheap, and a
 lookup imports only the module of the name asked for: loading an image encoder never imports video,
 point-cloud or text code. Packages outside mmssl add tables through the ``mmssl.components`` entry-point
 group; a script adds one component with :meth:`Registry.register` (the same table, one entry).
@@ -15,7 +18,6 @@ from __future__ import annotations
 
 import difflib
 import importlib
-import inspect
 import pkgutil
 from collections.abc import Callable, Mapping
 from importlib import metadata
@@ -51,7 +53,8 @@ class Registry:
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
-        self._targets: dict[str, Any] = {}
+        self._targets: dict[str, Any] = {}  # as registered: a builder or "module:attribute"
+        self._resolved: dict[str, Any] = {}  # imported builders, by name
         self._modality: dict[str, str | None] = {}
 
     def register(self, name: str, target: Any, *, modality: str | None = None) -> None:
@@ -70,17 +73,15 @@ class Registry:
                 f"unknown {self.kind} '{name}'{closest(name, self.names())}; "
                 f"available: {', '.join(self.names())}"
             )
-        target = self._targets[name]
-        if isinstance(target, str):
+        if name not in self._resolved:
+            target = self._targets[name]
             try:
-                target = resolve_target(target)
+                self._resolved[name] = resolve_target(target) if isinstance(target, str) else target
             except ImportError as err:
                 raise RegistryError(
-                    f"{self.kind} '{name}' could not be loaded: "
-                    f"importing {self._targets[name]} failed ({err})"
+                    f"{self.kind} '{name}' could not be loaded: importing {target} failed ({err})"
                 ) from err
-            self._targets[name] = target
-        return target
+        return self._resolved[name]
 
     def target_of(self, name: str) -> str:
         """``"module:attribute"`` of a name without importing it (a registered object: its own path)."""
@@ -97,28 +98,6 @@ class Registry:
         if name not in self._targets:
             self.get(name)  # raises the unknown-name error
         return self._modality[name]
-
-    def accepted_keys(self, name: str) -> list[str] | None:
-        """Keyword names the builder accepts, or None when it takes ``**kwargs``."""
-        params = inspect.signature(self.get(name)).parameters.values()
-        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
-            return None
-        return [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-
-    def check_kwargs(
-        self, name: str, kwargs: dict[str, Any], where: str, reserved: tuple[str, ...] = ()
-    ) -> None:
-        """Raise naming ``where.key`` for any key the builder does not take."""
-        accepted = self.accepted_keys(name)
-        if accepted is None:
-            return
-        accepted = [k for k in accepted if k not in reserved]
-        for key in kwargs:
-            if key not in accepted:
-                raise RegistryError(
-                    f"unknown key '{where}.{key}' for {self.kind} '{name}'{closest(key, accepted)}; "
-                    f"valid keys: {', '.join(sorted(accepted))}"
-                )
 
     def build(self, name: str, /, *args: Any, **kwargs: Any) -> Any:
         return self.get(name)(*args, **kwargs)

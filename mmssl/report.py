@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from mmssl.figures import save_figure
+
 
 def plot_loss_curve(run_dir: Path) -> Path | None:
     """``run_dir/loss_curve.png`` from ``metrics.jsonl``: the training loss and, on a second axis, the
@@ -36,11 +38,7 @@ def plot_loss_curve(run_dir: Path) -> Path | None:
         m_steps = sorted(monitor)
         knn_ax.plot(m_steps, [100 * monitor[s] for s in m_steps], "o-", color="tab:orange", label="kNN top-1")
         knn_ax.set_ylabel("online kNN top-1 (%)", color="tab:orange")
-    fig.tight_layout()
-    out = run_dir / "loss_curve.png"
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
+    return save_figure(fig, run_dir / "loss_curve.png")
 
 
 def _fmt(value: Any, std: Any = None) -> str:

@@ -28,6 +28,24 @@ from mmssl.core.masking import TokenMask, TokenMasker, gather_tokens, unshuffle
 from mmssl.core.method import Method
 
 
+def init_mae_weights_(module: nn.Module, token: nn.Parameter) -> None:
+    """MAE's transformer initialisation, in place: ``token`` (a CLS or mask token) ~ N(0, 0.02), then
+    every ``nn.Linear`` of ``module`` xavier-uniform with zero bias and every ``nn.LayerNorm`` (1, 0).
+
+    Shared by :class:`MaskedDecoder` and the image ViT; the draws happen in this order, so a caller
+    that initialises other parameters first (the ViT's patch projection) keeps its random stream.
+    """
+    nn.init.normal_(token, std=0.02)
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
 class MaskedDecoder(nn.Module):
     """MAE's light decoder: embed, insert mask tokens, add positions, transformer blocks, predict.
 
@@ -93,16 +111,7 @@ class MaskedDecoder(nn.Module):
         self._init_weights()
 
     def _init_weights(self) -> None:
-        # MAE: mask token ~ N(0, 0.02); Linear xavier-uniform, zero bias; LayerNorm (1, 0).
-        nn.init.normal_(self.mask_token, std=0.02)
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.xavier_uniform_(m.weight)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_mae_weights_(self, self.mask_token)
         for block in self.blocks:  # the attention's fused in-projection is a bare Parameter
             nn.init.xavier_uniform_(block.self_attn.in_proj_weight)
             nn.init.zeros_(block.self_attn.in_proj_bias)

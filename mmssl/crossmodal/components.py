@@ -1,10 +1,4 @@
-"""Components of ``mmssl.crossmodal`` by name.
-
-Read by :mod:`mmssl.registry` without importing them.
-
-Each entry maps a recipe name to ``"module:attribute"``; the module is imported only when the name
-is looked up. An entry given as ``(target, modality)`` overrides the table's ``MODALITY``.
-"""
+"""Recipe names of ``mmssl.crossmodal``'s components (the table format: :mod:`mmssl.registry`)."""
 
 MODALITY = None
 

@@ -20,7 +20,7 @@ Metrics: ``{tower}_fewshot_{n}_mean/_std`` on the ``source`` splits and
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from torch import nn
@@ -30,7 +30,9 @@ from mmssl.data.extras import LabelledSplits, labelled_splits
 from mmssl.errors import ConfigError
 from mmssl.eval import few_shot_evaluator
 from mmssl.eval.context import EvalContext
-from mmssl.options import Components, component_sections
+from mmssl.eval.options import FewShotOptions
+from mmssl.option_markers import WHOLE_SECTION, Components
+from mmssl.options import component_sections
 from mmssl.registry import DATASETS
 
 
@@ -59,57 +61,43 @@ def _labelled_bundle(data: DataBundle, source: str) -> DataBundle:
     )
 
 
+@dataclass(frozen=True)
+class TowerFewShotOptions(FewShotOptions):
+    """``eval.modality_few_shot``: the ``few_shot`` options, plus which ``tower`` (item key) to probe, the
+    ``source`` splits (name of a :class:`LabelledSplits` extra; default ``"{tower}_eval"``, an empty
+    string skips it) and extra labelled ``datasets`` ``{label: {name: <registered dataset>, ...}}``."""
+
+    tower: str = "audio"
+    source: str | None = None
+    datasets: Annotated[dict[str, dict[str, Any]] | None, Components("dataset")] = None
+
+
 def modality_few_shot(
     encoder: nn.Module,
     data: DataBundle,
     ctx: EvalContext,
-    *,
-    tower: str = "audio",
-    source: str | None = None,
-    datasets: Annotated[dict[str, dict[str, Any]] | None, Components("dataset")] = None,
-    shots: Sequence[int] = (1, 5, 10),
-    seeds: int = 5,
-    epochs: int = 200,
-    lr: float = 1e-2,
-    weight_decay: float = 1e-4,
-    batch_size: int = 256,
-    normalize: bool = True,
-    num_workers: int = 0,
-    cache: bool = True,
+    options: Annotated[TowerFewShotOptions, WHOLE_SECTION] = TowerFewShotOptions(),
 ) -> dict[str, float]:
     """N-shot linear probe of the ``tower`` encoder, over ``seeds`` draws, on several labelled sets.
 
-    ``source``: name of the bundle's ``LabelledSplits`` extra to evaluate on (default ``"{tower}_eval"``;
-    an empty string skips it). ``datasets``: extra sets ``{label: {name: <registered dataset>,
-    ...kwargs}}`` whose ``eval_train`` / ``eval_test`` are used; their items must be what the tower
-    takes. The remaining options are those of ``few_shot``.
+    The items of the ``source`` splits and of the extra ``datasets`` must be what the tower takes; the
+    probe is the very same as ``few_shot``'s (:class:`~mmssl.eval.options.FewShotOptions`).
     """
-    method = ctx.method
-    model = select_tower(encoder, method, tower)
+    tower = options.tower
+    model = select_tower(encoder, ctx.method, tower)
     bundles: list[tuple[str, DataBundle]] = []
-    source = f"{tower}_eval" if source is None else source
+    source = f"{tower}_eval" if options.source is None else options.source
     if source:
         bundles.append((f"{tower}_", _labelled_bundle(data, source)))
+    datasets = options.datasets
     extra = component_sections(datasets, DATASETS, "eval.modality_few_shot.datasets") if datasets else {}
     for label, spec in extra.items():
         bundles.append((f"{tower}_{label}_", DATASETS.build(spec["name"], **spec["kwargs"])))
     if not bundles:
         raise ValueError("evaluator 'modality_few_shot' has nothing to evaluate: set source or datasets")
+    probe = FewShotOptions(**{f.name: getattr(options, f.name) for f in dataclasses.fields(FewShotOptions)})
     results: dict[str, float] = {}
     for prefix, bundle in bundles:
-        metrics = few_shot_evaluator(
-            model,
-            bundle,
-            ctx,
-            shots=shots,
-            seeds=seeds,
-            epochs=epochs,
-            lr=lr,
-            weight_decay=weight_decay,
-            batch_size=batch_size,
-            normalize=normalize,
-            num_workers=num_workers,
-            cache=cache,
-        )
+        metrics = few_shot_evaluator(model, bundle, ctx, probe)
         results.update({prefix + k: v for k, v in metrics.items()})
     return results

@@ -39,7 +39,8 @@ from mmssl.core.method import Method
 from mmssl.crossmodal.specs import build_tower, check_item_keys
 from mmssl.data import DataBundle
 from mmssl.errors import ConfigError
-from mmssl.options import Components, component_sections
+from mmssl.option_markers import Components
+from mmssl.options import component_sections
 from mmssl.registry import ENCODERS
 
 

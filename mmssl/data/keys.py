@@ -1,6 +1,6 @@
 """Batch keys: the names of what a pretraining batch holds, declared once with their meaning.
 
-A batch is a plain ``dict`` (so ``default_collate``, ``move_to_device`` and DataLoader workers handle it);
+A batch is a plain ``dict`` (so ``default_collate``, ``move_to`` and DataLoader workers handle it);
 its keys are :class:`BatchKey` constants instead of bare strings. A data source declares the keys its
 pretraining items produce and a method declares the keys its ``forward`` consumes; the recipe loader
 checks that the second set is inside the first before anything is built (:func:`check_batch_keys`).

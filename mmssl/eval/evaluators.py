@@ -2,9 +2,11 @@
 
 They need only the toolkit contracts: an encoder whose ``forward(x)`` returns ``{"global": [B, D]}``
 and a :class:`~mmssl.data.DataBundle` whose ``eval_train`` / ``eval_test`` yield
-``{"input": tensor, "label": int}``. Each is registered in ``EVALUATORS`` (``modality=None``) as
+``{"input": tensor, "label": int}``. Each is listed in ``mmssl/eval/components.py`` and called as
 
-    fn(encoder, data, *, device, seed, **options) -> dict[str, float]   (accuracies in [0, 1]).
+    fn(encoder, data, ctx: EvalContext, options) -> dict[str, float]   (accuracies in [0, 1])
+
+with its recipe section as one options dataclass (:mod:`mmssl.eval.options`).
 
 Frozen-feature evaluators share one extraction per (encoder state, dataset) through the cache in
 :mod:`mmssl.eval.features` (keyed by identity plus a parameter-version stamp, so a changed encoder
@@ -13,7 +15,7 @@ is re-encoded); ``cache=False`` bypasses it. The plain functions are exported fo
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import Annotated
 
 import torch
 from torch import nn
@@ -25,6 +27,8 @@ from mmssl.eval.few_shot import few_shot_linear
 from mmssl.eval.finetune import finetune_classifier
 from mmssl.eval.knn import knn_accuracy
 from mmssl.eval.linear import linear_probe_accuracy
+from mmssl.eval.options import FeatureOptions, FewShotOptions, FinetuneOptions, KNNOptions, ProbeOptions
+from mmssl.option_markers import WHOLE_SECTION
 
 
 def _labelled_splits(data: DataBundle, evaluator: str) -> tuple:
@@ -40,8 +44,11 @@ def _labelled_splits(data: DataBundle, evaluator: str) -> tuple:
     return data.eval_train, data.eval_test, data.num_classes
 
 
-def _features(encoder: nn.Module, data: DataBundle, evaluator: str, device: torch.device, **kw) -> tuple:
+def _features(
+    encoder: nn.Module, data: DataBundle, evaluator: str, device: torch.device, options: FeatureOptions
+) -> tuple:
     train_set, test_set, num_classes = _labelled_splits(data, evaluator)
+    kw = dict(batch_size=options.batch_size, num_workers=options.num_workers, cache=options.cache)
     x_train, y_train = cached_features(encoder, train_set, device=device, **kw)
     x_test, y_test = cached_features(encoder, test_set, device=device, **kw)
     # Small probes and kNN run where the encoder ran (the GPU when there is one).
@@ -52,43 +59,26 @@ def knn_evaluator(
     encoder: nn.Module,
     data: DataBundle,
     ctx: EvalContext,
-    *,
-    k: int = 200,
-    temperature: float = 0.07,
-    batch_size: int = 256,
-    num_workers: int = 0,
-    cache: bool = True,
+    options: Annotated[KNNOptions, WHOLE_SECTION] = KNNOptions(),
 ) -> dict[str, float]:
     """Weighted kNN (cosine, ``exp(sim / temperature)`` votes over the ``k`` nearest) -> ``knn_top1``.
 
-    ``seed`` is unused (kNN is deterministic); ``batch_size`` is the feature-extraction batch.
+    Deterministic: ``ctx.seed`` is unused.
     """
-    device = ctx.device
-    device = torch.device(device)
-    x_tr, y_tr, x_te, y_te, num_classes = _features(
-        encoder, data, "knn", device, batch_size=batch_size, num_workers=num_workers, cache=cache
-    )
-    return {"knn_top1": knn_accuracy(x_tr, y_tr, x_te, y_te, num_classes, k=k, temperature=temperature)}
+    x_tr, y_tr, x_te, y_te, num_classes = _features(encoder, data, "knn", torch.device(ctx.device), options)
+    accuracy = knn_accuracy(x_tr, y_tr, x_te, y_te, num_classes, k=options.k, temperature=options.temperature)
+    return {"knn_top1": accuracy}
 
 
 def linear_evaluator(
     encoder: nn.Module,
     data: DataBundle,
     ctx: EvalContext,
-    *,
-    epochs: int = 100,
-    lr: float = 1e-2,
-    weight_decay: float = 1e-4,
-    batch_size: int = 256,
-    normalize: bool = True,
-    num_workers: int = 0,
-    cache: bool = True,
+    options: Annotated[ProbeOptions, WHOLE_SECTION] = ProbeOptions(),
 ) -> dict[str, float]:
     """Linear probe on frozen standardised features (Adam, cosine, L2 ``weight_decay``) -> ``linear_top1``."""
-    device, seed = ctx.device, ctx.seed
-    device = torch.device(device)
     x_tr, y_tr, x_te, y_te, num_classes = _features(
-        encoder, data, "linear", device, batch_size=batch_size, num_workers=num_workers, cache=cache
+        encoder, data, "linear", torch.device(ctx.device), options
     )
     acc = linear_probe_accuracy(
         x_tr,
@@ -96,12 +86,12 @@ def linear_evaluator(
         x_te,
         y_te,
         num_classes,
-        epochs=epochs,
-        lr=lr,
-        weight_decay=weight_decay,
-        batch_size=batch_size,
-        seed=seed,
-        normalize=normalize,
+        epochs=options.epochs,
+        lr=options.lr,
+        weight_decay=options.weight_decay,
+        batch_size=options.batch_size,
+        seed=ctx.seed,
+        normalize=options.normalize,
     )
     return {"linear_top1": acc}
 
@@ -110,28 +100,15 @@ def few_shot_evaluator(
     encoder: nn.Module,
     data: DataBundle,
     ctx: EvalContext,
-    *,
-    shots: Sequence[int] = (1, 5, 10),
-    seeds: int = 5,
-    epochs: int = 200,
-    lr: float = 1e-2,
-    weight_decay: float = 1e-4,
-    batch_size: int = 256,
-    normalize: bool = True,
-    num_workers: int = 0,
-    cache: bool = True,
+    options: Annotated[FewShotOptions, WHOLE_SECTION] = FewShotOptions(),
 ) -> dict[str, float]:
-    """N-shot linear probe over ``seeds`` draws (seeds ``seed .. seed + seeds - 1``).
+    """N-shot linear probe over ``seeds`` draws (seeds ``ctx.seed .. ctx.seed + seeds - 1``).
 
     Returns ``fewshot_{n}_mean`` and ``fewshot_{n}_std`` (population std over the draws) for each n
     in ``shots``; the support set is drawn from ``eval_train``, accuracy measured on ``eval_test``.
     """
-    device, seed = ctx.device, ctx.seed
-    if seeds < 1:
-        raise ValueError(f"few_shot needs seeds >= 1, got {seeds}")
-    device = torch.device(device)
     x_tr, y_tr, x_te, y_te, num_classes = _features(
-        encoder, data, "few_shot", device, batch_size=batch_size, num_workers=num_workers, cache=cache
+        encoder, data, "few_shot", torch.device(ctx.device), options
     )
     return few_shot_linear(
         x_tr,
@@ -139,13 +116,13 @@ def few_shot_evaluator(
         x_te,
         y_te,
         num_classes,
-        shots=[int(n) for n in shots],
-        seeds=[seed + i for i in range(seeds)],
-        epochs=epochs,
-        lr=lr,
-        weight_decay=weight_decay,
-        batch_size=batch_size,
-        normalize=normalize,
+        shots=[int(n) for n in options.shots],
+        seeds=[ctx.seed + i for i in range(options.seeds)],
+        epochs=options.epochs,
+        lr=options.lr,
+        weight_decay=options.weight_decay,
+        batch_size=options.batch_size,
+        normalize=options.normalize,
     )
 
 
@@ -153,34 +130,26 @@ def finetune_evaluator(
     encoder: nn.Module,
     data: DataBundle,
     ctx: EvalContext,
-    *,
-    epochs: int = 5,
-    lr: float = 5e-4,
-    head_lr_scale: float = 10.0,
-    weight_decay: float = 0.05,
-    batch_size: int = 64,
-    max_steps: int | None = None,
-    num_workers: int = 0,
+    options: Annotated[FinetuneOptions, WHOLE_SECTION] = FinetuneOptions(),
 ) -> dict[str, float]:
     """Fine-tune a copy of the encoder with a linear head (AdamW + cosine) -> ``finetune_top1``.
 
     The encoder passed in is left untouched.
     """
-    device, seed = ctx.device, ctx.seed
     train_set, test_set, num_classes = _labelled_splits(data, "finetune")
     acc = finetune_classifier(
         encoder,
         train_set,
         test_set,
         num_classes,
-        epochs=epochs,
-        lr=lr,
-        head_lr_scale=head_lr_scale,
-        weight_decay=weight_decay,
-        batch_size=batch_size,
-        device=device,
-        seed=seed,
-        max_steps=max_steps,
-        num_workers=num_workers,
+        epochs=options.epochs,
+        lr=options.lr,
+        head_lr_scale=options.head_lr_scale,
+        weight_decay=options.weight_decay,
+        batch_size=options.batch_size,
+        device=ctx.device,
+        seed=ctx.seed,
+        max_steps=options.max_steps,
+        num_workers=options.num_workers,
     )
     return {"finetune_top1": acc}

@@ -29,6 +29,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
+from mmssl.data.device import move_to
+
 CACHE_SIZE = 4
 
 # key -> (weakref to encoder, weakref to dataset, (features, labels))
@@ -50,17 +52,6 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
     finally:
         for m, mode in modes:
             m.training = mode
-
-
-def move_to(batch: Any, device: torch.device) -> Any:
-    """Move a tensor, or tensors nested in dicts / lists / tuples, to ``device``."""
-    if isinstance(batch, Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, dict):
-        return {k: move_to(v, device) for k, v in batch.items()}
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(move_to(v, device) for v in batch)
-    return batch
 
 
 def global_features(output: Any) -> Tensor:

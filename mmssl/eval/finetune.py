@@ -16,7 +16,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from mmssl.eval.features import autocast_for, global_features, move_to
+from mmssl.data.device import move_to
+from mmssl.eval.features import autocast_for, global_features
 
 
 class EncoderClassifier(nn.Module):

@@ -39,7 +39,8 @@ from torch.utils.data import DataLoader, Dataset
 from mmssl.core.method import Method
 from mmssl.core.momentum import EMATeacher
 from mmssl.data import DataBundle
-from mmssl.eval.features import eval_mode, global_features, move_to
+from mmssl.data.device import move_to
+from mmssl.eval.features import eval_mode, global_features
 from mmssl.semi.keys import U_INDEX, U_WEAK, X_L, Y_L
 from mmssl.semi.ood import GuardResult
 from mmssl.semi.options import OnlineOptions, PseudoLabelOptions, SemiOptions, view_key

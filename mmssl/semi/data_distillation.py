@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
@@ -24,10 +25,12 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from mmssl.data import DataBundle
+from mmssl.data.device import move_to
 from mmssl.errors import ConfigError
-from mmssl.eval.features import eval_mode, move_to
+from mmssl.eval.features import eval_mode
+from mmssl.option_markers import WHOLE_SECTION
 from mmssl.semi.base import PseudoLabelMethod, dataset_labels
-from mmssl.semi.options import PseudoLabelOptions, semi_builder
+from mmssl.semi.options import PseudoLabelOptions
 from mmssl.semi.pseudo_label import balance_to_prior
 
 
@@ -118,7 +121,12 @@ class DataDistillation(PseudoLabelMethod):
 
     options: DataDistillationOptions
 
-    def __init__(self, encoder: nn.Module, data: DataBundle, options: DataDistillationOptions) -> None:
+    def __init__(
+        self,
+        encoder: nn.Module,
+        data: DataBundle,
+        options: Annotated[DataDistillationOptions, WHOLE_SECTION] = DataDistillationOptions(),
+    ) -> None:
         super().__init__(encoder, data, options)
         self.transforms = image_transforms(options.flips, options.scales)
 
@@ -145,5 +153,3 @@ class DataDistillation(PseudoLabelMethod):
             keep = balance_to_prior(labels, confidence, keep, self.labelled_prior())
         return labels, keep.float()
 
-
-data_distillation = semi_builder(DataDistillation, DataDistillationOptions)

@@ -12,15 +12,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 from torch import Tensor, nn
 
 from mmssl.data import DataBundle
+from mmssl.option_markers import WHOLE_SECTION
 from mmssl.semi.base import OnlineMethod
 from mmssl.semi.keys import U_INDEX
-from mmssl.semi.options import OnlineOptions, semi_builder, view_key
+from mmssl.semi.options import OnlineOptions, view_key
 from mmssl.semi.pseudo_label import entropy
 
 
@@ -49,7 +50,12 @@ class EntropyMinimisation(OnlineMethod):
     def unlabelled_keys(cls, options: Mapping[str, Any]) -> frozenset[str]:
         return frozenset({view_key(str(options.get("unlabelled_view", "weak")), "method.unlabelled_view")})
 
-    def __init__(self, encoder: nn.Module, data: DataBundle, options: EntropyMinOptions) -> None:
+    def __init__(
+        self,
+        encoder: nn.Module,
+        data: DataBundle,
+        options: Annotated[EntropyMinOptions, WHOLE_SECTION] = EntropyMinOptions(),
+    ) -> None:
         super().__init__(encoder, data, options)
         self.unlabelled_view = view_key(options.unlabelled_view, "method.unlabelled_view")
 
@@ -65,5 +71,3 @@ class EntropyMinimisation(OnlineMethod):
             "entropy_weight": torch.tensor(weight),
         }
 
-
-entropy_min = semi_builder(EntropyMinimisation, EntropyMinOptions)

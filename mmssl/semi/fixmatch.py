@@ -18,14 +18,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
+from mmssl.data import DataBundle
+from mmssl.option_markers import WHOLE_SECTION
 from mmssl.semi.base import OnlineMethod
 from mmssl.semi.keys import U_INDEX, U_STRONG, U_WEAK
-from mmssl.semi.options import OnlineOptions, semi_builder
+from mmssl.semi.options import OnlineOptions
 from mmssl.semi.pseudo_label import confidence_mask
 
 
@@ -48,6 +50,14 @@ class FixMatch(OnlineMethod):
 
     options: FixMatchOptions
 
+    def __init__(
+        self,
+        encoder: nn.Module,
+        data: DataBundle,
+        options: Annotated[FixMatchOptions, WHOLE_SECTION] = FixMatchOptions(),
+    ) -> None:
+        super().__init__(encoder, data, options)
+
     @classmethod
     def unlabelled_keys(cls, options: Mapping[str, Any]) -> frozenset[str]:
         return frozenset({U_WEAK, U_STRONG})
@@ -67,5 +77,3 @@ class FixMatch(OnlineMethod):
             "mask_rate": mask.mean(),
         }
 
-
-fixmatch = semi_builder(FixMatch, FixMatchOptions)

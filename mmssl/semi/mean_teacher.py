@@ -16,14 +16,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
+from mmssl.data import DataBundle
+from mmssl.option_markers import WHOLE_SECTION
 from mmssl.semi.base import OnlineMethod
 from mmssl.semi.keys import U_INDEX, U_STRONG, U_WEAK
-from mmssl.semi.options import OnlineOptions, semi_builder
+from mmssl.semi.options import OnlineOptions
 from mmssl.semi.pseudo_label import softmax_mse
 
 
@@ -45,6 +47,14 @@ class MeanTeacher(OnlineMethod):
     """Mean Teacher; options: :class:`MeanTeacherOptions`."""
 
     options: MeanTeacherOptions
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        data: DataBundle,
+        options: Annotated[MeanTeacherOptions, WHOLE_SECTION] = MeanTeacherOptions(),
+    ) -> None:
+        super().__init__(encoder, data, options)
 
     @classmethod
     def unlabelled_keys(cls, options: Mapping[str, Any]) -> frozenset[str]:
@@ -75,5 +85,3 @@ class MeanTeacher(OnlineMethod):
             "consistency_weight": torch.tensor(weight),
         }
 
-
-mean_teacher = semi_builder(MeanTeacher, MeanTeacherOptions)

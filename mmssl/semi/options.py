@@ -11,25 +11,17 @@ section, ``ood:``, for the out-of-domain guard (:mod:`mmssl.semi.ood`)::
 The options every method shares live in :class:`SemiOptions`; the two families add theirs
 (:class:`OnlineOptions`: an EMA copy and a scheduled guard; :class:`PseudoLabelOptions`: a fresh
 student and its view), and each method's dataclass (next to the method) lists only its own fields
-and the defaults it changes. :func:`semi_builder` turns a method class and its options dataclass into
-the registered builder, whose keyword parameters are the dataclass's fields, so a recipe's keys are
-checked against them when it loads (:func:`mmssl.options.builder_options`).
+and the defaults it changes. Each method class takes its options dataclass as one
+``WHOLE_SECTION`` parameter (:mod:`mmssl.options`), so a recipe's flat keys are checked against the
+dataclass's fields when it loads and the method receives them as one typed object.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import inspect
-import typing
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from torch import nn
-
-from mmssl.data import DataBundle
 from mmssl.errors import ConfigError
-from mmssl.options import build_dataclass
 from mmssl.semi.keys import UNLABELLED_VIEWS
 from mmssl.semi.ood import GUARDS, OODGuard
 
@@ -119,39 +111,3 @@ def view_key(view: str, where: str) -> str:
     if view not in UNLABELLED_VIEWS:
         raise ConfigError(f"{where} must be one of {', '.join(UNLABELLED_VIEWS)}, got '{view}'")
     return UNLABELLED_VIEWS[view]
-
-
-def _default(f: dataclasses.Field) -> Any:
-    return f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-
-
-def semi_builder(
-    method: Callable[[nn.Module, DataBundle, Any], Built], options: type
-) -> Callable[..., Built]:
-    """The registered builder ``builder(encoder, data, **options) -> method(encoder, data, options)``.
-
-    Its keyword parameters (signature and annotations) are the fields of the ``options`` dataclass,
-    so the registry and the recipe loader check a ``method`` section against them and coerce the
-    nested ``ood`` section; a call converts the keywords with the same rules (unknown keys are
-    errors naming ``method.<key>``).
-    """
-    hints = typing.get_type_hints(options)
-    kw = inspect.Parameter.KEYWORD_ONLY
-    params = [
-        inspect.Parameter("encoder", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=nn.Module),
-        inspect.Parameter("data", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=DataBundle),
-        *(
-            inspect.Parameter(f.name, kw, default=_default(f), annotation=hints[f.name])
-            for f in dataclasses.fields(options)
-        ),
-    ]
-
-    def build(encoder: nn.Module, data: DataBundle, **values: Any) -> Built:
-        return method(encoder, data, build_dataclass(options, values, "method"))
-
-    build.__signature__ = inspect.Signature(params, return_annotation=method)  # type: ignore[attr-defined]
-    build.__annotations__ = {p.name: p.annotation for p in params} | {"return": method}
-    build.__module__ = method.__module__
-    build.__qualname__ = f"semi_builder({method.__qualname__})"  # type: ignore[attr-defined]
-    build.__doc__ = options.__doc__
-    return build

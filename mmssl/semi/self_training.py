@@ -19,13 +19,16 @@ weak view by default (``student_view: strong`` gives it the RandAugment view, i.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
+from mmssl.data import DataBundle
 from mmssl.errors import ConfigError
+from mmssl.option_markers import WHOLE_SECTION
 from mmssl.semi.base import PseudoLabelMethod
-from mmssl.semi.options import PseudoLabelOptions, semi_builder
+from mmssl.semi.options import PseudoLabelOptions
 from mmssl.semi.pseudo_label import SELECTIONS, select_pseudo_labels
 
 
@@ -67,6 +70,14 @@ class SelfTraining(PseudoLabelMethod):
 
     options: SelfTrainingOptions
 
+    def __init__(
+        self,
+        encoder: nn.Module,
+        data: DataBundle,
+        options: Annotated[SelfTrainingOptions, WHOLE_SECTION] = SelfTrainingOptions(),
+    ) -> None:
+        super().__init__(encoder, data, options)
+
     def boundaries(self, total_steps: int) -> list[int]:
         return round_boundaries(total_steps, self.options.rounds + 1)
 
@@ -76,5 +87,3 @@ class SelfTraining(PseudoLabelMethod):
         opts = self.options
         return select_pseudo_labels(probs, opts.selection, opts.threshold, opts.top_fraction)
 
-
-self_training = semi_builder(SelfTraining, SelfTrainingOptions)

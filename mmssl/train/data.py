@@ -99,14 +99,3 @@ class ResumableSampler(Sampler):
             for index in order[self.rank :: self.world_size][offset:].tolist():
                 yield index, epoch
             epoch, offset = epoch + 1, 0
-
-
-def move_to_device(batch: Any, device: torch.device) -> Any:
-    """Move every tensor in a nested batch (dict / list / tuple) to ``device``."""
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, dict):
-        return {k: move_to_device(v, device) for k, v in batch.items()}
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(move_to_device(v, device) for v in batch)
-    return batch

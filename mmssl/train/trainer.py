@@ -30,9 +30,10 @@ from torch.utils.data import DataLoader, Dataset
 
 from mmssl.core import distributed as dist
 from mmssl.core.method import Method
+from mmssl.data.device import move_to
 from mmssl.train.checkpoint import FORMAT, atomic_save, load_checkpoint, rng_state, set_rng_state
 from mmssl.train.config import TrainConfig
-from mmssl.train.data import ResumableSampler, SeededDataset, move_to_device
+from mmssl.train.data import ResumableSampler, SeededDataset
 from mmssl.train.optim import build_optimizer, build_scheduler
 
 
@@ -280,7 +281,7 @@ class Trainer:
             for step in range(start, cfg.steps):
                 logs: dict[str, torch.Tensor | float] = {}
                 for _ in range(cfg.accumulate):
-                    batch = move_to_device(next(batches), self.device)
+                    batch = move_to(next(batches), self.device)
                     if self.batch_transform is not None:
                         with torch.no_grad():
                             batch = self.batch_transform(batch)

@@ -11,6 +11,7 @@ import torch
 from mmssl.errors import DataError
 from mmssl.eval import few_shot_evaluator, knn_evaluator
 from mmssl.eval.context import EvalContext
+from mmssl.eval.options import FewShotOptions, KNNOptions
 from mmssl.modalities.audio.encoders import AudioCNN
 from mmssl.modalities.audio.esc50 import audio_folder_csv, read_clip_table
 from mmssl.modalities.audio.features import LogMel
@@ -148,8 +149,8 @@ def test_generic_few_shot_and_knn_evaluators_work_on_audio(tmp_path: Path) -> No
     torch.manual_seed(0)
     encoder = AudioCNN(sample_rate=8000, n_mels=32, n_fft=256, hop_length=80, widths=(8, 16))
     shots = few_shot_evaluator(
-        encoder, bundle, EvalContext(device="cpu", seed=0), shots=[1], seeds=2, epochs=20
+        encoder, bundle, EvalContext(device="cpu", seed=0), FewShotOptions(shots=[1], seeds=2, epochs=20)
     )
     assert set(shots) == {"fewshot_1_mean", "fewshot_1_std"} and 0 <= shots["fewshot_1_mean"] <= 1
-    knn = knn_evaluator(encoder, bundle, EvalContext(device="cpu"), k=5)
+    knn = knn_evaluator(encoder, bundle, EvalContext(device="cpu"), KNNOptions(k=5))
     assert 0.1 < knn["knn_top1"] <= 1.0  # even random conv features beat chance on spoken digits

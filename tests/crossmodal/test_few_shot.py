@@ -9,10 +9,12 @@ import torch
 
 from mmssl.config import ConfigError, from_dict
 from mmssl.crossmodal import CrossModalContrastive, modality_few_shot, select_tower
+from mmssl.crossmodal.few_shot import TowerFewShotOptions
 from mmssl.data import DataBundle, data_source
 from mmssl.data.extras import LabelledSplits, labelled_splits
 from mmssl.eval import few_shot_evaluator
 from mmssl.eval.context import EvalContext
+from mmssl.eval.options import FewShotOptions
 from mmssl.registry import DATASETS
 from tests.crossmodal._helpers import TinyTower, labelled, paired_items
 
@@ -66,13 +68,15 @@ def test_tower_selection():
 
 def test_same_numbers_as_few_shot_on_the_audio_tower():
     method, data = _method(), _data()
-    got = modality_few_shot(method.encoder, data, EvalContext(method=method), tower="audio", **OPTS)
+    got = modality_few_shot(
+        method.encoder, data, EvalContext(method=method), TowerFewShotOptions(tower="audio", **OPTS)
+    )
     audio = labelled_splits(data.extras, "audio_eval")
     direct = few_shot_evaluator(
         method.partner,
         dataclasses.replace(data, eval_train=audio.train, eval_test=audio.test),
         EvalContext(),
-        **OPTS,
+        FewShotOptions(**OPTS),
     )
     assert got == {f"audio_{k}": v for k, v in direct.items()}
     assert set(got) == {
@@ -89,19 +93,20 @@ def test_extra_registered_dataset():
         method.encoder,
         data,
         EvalContext(method=method),
-        tower="audio",
-        source="",
-        datasets={"other": {"name": "crossmodal_test_audio", "seed": 3}},
-        **OPTS,
+        TowerFewShotOptions(
+            tower="audio", source="", datasets={"other": {"name": "crossmodal_test_audio", "seed": 3}}, **OPTS
+        ),
     )
-    direct = few_shot_evaluator(method.partner, _audio_bundle(seed=3), EvalContext(), **OPTS)
+    direct = few_shot_evaluator(method.partner, _audio_bundle(seed=3), EvalContext(), FewShotOptions(**OPTS))
     assert got == {f"audio_other_{k}": v for k, v in direct.items()}
 
 
 def test_errors_name_the_missing_source_and_mistyped_dataset_keys():
     method = _method()
     with pytest.raises(ValueError, match=r"LabelledSplits 'audio_eval'"):
-        modality_few_shot(method.encoder, DataBundle(pretrain=[]), EvalContext(method=method), **OPTS)
+        modality_few_shot(
+            method.encoder, DataBundle(pretrain=[]), EvalContext(method=method), TowerFewShotOptions(**OPTS)
+        )
     raw = {
         "name": "t",
         "modality": "audiovisual",

@@ -11,6 +11,7 @@ from mmssl.eval import few_shot_evaluator
 from mmssl.eval.context import EvalContext
 from mmssl.eval.few_shot import few_shot_linear, sample_n_shot
 from mmssl.eval.linear import linear_accuracy, train_linear_probe
+from mmssl.eval.options import FewShotOptions
 
 
 def _labels():
@@ -95,13 +96,18 @@ def test_few_shot_evaluator_default_seed_count_and_errors():
         pretrain=None, eval_train=_Labelled(x_tr, y_tr), eval_test=_Labelled(x_te, y_te), num_classes=5
     )
     out = few_shot_evaluator(
-        _Identity(), data, EvalContext(device=torch.device("cpu"), seed=7), shots=[2], epochs=50
+        _Identity(),
+        data,
+        EvalContext(device=torch.device("cpu"), seed=7),
+        FewShotOptions(shots=[2], epochs=50),
     )
     direct = few_shot_linear(x_tr, y_tr, x_te, y_te, 5, shots=[2], seeds=range(7, 12), epochs=50)
     assert out == pytest.approx(direct)  # five seeds by default, offset by the evaluator's seed
     assert out["fewshot_2_mean"] > 0.9
     with pytest.raises(ValueError, match="class"):
-        few_shot_evaluator(_Identity(), data, EvalContext(device=torch.device("cpu"), seed=0), shots=[31])
+        few_shot_evaluator(
+            _Identity(), data, EvalContext(device=torch.device("cpu"), seed=0), FewShotOptions(shots=[31])
+        )
     with pytest.raises(ValueError, match="eval_train / eval_test"):
         few_shot_evaluator(
             _Identity(), DataBundle(pretrain=None), EvalContext(device=torch.device("cpu"), seed=0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -12,6 +14,7 @@ from mmssl.eval import knn_evaluator
 from mmssl.eval.context import EvalContext
 from mmssl.eval.features import cached_features, clear_feature_cache, extract_features
 from mmssl.eval.knn import knn_accuracy, knn_classify
+from mmssl.eval.options import KNNOptions
 
 
 def brute_force_knn(train, train_labels, test, num_classes, k, temperature):
@@ -163,7 +166,7 @@ def test_knn_evaluator_on_bundle_and_missing_split_error():
         eval_test=Labelled(x_te, y_te),
         num_classes=3,
     )
-    out = knn_evaluator(enc, data, EvalContext(device=torch.device("cpu"), seed=0), k=10)
+    out = knn_evaluator(enc, data, EvalContext(device=torch.device("cpu"), seed=0), KNNOptions(k=10))
     assert out == {"knn_top1": 1.0}
     with pytest.raises(ValueError, match="eval_train"):
         knn_evaluator(
@@ -173,6 +176,7 @@ def test_knn_evaluator_on_bundle_and_missing_split_error():
 
 def test_evaluators_are_registered_for_every_modality():
     from mmssl.eval import few_shot_evaluator, finetune_evaluator, linear_evaluator
+    from mmssl.options import whole_section_type
     from mmssl.registry import EVALUATORS
 
     expected = {
@@ -183,4 +187,5 @@ def test_evaluators_are_registered_for_every_modality():
     }
     for name, fn in expected.items():
         assert EVALUATORS.get(name) is fn and EVALUATORS.modality_of(name) is None
-    assert {"k", "temperature", "batch_size"} <= set(EVALUATORS.accepted_keys("knn"))
+    knn_options = {f.name for f in dataclasses.fields(whole_section_type(EVALUATORS.get("knn")))}
+    assert {"k", "temperature", "batch_size"} <= knn_options

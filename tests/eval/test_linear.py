@@ -12,6 +12,7 @@ from mmssl.eval import finetune_evaluator, linear_evaluator
 from mmssl.eval.context import EvalContext
 from mmssl.eval.finetune import finetune_classifier
 from mmssl.eval.linear import linear_accuracy, linear_probe_accuracy, train_linear_probe
+from mmssl.eval.options import FinetuneOptions, ProbeOptions
 
 
 def separable(n, dim, num_classes, seed, margin=0.5):
@@ -125,7 +126,7 @@ def test_finetune_beats_chance_and_leaves_encoder_untouched():
     assert all(torch.equal(before[k], v) for k, v in enc.state_dict().items())
     # max_steps caps training: a single step with a tiny learning rate stays near chance.
     capped = finetune_evaluator(
-        enc, data, EvalContext(device=torch.device("cpu"), seed=0), max_steps=1, lr=1e-6
+        enc, data, EvalContext(device=torch.device("cpu"), seed=0), FinetuneOptions(max_steps=1, lr=1e-6)
     )
     assert set(capped) == {"finetune_top1"} and capped["finetune_top1"] < 0.6
 
@@ -133,7 +134,10 @@ def test_finetune_beats_chance_and_leaves_encoder_untouched():
 def test_linear_evaluator_on_bundle():
     torch.manual_seed(0)
     out = linear_evaluator(
-        MLPEncoder(), _cluster_bundle(), EvalContext(device=torch.device("cpu"), seed=0), epochs=30, lr=1e-2
+        MLPEncoder(),
+        _cluster_bundle(),
+        EvalContext(device=torch.device("cpu"), seed=0),
+        ProbeOptions(epochs=30, lr=1e-2),
     )
     assert set(out) == {"linear_top1"} and 0.8 < out["linear_top1"] <= 1.0
     with pytest.raises(ValueError, match="eval_test"):

@@ -11,17 +11,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmssl.semi.data_distillation import (
+    DataDistillation,
+    DataDistillationOptions,
     TTATransform,
-    data_distillation,
     ensemble_predictions,
     image_transforms,
 )
-from mmssl.semi.entropy_min import entropy_min
-from mmssl.semi.fixmatch import fixmatch
-from mmssl.semi.mean_teacher import mean_teacher
+from mmssl.semi.entropy_min import EntropyMinimisation, EntropyMinOptions
+from mmssl.semi.fixmatch import FixMatch, FixMatchOptions
+from mmssl.semi.mean_teacher import MeanTeacher, MeanTeacherOptions
 from mmssl.semi.options import OODOptions, ScheduledOODOptions
 from mmssl.semi.pool import UnlabelledPool
-from mmssl.semi.self_training import round_boundaries, self_training
+from mmssl.semi.self_training import SelfTraining, SelfTrainingOptions, round_boundaries
 from tests.semi._helpers import VecEncoder, bundle, clusters, far_points
 
 D, B, MU = 8, 4, 3
@@ -55,7 +56,7 @@ def _seeded_encoder() -> VecEncoder:
 
 
 def test_fixmatch_unlabelled_loss_uses_confident_weak_pseudo_labels_on_the_strong_view():
-    method = fixmatch(_seeded_encoder(), _data(), threshold=0.8, ema_decay=0.99)
+    method = FixMatch(_seeded_encoder(), _data(), FixMatchOptions(threshold=0.8, ema_decay=0.99))
     batch = _batch()
     out = method(batch)
     with torch.no_grad():
@@ -75,9 +76,15 @@ def test_fixmatch_unlabelled_loss_uses_confident_weak_pseudo_labels_on_the_stron
 
 def test_unlabelled_weight_zero_is_supervised_only_for_every_method():
     batch = {"x_l": torch.randn(B, D), "y_l": torch.randint(0, 3, (B,))}  # no unlabelled views needed
-    builders = [fixmatch, mean_teacher, entropy_min, self_training, data_distillation]
-    for build in builders:
-        method = build(_seeded_encoder(), _data(), unlabelled_weight=0.0)
+    methods = [
+        (FixMatch, FixMatchOptions),
+        (MeanTeacher, MeanTeacherOptions),
+        (EntropyMinimisation, EntropyMinOptions),
+        (SelfTraining, SelfTrainingOptions),
+        (DataDistillation, DataDistillationOptions),
+    ]
+    for cls, options in methods:
+        method = cls(_seeded_encoder(), _data(), options(unlabelled_weight=0.0))
         out = method(batch)
         assert out["loss"].item() == pytest.approx(
             F.cross_entropy(method.logits(batch["x_l"]), batch["y_l"]).item()
@@ -85,7 +92,9 @@ def test_unlabelled_weight_zero_is_supervised_only_for_every_method():
 
 
 def test_fixmatch_waits_for_the_ood_guard():
-    method = fixmatch(_seeded_encoder(), _data(), threshold=0.0, ood=ScheduledOODOptions(guard="energy"))
+    method = FixMatch(
+        _seeded_encoder(), _data(), FixMatchOptions(threshold=0.0, ood=ScheduledOODOptions(guard="energy"))
+    )
     out = method(_batch())
     assert out["mask_rate"].item() == 0.0 and out["loss_u"].item() == 0.0
     method.on_train_step_end(1, 5)  # ood_start 0.2 of 5 steps -> scored after step 1
@@ -97,7 +106,7 @@ def test_fixmatch_waits_for_the_ood_guard():
 
 
 def test_mean_teacher_rampup_and_ema_schedule():
-    method = mean_teacher(_seeded_encoder(), _data(), unlabelled_weight=100.0, rampup=0.5)
+    method = MeanTeacher(_seeded_encoder(), _data(), MeanTeacherOptions(unlabelled_weight=100.0, rampup=0.5))
     total = 100
     for step, t in [(0, 0.0), (25, 0.5), (50, 1.0), (80, 1.0)]:
         method.progress.fill_(step / total)
@@ -110,7 +119,7 @@ def test_mean_teacher_rampup_and_ema_schedule():
 
 
 def test_mean_teacher_consistency_is_softmax_mse_against_the_teacher():
-    method = mean_teacher(_seeded_encoder(), _data(), unlabelled_weight=10.0, rampup=0.0)
+    method = MeanTeacher(_seeded_encoder(), _data(), MeanTeacherOptions(unlabelled_weight=10.0, rampup=0.0))
     batch = _batch()
     same = dict(batch, u_strong=batch["u_weak"])
     assert method(same)["loss_u"].item() == pytest.approx(0.0, abs=1e-12)  # teacher == student at init
@@ -127,7 +136,9 @@ def test_mean_teacher_consistency_is_softmax_mse_against_the_teacher():
 
 
 def test_entropy_term_is_minus_sum_p_log_p_of_unlabelled_predictions():
-    method = entropy_min(_seeded_encoder(), _data(), unlabelled_weight=0.5, rampup=0.0)
+    method = EntropyMinimisation(
+        _seeded_encoder(), _data(), EntropyMinOptions(unlabelled_weight=0.5, rampup=0.0)
+    )
     batch = _batch()
     out = method(batch)
     logits = method.logits(batch["u_weak"].flatten(0, 1)).detach().double().numpy()
@@ -145,7 +156,9 @@ def test_entropy_term_is_minus_sum_p_log_p_of_unlabelled_predictions():
 @pytest.mark.parametrize("selection", ["confident", "all", "weighted"])
 def test_self_training_pseudo_labels_the_pool_at_each_round_boundary(selection):
     data = _data()
-    method = self_training(_seeded_encoder(), data, rounds=2, selection=selection, threshold=0.7)
+    method = SelfTraining(
+        _seeded_encoder(), data, SelfTrainingOptions(rounds=2, selection=selection, threshold=0.7)
+    )
     total = 6
     assert round_boundaries(total, 3) == [2, 4]
     method.on_train_step_end(1, total)
@@ -171,13 +184,10 @@ def test_self_training_pseudo_labels_the_pool_at_each_round_boundary(selection):
 def test_self_training_reinit_student_and_guard():
     labelled, labels = clusters(10, dim=D)
     pool = torch.cat([clusters(20, dim=D, seed=3)[0], far_points(5, dim=D)])
-    method = self_training(
+    method = SelfTraining(
         VecEncoder(D),
         bundle(pool, labelled, labels, num_classes=2),
-        rounds=1,
-        selection="all",
-        reinit_student=True,
-        ood=OODOptions(guard="knn"),
+        SelfTrainingOptions(rounds=1, selection="all", reinit_student=True, ood=OODOptions(guard="knn")),
     )
     init = {k: v.clone() for k, v in method.student().state_dict().items()}
     with torch.no_grad():
@@ -193,7 +203,7 @@ def test_self_training_reinit_student_and_guard():
 
 
 def test_no_phase_switch_when_supervised_only():
-    method = self_training(_seeded_encoder(), _data(), rounds=2, unlabelled_weight=0.0)
+    method = SelfTraining(_seeded_encoder(), _data(), SelfTrainingOptions(rounds=2, unlabelled_weight=0.0))
     for step in range(1, 7):
         method.on_train_step_end(step, 6)
     assert int(method.phase) == 0
@@ -254,7 +264,7 @@ def test_flip_invariant_classifier_gets_the_same_label_from_the_ensemble():
 def test_pool_prediction_restores_each_submodule_mode():
     encoder = VecEncoder(D)
     encoder.bn = nn.BatchNorm1d(D)  # a mode-dependent layer (unused by forward, but its flag counts)
-    method = fixmatch(encoder, _data(), ema_decay=0.9)
+    method = FixMatch(encoder, _data(), FixMatchOptions(ema_decay=0.9))
     for mode in (False, True):
         method.train(mode)
         method.predict(method.pool, method.student())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -9,8 +10,9 @@ import torch
 
 from mmssl.config import apply_overrides, from_dict, load_raw
 from mmssl.errors import ConfigError
-from mmssl.options import builder_options
+from mmssl.options import builder_options, whole_section_type
 from mmssl.registry import METHODS
+from mmssl.semi.fixmatch import FixMatchOptions
 from mmssl.semi.keys import U_INDEX, U_STRONG, U_WEAK, X_L, Y_L
 from mmssl.semi.options import OODOptions, ScheduledOODOptions
 from tests.semi._helpers import VecEncoder, bundle
@@ -52,7 +54,8 @@ def _build(raw: dict):
 
 @pytest.mark.parametrize("name", sorted(KEYS))
 def test_each_builder_takes_the_shared_keys_and_its_own(name):
-    assert set(METHODS.accepted_keys(name)) == {"encoder", "data"} | SHARED | KEYS[name]
+    options = whole_section_type(METHODS.get(name))
+    assert {f.name for f in dataclasses.fields(options)} == SHARED | KEYS[name]
 
 
 def test_a_misspelt_ood_key_is_named_with_its_full_path_and_the_closest_key():
@@ -106,7 +109,7 @@ def test_scheduled_scoring_steps():
     [("entropy_min", "unlabelled_view", U_STRONG), ("self_training", "student_view", U_STRONG)],
 )
 def test_the_view_option_sets_the_consumed_batch_key(name, option, view):
-    cls = METHODS.get(name).__annotations__["return"]
+    cls = METHODS.get(name)
     assert cls.consumed_keys({option: "strong"}) == {X_L, Y_L, U_INDEX, view}
     assert cls.consumed_keys({}) == {X_L, Y_L, U_INDEX, U_WEAK}
     assert cls.consumed_keys({option: "strong", "unlabelled_weight": 0}) == {X_L, Y_L}
@@ -114,9 +117,14 @@ def test_the_view_option_sets_the_consumed_batch_key(name, option, view):
         cls.consumed_keys({option: "u_strong"})
 
 
-def test_direct_calls_convert_and_check_options_like_a_recipe():
+def test_options_are_converted_and_checked_as_one_dataclass():
     data = bundle(torch.randn(20, 8), torch.randn(12, 8), torch.arange(12) % 3, num_classes=3)
-    method = METHODS.get("fixmatch")(VecEncoder(8), data, threshold="0.5", ood={"guard": "knn"})
+    builder = METHODS.get("fixmatch")
+    kwargs = builder_options(
+        builder, {"threshold": "0.5", "ood": {"guard": "knn"}}, "method", kind="method", name="fixmatch"
+    )
+    assert kwargs == {"options": FixMatchOptions(threshold=0.5, ood=ScheduledOODOptions(guard="knn"))}
+    method = builder(VecEncoder(8), data, **kwargs)
     assert method.options.threshold == 0.5 and method.guard.kind == "knn"
     with pytest.raises(ConfigError, match=r"method\.treshold.*did you mean 'threshold'"):
-        METHODS.get("fixmatch")(VecEncoder(8), data, treshold=0.5)
+        builder_options(builder, {"treshold": 0.5}, "method", kind="method", name="fixmatch")

@@ -11,6 +11,7 @@ from mmssl.modalities.image.views import IMAGENET_MEAN, IMAGENET_STD
 from mmssl.modalities.video.dpc import DensePredictiveCoding, dense_predictive_loss
 from mmssl.modalities.video.encoders import video_cnn
 from mmssl.modalities.video.future_cvae import FutureCVAE, clip_trajectories, gaussian_kl
+from mmssl.options import option_names
 from mmssl.registry import METHODS
 
 SIZE = 32
@@ -216,5 +217,5 @@ def test_dpc_rejects_clip_of_wrong_length_naming_the_setting() -> None:
 def test_methods_are_registered_for_video() -> None:
     for name in ("future_cvae", "dpc"):
         assert METHODS.modality_of(name) == "video"
-    assert "horizon" in METHODS.accepted_keys("future_cvae")
-    assert "pred_steps" in METHODS.accepted_keys("dpc")
+    assert "horizon" in option_names(METHODS.get("future_cvae"), "method")
+    assert "pred_steps" in option_names(METHODS.get("dpc"), "method")

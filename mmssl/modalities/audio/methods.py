@@ -32,6 +32,7 @@ from mmssl.data import DataBundle
 from mmssl.data.keys import IMAGE, INDEX
 from mmssl.errors import DataError
 from mmssl.eval.context import EvalContext
+from mmssl.figures import save_figure
 from mmssl.modalities.audio.av_clips import TrainingClips
 from mmssl.modalities.audio.clusters import TARGET_KINDS, ambient_targets
 from mmssl.modalities.audio.texture_stats import TextureConfig
@@ -105,12 +106,7 @@ class AmbientSoundPrediction(Method):
         ax.set_xlabel("sound cluster (sorted by majority class)")
         nmi = self.target_info.get("nmi_vs_labels")
         ax.set_title("clips per (class, sound cluster)" + (f"; NMI {nmi:.2f}" if nmi is not None else ""))
-        fig.tight_layout()
-        path = Path(figures_dir) / "ambient_targets.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        return path
+        return save_figure(fig, Path(figures_dir) / "ambient_targets.png")
 
 
 def ambient_sound(

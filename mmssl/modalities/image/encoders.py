@@ -16,12 +16,14 @@ the tokens are the cells of the final feature map (CNNs) or the patch outputs (V
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torchvision.models import resnet as tv_resnet
+
+from mmssl.core.masked import init_mae_weights_
 
 
 def _feature_map_outputs(fmap: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -298,15 +300,7 @@ class VisionTransformer(nn.Module):
         w = self.patch_embed.proj.weight
         nn.init.xavier_uniform_(w.view(w.shape[0], -1))
         nn.init.zeros_(self.patch_embed.proj.bias)
-        nn.init.normal_(self.cls_token, std=0.02)
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.xavier_uniform_(m.weight)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_mae_weights_(self, self.cls_token)
 
     def forward_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
         """``[B, M, D]`` patch tokens that already carry their positions (any subset, any order)
@@ -329,42 +323,43 @@ class VisionTransformer(nn.Module):
 _VIT_SIZES = {"vit_tiny": (192, 12, 3), "vit_small": (384, 12, 6)}
 
 
-def vit_tiny(
-    img_size: int = 32,
-    patch_size: int = 4,
-    depth: int = 12,
-    in_channels: int = 3,
-    mlp_ratio: float = 4.0,
-    pos_embed: str = "sincos",
-    global_pool: str = "cls",
-) -> VisionTransformer:
+def _vit_builder(name: str, doc: str) -> Callable[..., VisionTransformer]:
+    """The registered builder of one ViT size of ``_VIT_SIZES``: its options (the recipe keys the
+    registry reads from the signature) are the same for every size, only width and heads differ."""
+    dim, default_depth, heads = _VIT_SIZES[name]
+
+    def build(
+        img_size: int = 32,
+        patch_size: int = 4,
+        depth: int = default_depth,
+        in_channels: int = 3,
+        mlp_ratio: float = 4.0,
+        pos_embed: str = "sincos",
+        global_pool: str = "cls",
+    ) -> VisionTransformer:
+        return VisionTransformer(
+            img_size, patch_size, in_channels, dim, depth, heads, mlp_ratio, True, pos_embed, global_pool
+        )
+
+    build.__name__ = build.__qualname__ = name
+    build.__doc__ = doc
+    return build
+
+
+vit_tiny = _vit_builder(
+    "vit_tiny",
     """ViT-Tiny: width 192, 3 heads, ``depth`` blocks (12 by default); ``out_dim`` 192.
 
     ``img_size`` must equal the input side; ``patch_size`` 4 gives 64 patches on 32-px images
     (16 is the ImageNet choice at 224 px). ``pos_embed``: ``"sincos"`` (fixed) or ``"learned"``.
     ``global_pool``: ``"cls"`` (the CLS output) or ``"mean"`` (mean of patch tokens).
-    """
-    dim, _, heads = _VIT_SIZES["vit_tiny"]
-    return VisionTransformer(
-        img_size, patch_size, in_channels, dim, depth, heads, mlp_ratio, True, pos_embed, global_pool
-    )
-
-
-def vit_small(
-    img_size: int = 32,
-    patch_size: int = 4,
-    depth: int = 12,
-    in_channels: int = 3,
-    mlp_ratio: float = 4.0,
-    pos_embed: str = "sincos",
-    global_pool: str = "cls",
-) -> VisionTransformer:
+    """,
+)
+vit_small = _vit_builder(
+    "vit_small",
     """ViT-Small: width 384, 6 heads, ``depth`` blocks (12 by default); ``out_dim`` 384.
-    Options as for ``vit_tiny``."""
-    dim, _, heads = _VIT_SIZES["vit_small"]
-    return VisionTransformer(
-        img_size, patch_size, in_channels, dim, depth, heads, mlp_ratio, True, pos_embed, global_pool
-    )
+    Options as for ``vit_tiny``.""",
+)
 
 
 def num_parameters(module: nn.Module, trainable_only: bool = True) -> int:

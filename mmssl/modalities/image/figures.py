@@ -1,16 +1,15 @@
-"""What image methods' ``save_figures`` share: the evaluation images to show, eval mode for the
-duration, and a labelled grid of image rows."""
+"""What image methods' ``save_figures`` share: the evaluation images to show and a labelled grid of image
+rows (written with :func:`mmssl.figures.save_figure`)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from mmssl.data import DataBundle
+from mmssl.figures import save_figure
 
 
 def figure_inputs(data: DataBundle, num_images: int, device: torch.device) -> Tensor | None:
@@ -21,17 +20,6 @@ def figure_inputs(data: DataBundle, num_images: int, device: torch.device) -> Te
         return None
     n = min(num_images, len(dataset))
     return torch.stack([dataset[i]["input"] for i in range(n)]).to(device)
-
-
-@contextmanager
-def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
-    """``module`` in eval mode inside the block, back in its former mode after it."""
-    was_training = module.training
-    module.eval()
-    try:
-        yield module
-    finally:
-        module.train(was_training)
 
 
 def save_image_rows(rows: list[Tensor], labels: list[str], path: Path, title: str) -> Path:
@@ -52,8 +40,4 @@ def save_image_rows(rows: list[Tensor], labels: list[str], path: Path, title: st
             if c == 0:
                 ax.set_ylabel(label, fontsize=8)
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

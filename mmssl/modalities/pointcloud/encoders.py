@@ -97,7 +97,8 @@ class EdgeConv(nn.Module):
 
 
 class DGCNN(nn.Module):
-    """DGCNN segmentation trunk (the ACD paper's ``dgcnn_seg``), widths configurable for CPU.
+    """DGCNN segmentation trunk (the ACD paper's ``dgcnn_seg``), widths configurable for CPU; registered
+    as ``dgcnn`` (the class is its own builder). ``out_dim`` = ``point_dims[-1]``.
 
     ``x [B, N, in_channels]`` -> EdgeConv x ``len(edge_dims)``, each on the k-NN graph of its own
     input (xyz for the first layer, then the previous layer's features: the graph is dynamic);
@@ -106,6 +107,11 @@ class DGCNN(nn.Module):
     between layers) -> tokens ``[B, N, point_dims[-1]]``. The paper's sizes are ``k=20``,
     ``edge_dims=(64, 64, 64)``, ``global_dim=1024``, ``point_dims=(256, 256, 128)``, dropout 0.5;
     the ACD loss is applied to the 128-d tokens.
+
+    Options: ``in_channels``: 3 (xyz) or 6 (xyz + normals). ``k``: neighbours per point in every
+    EdgeConv. ``edge_dims``: widths of the EdgeConv layers. ``global_dim``: width of the max-pooled
+    shape code. ``point_dims``: per-point MLP after the shape code is concatenated back. ``dropout``:
+    between the per-point layers (the paper: 0.5). Defaults are the paper's; CPU recipes shrink them.
     """
 
     def __init__(
@@ -118,6 +124,7 @@ class DGCNN(nn.Module):
         dropout: float = 0.5,
     ) -> None:
         super().__init__()
+        edge_dims, point_dims = tuple(edge_dims), tuple(point_dims)  # recipes give lists
         if in_channels < 3:
             raise ValueError(f"in_channels must be >= 3 (xyz first), got {in_channels}")
         if not edge_dims or not point_dims:
@@ -154,22 +161,8 @@ class DGCNN(nn.Module):
         return {"global": tokens.amax(dim=1), "tokens": tokens}
 
 
-def dgcnn(
-    in_channels: int = 3,
-    k: int = 20,
-    edge_dims: Sequence[int] = (64, 64, 64),
-    global_dim: int = 1024,
-    point_dims: Sequence[int] = (256, 256, 128),
-    dropout: float = 0.5,
-) -> DGCNN:
-    """DGCNN segmentation trunk; ``out_dim`` = ``point_dims[-1]`` (per-point tokens + their max-pool).
-
-    ``in_channels``: 3 (xyz) or 6 (xyz + normals). ``k``: neighbours per point in every EdgeConv.
-    ``edge_dims``: widths of the EdgeConv layers. ``global_dim``: width of the max-pooled shape code.
-    ``point_dims``: per-point MLP after the shape code is concatenated back. ``dropout``: between
-    the per-point layers (the paper: 0.5). Defaults are the paper's; CPU recipes shrink them.
-    """
-    return DGCNN(in_channels, k, tuple(edge_dims), global_dim, tuple(point_dims), dropout)
+#: the registered ``dgcnn`` builder: the class itself (its options are its constructor's)
+dgcnn = DGCNN
 
 
 # -------------------------------------------------------------------------------- PointNet++

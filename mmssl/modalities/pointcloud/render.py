@@ -12,6 +12,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from mmssl.figures import save_figure
+
 
 def _colours(labels: Tensor):
     """RGBA per point from integer labels (tab10 cycled: consecutive part ids differ; < 0 in black)."""
@@ -58,12 +60,7 @@ def render_point_clouds(
         ax.set_axis_off()
         if titles is not None:
             ax.set_title(titles[i], fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=90)
 
 
 def render_part_predictions(

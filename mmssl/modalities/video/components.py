@@ -1,10 +1,4 @@
-"""Components of ``mmssl.modalities.video`` by name.
-
-Read by :mod:`mmssl.registry` without importing them.
-
-Each entry maps a recipe name to ``"module:attribute"``; the module is imported only when the name
-is looked up. An entry given as ``(target, modality)`` overrides the table's ``MODALITY``.
-"""
+"""Recipe names of ``mmssl.modalities.video``'s components (the table format: :mod:`mmssl.registry`)."""
 
 MODALITY = "video"
 

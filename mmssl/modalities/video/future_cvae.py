@@ -53,6 +53,7 @@ from mmssl.core.method import Method
 from mmssl.data import DataBundle
 from mmssl.data.keys import INPUT
 from mmssl.eval.features import eval_mode
+from mmssl.figures import save_figure
 from mmssl.modalities.image.color import to_unit_rgb
 from mmssl.modalities.video.encoders import frame_feature_map
 from mmssl.modalities.video.flow import chain_flows, clip_flows, to_gray
@@ -260,12 +261,7 @@ class FutureCVAE(Method):
                 if r == 0:
                     ax.set_title("flow (truth)" if c == 0 else f"sample {c}", fontsize=8)
         fig.suptitle(f"future_cvae: displacement after {self.horizon} frames", fontsize=9)
-        fig.tight_layout()
-        path = Path(figures_dir) / "future_cvae.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        return path
+        return save_figure(fig, Path(figures_dir) / "future_cvae.png", dpi=110)
 
 
 def _draw_motion(ax: Any, image: Any, field: Tensor, h: int, w: int) -> None:

@@ -42,6 +42,7 @@ from torch import Tensor, nn
 from mmssl.core.method import Method
 from mmssl.data import DataBundle
 from mmssl.data.keys import IMAGE
+from mmssl.eval.features import eval_mode
 from mmssl.modalities.image.color import (
     ab_gamut_bins,
     annealed_mean,
@@ -54,7 +55,7 @@ from mmssl.modalities.image.color import (
     soft_encode,
     to_unit_rgb,
 )
-from mmssl.modalities.image.figures import eval_mode, figure_inputs
+from mmssl.modalities.image.figures import figure_inputs
 
 _TRUNK = "trunk."
 
