@@ -122,3 +122,28 @@ def test_real_sample_tinyshakespeare():
     assert [u.group for u in units[:1] + units[-1:]] == ["part 0", "part 7"]
     train, val = split_units(units, 0.1)
     assert 0.07 < len(val) / len(units) < 0.13
+
+
+def test_tail_split_holds_out_the_contiguous_end_of_every_group():
+    units = [TextUnit(f"{g} paragraph {i}", f"{g}:{i}", g) for g in ("a", "b") for i in range(20)]
+    train, val = split_units(units, 0.25, "tail")
+    assert [u.source for u in val] == [f"{g}:{i}" for g in ("a", "b") for i in range(15, 20)]
+    assert [u.source for u in train] == [f"{g}:{i}" for g in ("a", "b") for i in range(15)]
+    assert split_units(units, 0.0, "tail")[1] == []
+    with pytest.raises(DataError, match="val_split must be one of hash, tail"):
+        split_units(units, 0.1, "random")
+
+
+def test_single_file_corpora_default_to_the_tail_split(tmp_path):
+    from mmssl.modalities.text.data import text_corpus
+
+    text = "\n\n".join(f"Paragraph {i} says word{i % 7} and word{i % 5} again." for i in range(120))
+    (tmp_path / "book.txt").write_text(text)
+    opts = dict(vocab_size=200, min_frequency=1, block_size=16, task_classes=2, cache_dir=str(tmp_path / "c"))
+    tail = text_corpus(root=str(tmp_path / "book.txt"), **opts)
+    assert tail.stats["val_split"] == "tail (10% of the units)"
+    hashed = text_corpus(root=str(tmp_path / "book.txt"), val_split="hash", **opts)
+    assert hashed.stats["val_split"] == "hash (10% of the units)"
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "a.txt").write_text(text)
+    assert text_corpus(root=str(tmp_path / "folder"), **opts).stats["val_split"].startswith("hash")

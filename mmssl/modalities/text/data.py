@@ -135,6 +135,7 @@ def text_corpus(
     lowercase: bool = True,
     block_size: int = 128,
     val_fraction: float = 0.1,
+    val_split: str = "auto",
     task_classes: int = 8,
     eval_length: int = 64,
     eval_train_per_class: int = 40,
@@ -153,8 +154,10 @@ def text_corpus(
     ``min_frequency``, ``lowercase``) and cached. ``cache_dir`` replaces the cache root
     (``$MMSSL_CACHE`` or ``~/.cache/mmssl``) for the built-in corpus and the tokenizers.
     ``block_size``: tokens per packed block (the encoder's ``max_length`` or less).
-    ``val_fraction``: share of units held out by content hash. The few-shot task uses
-    ``task_classes`` groups, ``eval_length``-token windows, up to ``eval_train_per_class`` /
+    ``val_fraction``: share of units held out for validation; ``val_split``: ``hash`` (by content),
+    ``tail`` (the contiguous end of each document part) or ``auto`` (``tail`` for a single file, else
+    ``hash``; see :mod:`mmssl.modalities.text.corpus`); ``stats["val_split"]`` says which. The few-shot
+    task uses ``task_classes`` groups, ``eval_length``-token windows, up to ``eval_train_per_class`` /
     ``eval_test_per_class`` per class, and only groups with at least ``eval_min_per_class``
     windows in each split. ``skip_bad``: skip unreadable files and
     JSONL lines with a warning instead of raising.
@@ -166,7 +169,9 @@ def text_corpus(
     else:
         units = read_corpus(root, text_field, label_field, num_parts=task_classes, skipping=skipping)
         corpus_name = str(Path(root).expanduser())
-    train_units, val_units = split_units(units, val_fraction)
+    if val_split == "auto":
+        val_split = "tail" if root is not None and Path(root).expanduser().is_file() else "hash"
+    train_units, val_units = split_units(units, val_fraction, val_split)
     if not train_units:
         raise DataError(f"no training text in {corpus_name} after holding out val_fraction={val_fraction}")
     if tokenizer is not None:
@@ -213,6 +218,7 @@ def text_corpus(
         name="text_corpus",
         stats={
             "corpus": corpus_name,
+            "val_split": f"{val_split} ({val_fraction:.0%} of the units)",
             "tokenizer_dir": str(tok_dir),
             "tokenizer_cache_hit": hit,
             "vocab_size": len(tok),
