@@ -72,25 +72,27 @@ def resolve(name: str) -> Path:
 def _data_overrides(path: Path, values: dict[str, int]) -> list[str]:
     """``data.key=value`` for the keys the recipe's dataset builder accepts (never a config error)."""
     from mmssl.config import load_raw
+    from mmssl.options import option_names
     from mmssl.registry import DATASETS
 
     data = load_raw(path).get("data") or {}
     name = data if isinstance(data, str) else data.get("name")
-    accepted = DATASETS.accepted_keys(name) if name else []
-    return [f"data.{k}={v}" for k, v in values.items() if accepted is None or k in accepted]
+    accepted = option_names(DATASETS.get(name), "dataset") if name else []
+    return [f"data.{k}={v}" for k, v in values.items() if k in accepted]
 
 
 def _encoder_overrides(path: Path, settings: list[str]) -> list[str]:
     """``encoder.key=value`` for each ``key=value`` of ``--encoder-set`` the recipe's encoder accepts
     (e.g. ``stem_stride=2`` reaches the CNN recipes and leaves the ViT ones alone)."""
     from mmssl.config import load_raw
+    from mmssl.options import option_names
     from mmssl.registry import ENCODERS
 
     encoder = load_raw(path).get("encoder") or {}
     name = encoder if isinstance(encoder, str) else encoder.get("name")
-    accepted = ENCODERS.accepted_keys(name) if name else []
+    accepted = option_names(ENCODERS.get(name), "encoder") if name else []
     keys = [item.split("=", 1)[0] for item in settings]
-    return [f"encoder.{item}" for key, item in zip(keys, settings) if accepted is None or key in accepted]
+    return [f"encoder.{item}" for key, item in zip(keys, settings) if key in accepted]
 
 
 def run_overrides(path: Path, args: argparse.Namespace, out_dir: Path) -> list[str]:

@@ -123,13 +123,20 @@ class TensorImages(Dataset):
 # ------------------------------------------------------------------------------- splits and shifts
 
 
-def split_labelled(labels: Tensor, per_class: int, seed: int = 0) -> tuple[Tensor, Tensor]:
-    """``(labelled indices, unlabelled indices)``: ``per_class`` random indices of every class, the rest."""
+def split_labelled(
+    labels: Tensor, per_class: int, seed: int = 0, keep_pool: bool = True
+) -> tuple[Tensor, Tensor]:
+    """``(labelled indices, unlabelled indices)``: ``per_class`` random indices of every class, the rest.
+
+    One generator seeded with ``seed`` draws a permutation of each class in turn (classes in increasing
+    order). ``keep_pool``: every class must keep at least one image for the pool (the pool is the rest);
+    without it a class may be labelled entirely (the pool comes from elsewhere).
+    """
     g = torch.Generator().manual_seed(seed)
     chosen = []
     for c in labels.unique().tolist():
         idx = torch.nonzero(labels == c).flatten()
-        if idx.numel() <= per_class:
+        if idx.numel() < per_class or (keep_pool and idx.numel() == per_class):
             raise DataError(f"class {c} has {idx.numel()} images; cannot label {per_class} and keep a pool")
         chosen.append(idx[torch.randperm(idx.numel(), generator=g)[:per_class]])
     labelled = torch.cat(chosen).sort().values
@@ -171,14 +178,76 @@ def unseen_class_images(n: int, size: int, num_classes: int, seed: int, cache_di
     return base.images[idx]
 
 
+def check_semi_options(strong: str, ood_fraction: float, where: str = "ood_fraction") -> None:
+    """The options every semi-supervised dataset shares: the strong view and the out-of-domain fraction."""
+    if strong not in STRONG_VIEWS:
+        raise DataError(f"strong must be one of {', '.join(STRONG_VIEWS)}, got '{strong}'")
+    if not 0.0 <= ood_fraction < 1.0:
+        raise DataError(f"{where} must be in [0, 1), got {ood_fraction}")
+
+
+def replace_fraction(
+    pool: Tensor, true_labels: Tensor | None, fraction: float, seed: int, make: Callable[[int], Tensor]
+) -> tuple[Tensor, int]:
+    """Replace ``round(fraction * len(pool))`` seeded positions of ``pool`` (in place) by ``make(n)``.
+
+    Returns ``(is_ood bool [pool], n)``; ``true_labels`` (when given) is set to -1 at those positions.
+    The positions are the first ``n`` of a permutation drawn with ``seed + 2``.
+    """
+    is_ood = torch.zeros(len(pool), dtype=torch.bool)
+    n_ood = round(fraction * len(pool))
+    if n_ood > 0:
+        where = torch.randperm(len(pool), generator=torch.Generator().manual_seed(seed + 2))[:n_ood]
+        pool[where] = make(n_ood)
+        is_ood[where] = True
+        if true_labels is not None:
+            true_labels[where] = -1
+    return is_ood, n_ood
+
+
+def semi_bundle(
+    name: str,
+    *,
+    labelled: Tensor,
+    labels: Tensor,
+    pool: Tensor,
+    test: Tensor,
+    test_labels: Tensor,
+    num_classes: int,
+    mu: int,
+    seed: int,
+    strong: str,
+    randaugment_ops: int,
+    cutout: float,
+    is_ood: Tensor | None,
+    true_labels: Tensor | None,
+    stats: dict[str, Any],
+) -> DataBundle:
+    """The bundle of every semi-supervised image dataset (see the module docstring), from uint8 images
+    ``[N, 3, S, S]``: training items from ``labelled`` and ``pool``, ``eval_train`` = the labelled set,
+    ``eval_test`` = ``test``, the :class:`~mmssl.semi.pool.UnlabelledPool` extra with the reporting-only
+    ``is_ood`` / ``true_labels``."""
+    return DataBundle(
+        pretrain=SemiTrainSet(labelled, labels, pool, mu, seed),
+        eval_train=TensorImages(labelled, normalise_uint8, labels),
+        eval_test=TensorImages(test, normalise_uint8, test_labels),
+        num_classes=num_classes,
+        batch_transform=SemiBatchViews(strong, randaugment_ops, cutout),
+        extras=(UnlabelledPool(TensorImages(pool, normalise_uint8), is_ood=is_ood, true_labels=true_labels),),
+        name=name,
+        stats=stats,
+    )
+
+
 # ---------------------------------------------------------------------------------------- builder
 
 
-def _semi_keys(options: Mapping[str, Any]) -> set[str]:
+def semi_keys(options: Mapping[str, Any]) -> set[str]:
+    """The batch keys of a semi-supervised dataset's items: ``u_strong`` unless ``strong`` is none."""
     return {X_L, Y_L, U_WEAK, U_INDEX} | ({U_STRONG} if options["strong"] != "none" else set())
 
 
-@data_source(produces=_semi_keys)
+@data_source(produces=semi_keys)
 def semi_shapes(
     labels_per_class: int = 10,
     mu: int = 7,
@@ -201,14 +270,12 @@ def semi_shapes(
     Teacher's two noisy copies) or ``none`` (no ``u_strong``: cheaper for methods that do not use it).
     ``ood_fraction`` of the pool is replaced by ``ood_kind`` images: ``noise`` (smooth colour noise) or
     ``unseen_classes`` (shape classes left out by ``num_classes``). ``eval_train`` is the labelled set
-    only, ``eval_test`` the test split (deterministic evaluation transform).
+    only, ``eval_test`` the test split (deterministic evaluation transform). Real images:
+    ``semi_folder`` (:mod:`mmssl.semi.folders`).
     """
-    if strong not in STRONG_VIEWS:
-        raise DataError(f"strong must be one of {', '.join(STRONG_VIEWS)}, got '{strong}'")
+    check_semi_options(strong, ood_fraction)
     if ood_kind not in OOD_KINDS:
         raise DataError(f"ood_kind must be one of {', '.join(OOD_KINDS)}, got '{ood_kind}'")
-    if not 0.0 <= ood_fraction < 1.0:
-        raise DataError(f"ood_fraction must be in [0, 1), got {ood_fraction}")
     common = dict(image_size=image_size, num_classes=num_classes, seed=seed, cache_dir=cache_dir)
     train = ProceduralShapes(train_per_class, split="train", **common)  # type: ignore[arg-type]
     test = ProceduralShapes(test_per_class, split="test", **common)  # type: ignore[arg-type]
@@ -216,26 +283,28 @@ def semi_shapes(
 
     pool = train.images[unl_idx].clone()
     true_labels = train.labels[unl_idx].clone()
-    is_ood = torch.zeros(len(pool), dtype=torch.bool)
-    n_ood = round(ood_fraction * len(pool))
-    if n_ood > 0:
-        where = torch.randperm(len(pool), generator=torch.Generator().manual_seed(seed + 2))[:n_ood]
-        if ood_kind == "noise":
-            pool[where] = noise_images(n_ood, image_size, seed)
-        else:
-            pool[where] = unseen_class_images(n_ood, image_size, num_classes, seed, cache_dir)
-        is_ood[where] = True
-        true_labels[where] = -1
 
-    labelled_images, labels = train.images[lab_idx], train.labels[lab_idx]
-    return DataBundle(
-        pretrain=SemiTrainSet(labelled_images, labels, pool, mu, seed),
-        eval_train=TensorImages(labelled_images, normalise_uint8, labels),
-        eval_test=TensorImages(test.images, normalise_uint8, test.labels),
+    def make_ood(n: int) -> Tensor:
+        if ood_kind == "noise":
+            return noise_images(n, image_size, seed)
+        return unseen_class_images(n, image_size, num_classes, seed, cache_dir)
+
+    is_ood, n_ood = replace_fraction(pool, true_labels, ood_fraction, seed, make_ood)
+    return semi_bundle(
+        "semi_shapes",
+        labelled=train.images[lab_idx],
+        labels=train.labels[lab_idx],
+        pool=pool,
+        test=test.images,
+        test_labels=test.labels,
         num_classes=num_classes,
-        batch_transform=SemiBatchViews(strong, randaugment_ops, cutout),
-        extras=(UnlabelledPool(TensorImages(pool, normalise_uint8), is_ood=is_ood, true_labels=true_labels),),
-        name="semi_shapes",
+        mu=mu,
+        seed=seed,
+        strong=strong,
+        randaugment_ops=randaugment_ops,
+        cutout=cutout,
+        is_ood=is_ood,
+        true_labels=true_labels,
         stats={
             "class_names": list(train.class_names),
             "image_size": image_size,

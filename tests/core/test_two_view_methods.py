@@ -255,7 +255,7 @@ RECIPE_OPTIONS = {
         "negatives": "queue",
         "temperature": 0.2,
         "momentum": 0.99,
-        "queue_size": 4096,
+        "queue_size": None,
         "num_negatives": 4096,
         "memory_bank_momentum": 0.5,
         "projector_hidden": 512,
@@ -286,3 +286,15 @@ def test_memory_bank_moco_consumes_the_sample_index():
     assert MoCo.consumed_keys({"negatives": "queue"}) == {VIEWS}
     assert MoCo.consumed_keys({"negatives": "memory_bank"}) == {VIEWS, INDEX}
     assert SimCLR.consumed_keys({}) == BYOL.consumed_keys({}) == {VIEWS}
+
+
+def test_queue_size_rule_keeps_the_queue_a_tenth_of_the_set():
+    from mmssl.core.methods.moco import queue_size_for
+
+    assert queue_size_for(1_281_167) == 65536  # ImageNet: MoCo's own queue
+    assert queue_size_for(45_000) == 4096 and queue_size_for(5_000) == 256 and queue_size_for(100) == 256
+    for n in (3_000, 20_000, 300_000):
+        k = queue_size_for(n)
+        assert k <= n / 10 and 2 * k > n / 10 and k & (k - 1) == 0  # the largest power of two below N/10
+    moco = MoCo(VecEncoder(), DataBundle(pretrain=range(50_000)), **HEADS)
+    assert moco.queue.size == 4096

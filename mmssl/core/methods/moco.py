@@ -14,6 +14,8 @@ negatives) or ``memory_bank`` (Wu et al. 2018: stored per-sample features; reads
 
 from __future__ import annotations
 
+import logging
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,13 +28,34 @@ from mmssl.core.two_view import TwoViewMethod
 from mmssl.data import DataBundle
 from mmssl.data.keys import INDEX, VIEWS
 
+log = logging.getLogger(__name__)
+
+#: queue length without a dataset to size it by (direct use), and the bounds of the rule
+DEFAULT_QUEUE_SIZE, MIN_QUEUE_SIZE, MAX_QUEUE_SIZE = 4096, 256, 65536
+
+
+def queue_size_for(num_samples: int | None) -> int:
+    """The queue length for a pretraining set of ``num_samples``: the largest power of two not above a
+    tenth of it, within [256, 65536].
+
+    A key enqueued at step t is a negative until it is pushed out; if the queue holds a large share of the
+    set, a sample's own key from an earlier epoch is among its negatives (a stale positive). MoCo's
+    65,536 keys are 5% of ImageNet's 1.28M images (He et al. 2020, Sec. 4.1); a tenth keeps small sets in
+    the same regime: 1.28M -> 65,536, CIFAR-10's 45,000 training images -> 4,096, 5,000 -> 256.
+    """
+    if not num_samples:
+        return DEFAULT_QUEUE_SIZE
+    size = 2 ** int(math.floor(math.log2(max(num_samples // 10, 1))))
+    return max(MIN_QUEUE_SIZE, min(MAX_QUEUE_SIZE, size))
+
 
 class MoCo(TwoViewMethod):
     """MoCo: 2-layer MLP projector, InfoNCE at ``temperature`` against the chosen negative source.
 
     ``momentum`` is the key encoder's constant EMA coefficient (queue only); ``queue_size`` the queue's
-    length; ``num_negatives`` and ``memory_bank_momentum`` the memory bank's negatives per step and
-    update rate; the bank has one entry per sample of ``data.pretrain``.
+    length, by default :func:`queue_size_for` the pretraining set; ``num_negatives`` and
+    ``memory_bank_momentum`` the memory bank's negatives per step and update rate; the bank has one entry
+    per sample of ``data.pretrain``.
     """
 
     @classmethod
@@ -48,7 +71,7 @@ class MoCo(TwoViewMethod):
         negatives: str = "queue",
         temperature: float = 0.2,
         momentum: float = 0.99,
-        queue_size: int = 4096,
+        queue_size: int | None = None,
         num_negatives: int = 4096,
         memory_bank_momentum: float = 0.5,
         projector_hidden: int = 512,
@@ -68,13 +91,24 @@ class MoCo(TwoViewMethod):
                 momentum_final=momentum,
                 shuffle_bn_groups=shuffle_bn_groups,
             )
+        num_samples = len(data.pretrain) if data is not None else None
+        if queue_size is None:
+            queue_size = queue_size_for(num_samples)
+        elif source_class.momentum_keys and num_samples and queue_size > num_samples // 10:
+            log.warning(
+                "method.queue_size=%d is more than a tenth of the %d pretraining samples: the queue will "
+                "hold stale keys of the very samples it is asked to tell apart (queue_size_for gives %d)",
+                queue_size,
+                num_samples,
+                queue_size_for(num_samples),
+            )
         settings = SourceSettings(
             dim=projector_dim,
             temperature=temperature,
             queue_size=queue_size,
             num_negatives=num_negatives,
             memory_bank_momentum=memory_bank_momentum,
-            num_samples=len(data.pretrain) if data is not None else None,
+            num_samples=num_samples,
         )
         source = source_class.create(settings)
         # Registered under the source's own name: checkpoints hold queue.* or bank.*.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,9 @@ class ImageFolderDataset(Dataset):
     :class:`~mmssl.errors.CorruptFileError` naming the file, or with ``skip_bad=True`` a warning naming
     it (once) and the next readable sample instead (``num_skipped`` counts distinct bad files seen by
     this process; each DataLoader worker keeps its own count).
+
+    ``source``, :meth:`sample_ids` and :meth:`subset` are the labelled-split interface of
+    :mod:`~mmssl.modalities.image.splits` (a subset substitutes bad files from its own samples only).
     """
 
     def __init__(
@@ -77,6 +82,25 @@ class ImageFolderDataset(Dataset):
     @property
     def num_skipped(self) -> int:
         return self.skipping.num_skipped
+
+    @property
+    def source(self) -> str:
+        """The folder, as reports name it."""
+        return str(self.root)
+
+    def sample_ids(self) -> list[str]:
+        """One id per sample: its absolute path (files given twice, e.g. train and test, compare equal)."""
+        return [os.path.abspath(path) for path in self._paths]
+
+    def subset(self, indices: Sequence[int]) -> ImageFolderDataset:
+        """The samples at ``indices`` (in that order), same classes and options; a bad file is replaced by
+        the next readable sample of the subset, never by one outside it."""
+        part = copy.copy(self)
+        part.samples = [self.samples[i] for i in indices]
+        part.targets = [label for _, label in part.samples]
+        part._paths = [path for path, _ in part.samples]
+        part.skipping = SkipBadFiles(self.skip_bad)
+        return part
 
     def _load(self, index: int) -> tuple[torch.Tensor, int]:
         path, label = self.samples[index]
