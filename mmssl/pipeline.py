@@ -182,8 +182,8 @@ def report(
     for name, bcfg in retrain_baselines(cfg).items():
         bcfg.out_dir = str(run_dir / "baselines" / name)
         print(f"baseline '{name}': retraining with its overrides")
-        bmethod, _, _, _ = train(bcfg, data if bcfg.data == cfg.data else None)
-        bdata = data if bcfg.data == cfg.data else build_data(bcfg)
+        bdata = data if bcfg.data == cfg.data else build_data(bcfg)  # built once: trained and evaluated on
+        bmethod, _, _, _ = train(bcfg, bdata)
         metrics["baselines"][name] = evaluate(bcfg, bmethod.to(device), bdata, device)
     metrics["eval_seconds"] = round(time.perf_counter() - t0, 2)
     # Methods with pictures to show (reconstructions, colourisations ...) save them here.

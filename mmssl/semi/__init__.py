@@ -2,8 +2,9 @@
 
 Methods (registered in ``METHODS``; each takes ``unlabelled_weight``, 0 = supervised only, and an
 optional out-of-domain guard, the nested section ``ood: {guard: ...}``): ``self_training``,
-``data_distillation``, ``fixmatch``, ``mean_teacher``, ``entropy_min``. Data: ``semi_shapes``
-(``DATASETS``), whose bundle carries the :class:`~mmssl.semi.pool.UnlabelledPool`. Evaluation:
+``data_distillation``, ``fixmatch``, ``mean_teacher``, ``entropy_min``. Data (``DATASETS``):
+``semi_shapes`` (procedural) and ``semi_folder`` (real image folders, :mod:`mmssl.semi.folders`), whose
+bundles carry the :class:`~mmssl.semi.pool.UnlabelledPool`. Evaluation:
 ``classifier_accuracy`` (``EVALUATORS``). Shared, modality-free pieces: :mod:`mmssl.semi.options`
 (typed recipe options), :mod:`mmssl.semi.pseudo_label` (selection variants, masks, entropy, ramp-up),
 :mod:`mmssl.semi.ood` (the guard), :mod:`mmssl.semi.base` (classifier, EMA, pool prediction, phases).

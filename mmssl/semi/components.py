@@ -10,6 +10,7 @@ METHODS = {
     "self_training": "mmssl.semi.self_training:SelfTraining",
 }
 DATASETS = {
+    "semi_folder": "mmssl.semi.folders:semi_folder",
     "semi_shapes": "mmssl.semi.data:semi_shapes",
 }
 EVALUATORS = {

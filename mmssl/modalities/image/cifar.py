@@ -70,7 +70,9 @@ def _allowed_globals() -> dict[tuple[str, str], Callable[[], Any]]:
         ("_codecs", "encode"): lambda: _codecs.encode,
     }
     for package in ("numpy.core", "numpy._core"):
-        allowed[(f"{package}.multiarray", "_reconstruct")] = lambda: _numpy_function("multiarray", "_reconstruct")
+        allowed[(f"{package}.multiarray", "_reconstruct")] = lambda: _numpy_function(
+            "multiarray", "_reconstruct"
+        )
         allowed[(f"{package}.numeric", "_frombuffer")] = lambda: _numpy_function("numeric", "_frombuffer")
     return allowed
 

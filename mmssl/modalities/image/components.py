@@ -20,4 +20,5 @@ ENCODERS = {
 DATASETS = {
     "procedural_shapes": "mmssl.modalities.image.datasets:procedural_shapes",
     "image_folder": "mmssl.modalities.image.datasets:image_folder",
+    "image_files": "mmssl.modalities.image.datasets:image_files",
 }

@@ -1,7 +1,11 @@
-"""The registered image datasets: built-in procedural shapes and real images in an ImageFolder layout.
+"""The registered image datasets: built-in procedural shapes, labelled real images (an ImageFolder root
+with train/ and test/, or splits from anywhere: :mod:`~mmssl.modalities.image.splits`, CIFAR python
+folders included) and unlabelled images (:mod:`~mmssl.modalities.image.unlabelled`).
 
 Base datasets (:class:`~mmssl.procedural.shapes.ProceduralShapes`,
-:class:`~mmssl.modalities.image.folder.ImageFolderDataset`) yield ``(uint8 tensor [3, H, W], label)``;
+:class:`~mmssl.modalities.image.folder.ImageFolderDataset`,
+:class:`~mmssl.modalities.image.cifar.CifarImages`,
+:class:`~mmssl.modalities.image.unlabelled.UnlabelledImages`) yield ``(uint8 tensor [3, H, W], label)``;
 the wrappers of :mod:`mmssl.data.wrappers` (and :class:`~mmssl.modalities.image.items.ImageBatchItems`)
 turn them into what the toolkit's contracts expect:
 
@@ -34,6 +38,8 @@ from mmssl.errors import ConfigError, DataError
 from mmssl.modalities.image.batch_views import BatchViews
 from mmssl.modalities.image.folder import ImageFolderDataset
 from mmssl.modalities.image.items import ImageBatchItems
+from mmssl.modalities.image.splits import ImageSplits, as_image_splits, resolve_splits
+from mmssl.modalities.image.unlabelled import UnlabelledImages, WithoutLabel
 from mmssl.modalities.image.view_spec import SINGLE_VIEW_NAMES, VIEW_NAMES, ViewOptions, resolve_views
 from mmssl.modalities.image.views import AugmentationView, eval_transform, sample_views
 from mmssl.options import build_dataclass
@@ -95,8 +101,8 @@ def pretrain_keys(options: Mapping[str, Any]) -> set[str]:
 
 def image_bundle(
     name: str,
-    train: Dataset,
-    test: Dataset,
+    train: Dataset | None,
+    test: Dataset | None,
     num_classes: int,
     *,
     views: str | None,
@@ -104,14 +110,21 @@ def image_bundle(
     augment: str,
     view_options: ViewOptions | None,
     stats: Mapping[str, Any] | None = None,
+    unlabelled: Dataset | None = None,
 ) -> DataBundle:
-    """Pretraining on ``train`` (see the module docstring), evaluation on ``train`` and ``test``."""
+    """Pretraining on ``train`` (see the module docstring), or on ``unlabelled`` when given (items without
+    ``label``); evaluation on ``train`` and ``test`` where they are given."""
     evaluation = eval_transform(image_size)
-    pretrain, batch_transform = pretrain_dataset(train, views, image_size, augment, view_options)
+    source = unlabelled if unlabelled is not None else train
+    if source is None:
+        raise DataError(f"{name}: nothing to pretrain on")
+    pretrain, batch_transform = pretrain_dataset(source, views, image_size, augment, view_options)
+    if unlabelled is not None and (views is None or views in SINGLE_VIEW_NAMES):
+        pretrain = WithoutLabel(pretrain)
     return DataBundle(
         pretrain=pretrain,
-        eval_train=LabelledItems(train, evaluation),
-        eval_test=LabelledItems(test, evaluation),
+        eval_train=LabelledItems(train, evaluation) if train is not None else None,
+        eval_test=LabelledItems(test, evaluation) if test is not None else None,
         num_classes=num_classes,
         batch_transform=batch_transform,
         name=name,
@@ -120,8 +133,8 @@ def image_bundle(
             "image_size": image_size,
             "views": views,
             "augment": augment if views in VIEW_NAMES else None,
-            "num_train": len(train),  # type: ignore[arg-type]
-            "num_test": len(test),  # type: ignore[arg-type]
+            "num_train": len(train) if train is not None else 0,  # type: ignore[arg-type]
+            "num_test": len(test) if test is not None else 0,  # type: ignore[arg-type]
         },
     )
 
@@ -168,9 +181,22 @@ def procedural_shapes(
     )
 
 
-@data_source(produces=pretrain_keys)
+def image_folder_keys(options: Mapping[str, Any]) -> set[str]:
+    """As :func:`pretrain_keys`; also checks, when the recipe loads, that exactly one of ``root`` and
+    ``splits`` says where the images are."""
+    has_root, has_splits = options.get("root") is not None, options.get("splits") is not None
+    if has_root == has_splits:
+        raise ConfigError(
+            "dataset 'image_folder' needs exactly one of data.root (a folder with train/ and test/) and "
+            "data.splits ({train: DIR, val: DIR or {last_per_class: N}, test: DIR})"
+            + (f"; got both (root: {options['root']})" if has_root else "")
+        )
+    return pretrain_keys(options)
+
+
+@data_source(produces=image_folder_keys)
 def image_folder(
-    root: str,
+    root: str | None = None,
     views: str | None = "simclr",
     image_size: int = 32,
     train_subdir: str = "train",
@@ -179,8 +205,17 @@ def image_folder(
     augment: str = "batch",
     seed: int = 0,
     view_options: ViewOptions | None = None,
+    splits: ImageSplits | None = None,
 ) -> DataBundle:
-    """Real images in ``root/<train_subdir>/<class>/*`` and ``root/<test_subdir>/<class>/*``.
+    """Real labelled images: ``root`` with train/ and test/ sub-folders, or ``splits`` from anywhere.
+
+    ``root``: ``root/<train_subdir>/<class>/*`` and ``root/<test_subdir>/<class>/*``; pretraining and
+    ``eval_train`` use the train folder, ``eval_test`` the test folder.
+
+    ``splits`` (instead of ``root``): ``{train: PATH, val: PATH | {last_per_class: N} | {fraction: F,
+    seed: S}, test: PATH}``, each path an ImageFolder root or a CIFAR python folder; pretraining and
+    ``eval_train`` use train minus val, ``eval_test`` is test when given, else val
+    (``stats["eval_split"]`` says which); see :mod:`~mmssl.modalities.image.splits`.
 
     ``views``, ``view_options`` and ``augment`` as for ``procedural_shapes``. Evaluation images are
     resized (shorter side) and centre-cropped to ``image_size``. Pretraining with
@@ -192,6 +227,19 @@ def image_folder(
     """
     views = _check_views(views)
     augment = _check_augment(augment)
+    splits = as_image_splits(splits, "data.splits")
+    if splits is not None or root is None:
+        image_folder_keys({"root": root, "splits": splits, "views": views})
+        if (train_subdir, test_subdir) != ("train", "test"):
+            raise ConfigError("data.train_subdir / data.test_subdir apply to data.root, not to data.splits")
+        return _image_splits_bundle(
+            splits,  # type: ignore[arg-type]
+            views=views,
+            image_size=image_size,
+            augment=augment,
+            skip_bad=skip_bad,
+            view_options=view_options,
+        )
     base = Path(root).expanduser()
     if not base.is_dir():
         raise DataError(f"image_folder root not found: {base}")
@@ -212,4 +260,87 @@ def image_folder(
         augment=augment,
         view_options=_view_options(view_options),
         stats={"root": str(base), "skip_bad": skip_bad},
+    )
+
+
+def _image_splits_bundle(
+    splits: ImageSplits,
+    *,
+    views: str | None,
+    image_size: int,
+    augment: str,
+    skip_bad: bool,
+    view_options: ViewOptions | Mapping[str, Any] | None,
+) -> DataBundle:
+    resolved = resolve_splits(splits, skip_bad=skip_bad, where="data.splits")
+    return image_bundle(
+        "image_folder",
+        resolved.train,  # type: ignore[arg-type]
+        resolved.evaluation,  # type: ignore[arg-type]
+        len(resolved.classes),
+        views=views,
+        image_size=image_size,
+        augment=augment,
+        view_options=_view_options(view_options),
+        stats={**resolved.stats(), "skip_bad": skip_bad},
+    )
+
+
+def unlabelled_keys(options: Mapping[str, Any]) -> set[str]:
+    """As :func:`pretrain_keys`, less ``label``: unlabelled images have none."""
+    return pretrain_keys(options) - {LABEL}
+
+
+@data_source(produces=unlabelled_keys)
+def image_files(
+    images: str,
+    views: str | None = "simclr",
+    image_size: int = 32,
+    skip_bad: bool = False,
+    augment: str = "batch",
+    seed: int = 0,
+    view_options: ViewOptions | None = None,
+    eval: ImageSplits | None = None,
+) -> DataBundle:
+    """Pretraining on unlabelled images: a folder of any depth, or a ``.txt`` / ``.csv`` list of files.
+
+    ``images``: see :mod:`~mmssl.modalities.image.unlabelled` (``.csv`` lists need a ``path`` column;
+    paths in lists are relative to the list's folder). ``skip_bad``: undecodable files are found when
+    the dataset is built (each file decoded once), logged, counted in ``stats["num_skipped"]`` and left
+    out of the index; without it the first one read raises :class:`~mmssl.errors.CorruptFileError`
+    naming it. ``views``, ``view_options`` and ``augment`` as for ``image_folder``; pretraining items
+    carry no ``label``.
+
+    ``eval`` (optional): labelled splits for kNN / linear / few-shot, the same section as
+    ``image_folder``'s ``splits`` (``{train: DIR, val: ..., test: DIR}``). Without it the bundle has no
+    ``eval_train`` / ``eval_test``, and evaluators that need labels say so.
+    """
+    views = _check_views(views)
+    augment = _check_augment(augment)
+    splits = as_image_splits(eval, "data.eval")
+    unlabelled = UnlabelledImages(images, skip_bad=skip_bad)
+    stats: dict[str, Any] = {
+        "images": unlabelled.source,
+        "num_pretrain": len(unlabelled),
+        "num_skipped": unlabelled.num_skipped,
+        "skip_bad": skip_bad,
+        "eval_split": "none",
+    }
+    train = test = None
+    num_classes = 0
+    if splits is not None:
+        resolved = resolve_splits(splits, skip_bad=skip_bad, where="data.eval")
+        train, test, num_classes = resolved.train, resolved.evaluation, len(resolved.classes)
+        stats.update(resolved.stats())
+    return image_bundle(
+        "image_files",
+        train,  # type: ignore[arg-type]
+        test,  # type: ignore[arg-type]
+        num_classes,
+        views=views,
+        image_size=image_size,
+        augment=augment,
+        view_options=_view_options(view_options),
+        stats=stats,
+        unlabelled=unlabelled,
     )
