@@ -33,7 +33,8 @@ from mmssl.data.keys import check_batch_keys
 from mmssl.data.source import DataSource
 from mmssl.errors import ConfigError
 from mmssl.eval.monitor import MonitorOptions
-from mmssl.options import build_dataclass, builder_options
+from mmssl.option_markers import ScoresLabelledSplits
+from mmssl.options import build_dataclass, builder_options, whole_section_type
 from mmssl.registry import DATASETS, ENCODERS, EVALUATORS, METHODS, RegistryError, closest
 from mmssl.train.config import OPTIMIZERS, PRECISIONS, SCHEDULES, TrainConfig
 
@@ -113,6 +114,7 @@ def from_dict(raw: dict[str, Any], source: str = "<recipe>") -> RecipeConfig:
         raise ConfigError("train.accumulate and train.batch_size must be >= 1 and train.steps >= 0")
     evals = raw.pop("eval", None) or {}
     _check_eval(evals, source)
+    _check_labelled(raw, evals, source)
     try:
         cfg = RecipeConfig(train=train, eval=evals, **raw)
     except TypeError as err:
@@ -135,6 +137,30 @@ def _check_contract(raw: dict[str, Any], source: str) -> None:
     data_options = {k: v for k, v in raw["data"].items() if k != "name"}
     consumed = method_class(METHODS.get(method_name), method_name).consumed_keys(method_options)
     check_batch_keys(consumed, source_builder.produced_keys(data_options), method_name, data_name, source)
+
+
+def _check_labelled(raw: dict[str, Any], evals: dict[str, Any], source: str) -> None:
+    """Evaluators that score labelled splits need a dataset that has them with the recipe's options."""
+    data_name = raw["data"]["name"]
+    data_options = {k: v for k, v in raw["data"].items() if k != "name"}
+    if DATASETS.get(data_name).gives_labelled_splits(data_options):
+        return
+    needing = [
+        name
+        for name in evals
+        if name not in EVAL_RESERVED and _scores_labelled_splits(whole_section_type(EVALUATORS.get(name)))
+    ]
+    if (evals.get("monitor") or {}).get("every", 0):
+        needing.append("monitor")
+    if needing:
+        raise ConfigError(
+            f"{source}: {', '.join(f'eval.{n}' for n in needing)} score(s) labelled evaluation splits, but "
+            f"dataset '{data_name}' has none with these options (give it labelled splits, or drop them)"
+        )
+
+
+def _scores_labelled_splits(options_type: type | None) -> bool:
+    return options_type is not None and issubclass(options_type, ScoresLabelledSplits)
 
 
 def _check_baselines(baselines: list[Any], source: str) -> None:

@@ -25,3 +25,8 @@ class Components:
     ``towers: Annotated[dict[str, Any], Components("encoder")]``."""
 
     kind: str
+
+
+class ScoresLabelledSplits:
+    """Base of the options of an evaluator (or monitor) that scores the dataset's labelled ``eval_train`` /
+    ``eval_test``: the recipe loader refuses it for a dataset that has none with the recipe's options."""

@@ -10,7 +10,9 @@ its data before building either::
     def procedural_shapes(*, seed: int = 0, views: str | None = "simclr", ...) -> DataBundle: ...
 
 The options passed to ``produces`` are the recipe's, completed with the builder's defaults. The bundle
-returned by a call carries the same set in ``DataBundle.produces``.
+returned by a call carries the same set in ``DataBundle.produces``. ``labelled`` (a bool, or a function of
+the options) says whether the bundle has labelled ``eval_train`` / ``eval_test``: evaluators that score
+them are refused at load time when it has not.
 """
 
 from __future__ import annotations
@@ -23,18 +25,22 @@ from typing import Any
 from mmssl.data.bundle import DataBundle
 
 Produces = Callable[[Mapping[str, Any]], Iterable[str]] | Iterable[str]
+Labelled = Callable[[Mapping[str, Any]], bool] | bool
 
 
 class DataSource:
     """A dataset builder plus the batch keys its pretraining items produce (see the module docstring)."""
 
-    def __init__(self, build: Callable[..., DataBundle], produces: Produces) -> None:
+    def __init__(
+        self, build: Callable[..., DataBundle], produces: Produces, labelled: Labelled = True
+    ) -> None:
         if "seed" not in inspect.signature(build).parameters:
             raise TypeError(
                 f"dataset builder {build.__qualname__} must take a 'seed' keyword (the run's seed)"
             )
         self.build = build
         self.produces = produces
+        self.labelled = labelled
         functools.update_wrapper(self, build)  # name, docstring and signature of the builder
 
     def options_with_defaults(self, options: Mapping[str, Any]) -> dict[str, Any]:
@@ -49,6 +55,12 @@ class DataSource:
         keys = self.produces(self.options_with_defaults(options))
         return frozenset(str(k) for k in keys)
 
+    def gives_labelled_splits(self, options: Mapping[str, Any]) -> bool:
+        """Whether the bundle built with ``options`` has labelled ``eval_train`` / ``eval_test``."""
+        if not callable(self.labelled):
+            return bool(self.labelled)
+        return bool(self.labelled(self.options_with_defaults(options)))
+
     def __call__(self, *args: Any, **options: Any) -> DataBundle:
         bundle = self.build(*args, **options)
         bound = inspect.signature(self.build).bind(*args, **options)
@@ -56,11 +68,13 @@ class DataSource:
         return bundle
 
 
-def data_source(produces: Produces) -> Callable[[Callable[..., DataBundle]], DataSource]:
+def data_source(
+    produces: Produces, labelled: Labelled = True
+) -> Callable[[Callable[..., DataBundle]], DataSource]:
     """Declare the batch keys a dataset builder's pretraining items produce (a set, or a function of
-    the options)."""
+    the options), and whether its bundle has labelled evaluation splits (default: yes)."""
 
     def wrap(build: Callable[..., DataBundle]) -> DataSource:
-        return DataSource(build, produces)
+        return DataSource(build, produces, labelled)
 
     return wrap

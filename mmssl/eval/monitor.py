@@ -22,10 +22,11 @@ from torch.utils.data import Dataset, Subset
 from mmssl.data import DataBundle
 from mmssl.eval.features import extract_features
 from mmssl.eval.knn import knn_accuracy
+from mmssl.option_markers import ScoresLabelledSplits
 
 
 @dataclass(frozen=True)
-class MonitorOptions:
+class MonitorOptions(ScoresLabelledSplits):
     """``eval.monitor`` in a recipe: kNN every ``every`` steps (0: off) on ``bank_size`` labelled training
     samples and ``query_size`` held-out samples; ``k`` neighbours, vote ``temperature`` (as ``knn``)."""
 

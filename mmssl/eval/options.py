@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mmssl.option_markers import ScoresLabelledSplits
+
 
 @dataclass(frozen=True)
-class FeatureOptions:
+class FeatureOptions(ScoresLabelledSplits):
     """Frozen-feature extraction: ``batch_size`` images per encoder call, data-loader ``num_workers``;
     ``cache``: share one extraction per (encoder state, dataset) with the other evaluators."""
 
@@ -55,7 +57,7 @@ class FewShotOptions(ProbeOptions):
 
 
 @dataclass(frozen=True)
-class FinetuneOptions:
+class FinetuneOptions(ScoresLabelledSplits):
     """Fine-tuning a copy of the encoder with a linear head: AdamW for ``epochs`` (or at most
     ``max_steps``) at ``lr`` (the head at ``lr * head_lr_scale``), cosine schedule."""
 

@@ -144,3 +144,13 @@ def test_skip_bad_files_raises_by_default_and_counts_once_when_skipping(caplog) 
     assert sum("bad.jpg" in r.getMessage() for r in caplog.records) == 1
     with pytest.raises(DataError, match="no readable file under folder"):
         SkipBadFiles(skip=True).next_readable(0, [Path("bad1")], lambda i: _loader(Path("bad1")), "folder")
+
+
+def test_evaluators_of_labelled_splits_need_a_dataset_that_has_them(tmp_path) -> None:
+    unlabelled = {"name": "image_files", "images": str(tmp_path), "views": "simclr"}
+    recipe = {**RECIPE, "data": unlabelled, "eval": {"knn": {"k": 5}, "monitor": {"every": 10}}}
+    with pytest.raises(ConfigError, match="eval.knn, eval.monitor score.*'image_files' has none"):
+        from_dict(recipe)
+    assert from_dict({**recipe, "eval": {}})  # pretraining alone is fine
+    labelled = {**unlabelled, "eval": {"train": str(tmp_path), "test": str(tmp_path)}}
+    assert from_dict({**recipe, "data": labelled})  # checked when built: here only the declaration

@@ -291,7 +291,7 @@ def unlabelled_keys(options: Mapping[str, Any]) -> set[str]:
     return pretrain_keys(options) - {LABEL}
 
 
-@data_source(produces=unlabelled_keys)
+@data_source(produces=unlabelled_keys, labelled=lambda options: options["eval"] is not None)
 def image_files(
     images: str,
     views: str | None = "simclr",
