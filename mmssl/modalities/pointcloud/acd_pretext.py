@@ -21,7 +21,7 @@ and a shift in [-0.1, 0.1] per axis; optional rotation about the up axis and Gau
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +130,7 @@ class ACDPretext(Method):
     def __init__(
         self,
         encoder: nn.Module,
+        data: DataBundle | None = None,
         *,
         margin: float = 0.5,
         balance: bool = True,
@@ -137,12 +138,33 @@ class ACDPretext(Method):
         weight: float = 1.0,
         projector_dim: int = 0,
         projector_hidden: int = 256,
-        augment: Mapping[str, Any] | None = None,
+        scale_low: float = 0.8,
+        scale_high: float = 1.25,
+        shift: float = 0.1,
+        rotate_up: bool = False,
+        up_axis: int = 1,
+        jitter: float = 0.0,
     ) -> None:
+        """ACD pretext: same-convex-component points pulled together, others pushed below ``margin``.
+
+        ``margin``: cosine above which negative pairs are penalised (paper 0.5). ``balance``: subsample
+        negatives to the number of positives per shape (paper). ``loss_points``: random points per
+        shape entering the pairwise loss (None: all). ``weight``: the loss weight lambda (paper: 1 when
+        pretraining). ``projector_dim``: 0 = loss on the encoder tokens as in the paper, > 0 = on an MLP
+        projection (``projector_hidden`` wide). Augmentation: scale in [``scale_low``, ``scale_high``],
+        shift in +-``shift``, ``rotate_up`` about axis ``up_axis`` (1 = y, ShapeNet's up), Gaussian
+        ``jitter`` std (clipped at 0.05).
+        """
         super().__init__()
         self.encoder = encoder
         self.margin, self.balance, self.loss_points, self.weight = margin, balance, loss_points, weight
-        self.augment = dict(augment or {})
+        self.augment = {
+            "scale": (scale_low, scale_high),
+            "shift": shift,
+            "rotate_up": rotate_up,
+            "up_axis": up_axis,
+            "jitter": jitter,
+        }
         self.in_channels = int(getattr(encoder, "in_channels", 3))
         self.projector = (
             ProjectionHead(encoder.out_dim, projector_hidden, projector_dim) if projector_dim > 0 else None
@@ -179,48 +201,3 @@ class ACDPretext(Method):
             titles=[f"shape {int(item.get(INDEX, i))}: ACD components" for i, item in enumerate(items)],
             up_axis=int(self.augment.get("up_axis", 1)),
         )
-
-
-def acd(
-    encoder: nn.Module,
-    data: DataBundle | None = None,
-    margin: float = 0.5,
-    balance: bool = True,
-    loss_points: int | None = 256,
-    weight: float = 1.0,
-    projector_dim: int = 0,
-    projector_hidden: int = 256,
-    scale_low: float = 0.8,
-    scale_high: float = 1.25,
-    shift: float = 0.1,
-    rotate_up: bool = False,
-    up_axis: int = 1,
-    jitter: float = 0.0,
-) -> ACDPretext:
-    """ACD pretext: same-convex-component points pulled together, others pushed below ``margin``.
-
-    ``margin``: cosine above which negative pairs are penalised (paper 0.5). ``balance``: subsample
-    negatives to the number of positives per shape (paper). ``loss_points``: random points per
-    shape entering the pairwise loss (None: all). ``weight``: the loss weight lambda (paper: 1 when
-    pretraining). ``projector_dim``: 0 = loss on the encoder tokens as in the paper, > 0 = on an MLP
-    projection (``projector_hidden`` wide). Augmentation: scale in [``scale_low``, ``scale_high``],
-    shift in +-``shift``, ``rotate_up`` about axis ``up_axis`` (1 = y, ShapeNet's up), Gaussian
-    ``jitter`` std (clipped at 0.05).
-    """
-    augment = {
-        "scale": (scale_low, scale_high),
-        "shift": shift,
-        "rotate_up": rotate_up,
-        "up_axis": up_axis,
-        "jitter": jitter,
-    }
-    return ACDPretext(
-        encoder,
-        margin=margin,
-        balance=balance,
-        loss_points=loss_points,
-        weight=weight,
-        projector_dim=projector_dim,
-        projector_hidden=projector_hidden,
-        augment=augment,
-    )

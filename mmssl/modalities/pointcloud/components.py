@@ -3,7 +3,7 @@
 MODALITY = "pointcloud"
 
 METHODS = {
-    "acd": "mmssl.modalities.pointcloud.acd_pretext:acd",
+    "acd": "mmssl.modalities.pointcloud.acd_pretext:ACDPretext",
 }
 ENCODERS = {
     "dgcnn": "mmssl.modalities.pointcloud.encoders:dgcnn",
