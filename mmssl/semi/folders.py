@@ -1,44 +1,52 @@
-"""``semi_folder``: the semi-supervised bundle of ``semi_shapes`` built from real image folders.
+"""``semi_folder``: the semi-supervised bundle of ``semi_shapes`` built from real images.
 
 The protocol is FixMatch's (Sohn et al. 2020, sec. 4.1) as the USB benchmark runs it (Wang et al.
 2022): from a labelled training set take ``labels_per_class`` images of every class, drawn with a
 seeded generator (CIFAR-10 with 4 or 25 labels per class: 40 / 250 labels), and use every other
 training image as the unlabelled pool, its labels withheld. Hyper-parameters are tuned on a validation
-split carved out of the training folder (``val: {last_per_class: N}``: the last ``N`` files of every
-class, sorted by path, e.g. the last 500 of each CIFAR-10 class), disjoint from both the labelled draw
-and the pool; a separate ``test`` folder is evaluated instead when given.
+split carved out of the training set (``val: {last_per_class: N}``: the last ``N`` samples of every
+class, in the training set's order, e.g. the last 500 files of each CIFAR-10 class; or ``{fraction: F,
+seed: S}``), disjoint from both the labelled draw and the pool; a separate ``test`` set is evaluated
+instead when given.
 
 Recipe keys (``data:``)::
 
     name: semi_folder
-    labelled: ../shared/data/images/cifar10/train   # ImageFolder root: <class>/<image>, any depth
+    labelled: ../shared/data/images/cifar10/train   # ImageFolder root (<class>/<image>) or CIFAR folder
     labels_per_class: 4
-    val: {last_per_class: 500}          # and/or test: DIR (an ImageFolder with the same classes)
-    unlabelled: DIR                     # optional: the pool from another folder (flat or nested)
-    ood: {root: DIR, fraction: 0.3}     # optional: that fraction of the pool from another domain
+    val: {last_per_class: 500}          # and/or test: PATH (same classes; a CIFAR folder: its test batch)
+    unlabelled: PATH                    # optional: the pool from another folder (any depth) or file list
+    ood: {root: PATH, fraction: 0.3}    # optional: that fraction of the pool from another domain
+
+The image readers are the image modality's: ``labelled`` and ``test`` are opened as ``image_folder``'s
+splits are (:func:`~mmssl.modalities.image.splits.open_split`: an ImageFolder root, a CIFAR python
+folder, whose training batches ``labelled`` reads and whose test batch ``test`` reads, or one batch
+file), ``val`` is :class:`~mmssl.modalities.image.splits.HoldOut` carved with
+:func:`~mmssl.modalities.image.splits.carve`, ``unlabelled`` and ``ood.root`` are listed as
+``image_files``'s ``images`` (:func:`~mmssl.modalities.image.unlabelled.list_images`: a folder of any
+depth, hidden names left out, or a ``.txt`` / ``.csv`` list).
 
 The bundle is the one :func:`~mmssl.semi.data.semi_shapes` builds (same batch keys, same
 :class:`~mmssl.semi.pool.UnlabelledPool` extra, same batched weak / strong views,
 :func:`~mmssl.semi.data.semi_bundle`): ``eval_train`` is the labelled draw, ``eval_test`` the test
-folder if given else the validation split (``stats["eval_split"]`` says which). The pool's true labels
-(its part of the labelled folder) and its out-of-domain marks are kept in the extra for reporting only.
+set if given else the validation split (``stats["eval_split"]`` says which). The pool's true labels
+(its part of the labelled set) and its out-of-domain marks are kept in the extra for reporting only.
 
 Every image is decoded once, resized (shorter side) and centre-cropped to ``image_size``, and held in
-memory as uint8 (:mod:`mmssl.semi.image_files`). ``skip_bad`` leaves undecodable files out (a warning
-naming each, ``stats["num_skipped"]``); the labelled draw is taken among the readable files, so every
-class still has exactly ``labels_per_class`` labels.
+memory as uint8 (:func:`~mmssl.modalities.image.folder.decode_images`). ``skip_bad`` leaves undecodable
+files out (a warning naming each, ``stats["num_skipped"]``); the labelled draw is taken among the
+readable files, so every class still has exactly ``labels_per_class`` labels.
 
 Seeds (from the run's ``seed``): ``seed`` draws the labels (one generator, classes in order, as
 :func:`~mmssl.semi.data.split_labelled`), ``seed + 1`` groups the pool into ``mu``-tuples, ``seed + 2``
 picks the pool positions replaced by out-of-domain images and ``seed + 3`` which files of ``ood.root``
-replace them.
+replace them. ``val: {fraction: F}`` has its own ``seed`` (default 0), as in ``image_folder``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
@@ -47,27 +55,16 @@ from torch import Tensor
 from mmssl.data import DataBundle, SkipBadFiles
 from mmssl.data.source import data_source
 from mmssl.errors import ConfigError, DataError
-from mmssl.modalities.image.folder import ImageFolderDataset
+from mmssl.modalities.image.folder import decode_images
+from mmssl.modalities.image.splits import HoldOut, carve, decode_split, open_split
+from mmssl.modalities.image.unlabelled import list_images
 from mmssl.options import build_dataclass
 from mmssl.semi.data import check_semi_options, replace_fraction, semi_bundle, semi_keys, split_labelled
-from mmssl.semi.image_files import decode_images, list_images
 
 Section = TypeVar("Section")
 
 #: bad files named in ``stats["skipped_files"]`` (all of them are counted in ``num_skipped``)
 MAX_NAMED_SKIPS = 20
-
-
-@dataclass(frozen=True)
-class ValSplit:
-    """``data.val``: the last ``last_per_class`` files (sorted by path) of every class of the labelled
-    folder, held out of both the labelled draw and the pool."""
-
-    last_per_class: int
-
-    def __post_init__(self) -> None:
-        if self.last_per_class < 1:
-            raise ConfigError(f"last_per_class must be >= 1, got {self.last_per_class}")
 
 
 @dataclass(frozen=True)
@@ -95,46 +92,56 @@ def _section(value: Section | Mapping[str, Any] | None, kind: type[Section], whe
 
 @dataclass(frozen=True)
 class ClassImages:
-    """Decoded readable images of an ImageFolder: uint8 ``[K, 3, S, S]``, ``labels`` ``[K]``, and for each
-    its rank from the end of its class's file list (0 = last file), for the validation split."""
+    """The readable images of a labelled set, decoded: uint8 ``[K, 3, S, S]``, ``labels`` ``[K]``, and
+    ``held_out`` ``[K]``: in the validation split carved from it."""
 
     classes: list[str]
     images: Tensor
     labels: Tensor
-    rank_from_end: Tensor
+    held_out: Tensor
+    source: str
 
 
-def read_class_folder(
-    root: str,
+def first_per_class(targets: Sequence[int], n: int) -> list[int]:
+    """The positions of the first ``n`` samples of every class, in order."""
+    taken: dict[int, int] = {}
+    keep = []
+    for i, label in enumerate(targets):
+        if taken.get(label, 0) < n:
+            taken[label] = taken.get(label, 0) + 1
+            keep.append(i)
+    return keep
+
+
+def read_labelled(
+    path: str,
+    split: str,
     size: int,
     skipping: SkipBadFiles,
     max_per_class: int | None,
     progress: bool,
+    where: str,
+    holdout: HoldOut | None = None,
     classes: list[str] | None = None,
 ) -> ClassImages:
-    """The images of ``root/<class>/...`` (the first ``max_per_class`` files of each class, sorted by path,
-    when set), decoded; ``classes``: the class folders it must have (those of the labelled folder)."""
-    folder = ImageFolderDataset(Path(root).expanduser())
-    if classes is not None and folder.classes != classes:
+    """The labelled images at ``path`` (``split``: ``train`` or ``test``, the part of a CIFAR folder it
+    reads; the first ``max_per_class`` samples of each class when set), ``holdout`` carved from them
+    before decoding (so a bad file in it is left out, not replaced), decoded; ``classes``: the classes it
+    must have (those of the labelled set)."""
+    data = open_split(path, split, skip_bad=skipping.skip, where=where)
+    if classes is not None and list(data.classes) != classes:
         raise DataError(
-            f"class folders of {folder.root} ({', '.join(folder.classes)}) differ from the labelled "
+            f"class folders of {data.source} ({', '.join(data.classes)}) differ from the labelled "
             f"folder's ({', '.join(classes)})"
         )
-    paths: list[Path] = []
-    labels: list[int] = []
-    ranks: list[int] = []
-    for c in range(len(folder.classes)):
-        files = [p for p, label in folder.samples if label == c][:max_per_class]
-        paths += files
-        labels += [c] * len(files)
-        ranks += range(len(files) - 1, -1, -1)
-    decoded = decode_images(paths, size, skipping, f"images of {folder.root}", progress)
-    return ClassImages(
-        folder.classes,
-        decoded.images,
-        torch.tensor(labels, dtype=torch.long)[decoded.kept],
-        torch.tensor(ranks, dtype=torch.long)[decoded.kept],
-    )
+    if max_per_class is not None:
+        data = data.subset(first_per_class(data.targets, max_per_class))
+    held_out = torch.zeros(len(data), dtype=torch.bool)
+    if holdout is not None:
+        held_out[carve(data.targets, data.classes, holdout, data.source)[1]] = True
+    decoded = decode_split(data, size, skipping, progress)
+    labels = torch.tensor(data.targets, dtype=torch.long)[decoded.kept]
+    return ClassImages(list(data.classes), decoded.images, labels, held_out[decoded.kept], data.source)
 
 
 def draw_images(root: str, n: int, size: int, skipping: SkipBadFiles, seed: int, progress: bool) -> Tensor:
@@ -175,7 +182,7 @@ def semi_folder(
     labelled: str,
     labels_per_class: int = 4,
     unlabelled: str | None = None,
-    val: ValSplit | None = None,
+    val: HoldOut | None = None,
     test: str | None = None,
     ood: OODFolder | None = None,
     mu: int = 7,
@@ -190,19 +197,21 @@ def semi_folder(
 ) -> DataBundle:
     """Real images with ``labels_per_class`` labels per class (see the module docstring for the protocol).
 
-    ``labelled``: an ImageFolder root (``<class>/<image>``). ``unlabelled``: the pool from this folder
-    (images at any depth, no classes) instead of the rest of ``labelled``. ``val``: ``{last_per_class: N}``
-    carved from ``labelled``; ``test``: an ImageFolder with the same classes; at least one of the two
-    (``eval_test`` is ``test`` when given, else ``val``). ``ood``: ``{root, fraction}``, a fraction of the
-    pool replaced by images of another folder. ``mu``, ``strong``, ``randaugment_ops``, ``cutout`` as for
+    ``labelled``: an ImageFolder root (``<class>/<image>``) or a CIFAR python folder (its training
+    batches). ``unlabelled``: the pool from this folder (images at any depth, no classes) or file list
+    instead of the rest of ``labelled``. ``val``: ``{last_per_class: N}`` or ``{fraction: F, seed: S}``
+    carved from ``labelled`` (:class:`~mmssl.modalities.image.splits.HoldOut`); ``test``: an ImageFolder
+    or CIFAR folder (its test batch) with the same classes; at least one of the two (``eval_test`` is
+    ``test`` when given, else ``val``). ``ood``: ``{root, fraction}``, a fraction of the pool replaced by
+    images of another folder. ``mu``, ``strong``, ``randaugment_ops``, ``cutout`` as for
     ``semi_shapes``. ``image_size``: every image resized (shorter side) and centre-cropped to it once.
-    ``max_per_class``: read only the first N files (sorted by path) of each class of ``labelled`` and
-    ``test`` (quick runs, tests); the labelled folder is decoded whole (the draw is among its readable
+    ``max_per_class``: read only the first N samples (files sorted by path) of each class of ``labelled``
+    and ``test`` (quick runs, tests); the labelled set is decoded whole (the draw is among its readable
     files) even when the pool comes from ``unlabelled``. ``skip_bad``: leave undecodable files out
     instead of raising.
     ``progress``: a progress bar while decoding large folders.
     """
-    val = _section(val, ValSplit, "data.val")
+    val = _section(val, HoldOut, "data.val")
     ood = _section(ood, OODFolder, "data.ood")
     check_semi_options(strong, ood.fraction if ood is not None else 0.0, "ood.fraction")
     if labels_per_class < 1 or (max_per_class is not None and max_per_class < 1):
@@ -211,12 +220,14 @@ def semi_folder(
         )
     if val is None and test is None:
         raise DataError(
-            "semi_folder needs an evaluation split: val: {last_per_class: N} (carved from the labelled "
-            "folder) or test: DIR (an ImageFolder with the same classes)"
+            "semi_folder needs an evaluation split: val: {last_per_class: N} or {fraction: F} (carved "
+            "from the labelled folder) or test: PATH (an ImageFolder or CIFAR folder with the same classes)"
         )
     skipping = SkipBadFiles(skip_bad)
-    train = read_class_folder(labelled, image_size, skipping, max_per_class, progress)
-    is_val = train.rank_from_end < (val.last_per_class if val is not None else 0)
+    train = read_labelled(
+        labelled, "train", image_size, skipping, max_per_class, progress, "data.labelled", holdout=val
+    )
+    is_val = train.held_out
     candidates = torch.nonzero(~is_val).flatten()
     own_pool = unlabelled is None
     _check_counts(train, candidates, labels_per_class, keep_pool=own_pool)
@@ -242,8 +253,10 @@ def semi_folder(
     is_ood, n_ood = replace_fraction(pool, true_labels, ood.fraction if ood else 0.0, seed, make_ood)
 
     if test is not None:
-        held_out = read_class_folder(test, image_size, skipping, max_per_class, progress, train.classes)
-        eval_images, eval_labels = held_out.images, held_out.labels
+        tested = read_labelled(
+            test, "test", image_size, skipping, max_per_class, progress, "data.test", classes=train.classes
+        )
+        eval_images, eval_labels = tested.images, tested.labels
     else:
         eval_images, eval_labels = train.images[is_val], train.labels[is_val]
     skipped = [str(p) for p in skipping.bad_files]
@@ -271,6 +284,7 @@ def semi_folder(
             "num_labelled": len(lab),
             "num_unlabelled": len(pool),
             "num_val": int(is_val.sum()),
+            "val_split": val.describe(train.source) if val is not None else None,
             "eval_split": "test" if test is not None else "val",
             "test_root": str(test) if test is not None else None,
             "num_test": len(eval_images),

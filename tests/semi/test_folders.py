@@ -12,11 +12,12 @@ from PIL import Image
 from mmssl import pipeline
 from mmssl.config import from_dict, load_recipe
 from mmssl.errors import ConfigError, CorruptFileError, DataError
-from mmssl.modalities.image.folder import load_image
+from mmssl.modalities.image.cifar import CIFAR10_FOLDER
+from mmssl.modalities.image.folder import fit_square, load_image
 from mmssl.options import builder_options
 from mmssl.registry import DATASETS
-from mmssl.semi.image_files import fit_square
 from mmssl.semi.pool import UnlabelledPool
+from tests.image.test_cifar import cifar_images, write_cifar10
 
 REPO = Path(__file__).resolve().parents[2]
 CIFAR_TRAIN = REPO.parent / "shared" / "data" / "images" / "cifar10" / "train"
@@ -129,6 +130,26 @@ def test_pool_from_another_folder_at_any_depth(folders):
     assert len(data.pretrain) == 10 // 2
 
 
+def test_pool_from_a_file_list(folders, tmp_path):
+    """``unlabelled`` is listed as ``image_files``'s ``images``: a file list works too."""
+    root = folders[0]
+    listed = tmp_path / "pool.txt"
+    listed.write_text(
+        f"# three of them\n{root / 'unlab' / 'u1.png'}\n{root / 'unlab' / 'deep' / 'er' / 'V2.PNG'}\n"
+    )
+    (tmp_path / "u4.png").symlink_to(root / "unlab" / "u4.png")
+    listed.write_text(listed.read_text() + "u4.png\n")  # relative to the list's folder
+    data = _build(
+        labelled=str(root / "train"),
+        unlabelled=str(listed),
+        labels_per_class=4,
+        val={"last_per_class": 4},
+        image_size=SIZE,
+        mu=2,
+    )
+    assert _idents(_pool(data).dataset.images) == [1001, 1102, 1004]
+
+
 def test_ood_fraction_is_flagged_and_drawn_from_the_other_folder(folders):
     root, info, _ = folders
     kw = dict(labelled=str(root / "train"), labels_per_class=1, val={"last_per_class": 1}, image_size=SIZE)
@@ -159,6 +180,44 @@ def test_test_folder_is_the_evaluation_split_when_given(folders):
         _build(labelled=str(root / "train"), test=str(root / "unlab"), image_size=SIZE)
     with pytest.raises(DataError, match="needs an evaluation split"):
         _build(labelled=str(root / "train"), image_size=SIZE)
+
+
+def test_labelled_and_test_from_a_cifar_python_folder(tmp_path):
+    """A CIFAR python folder through the image readers: ``labelled`` reads its training batches, ``test``
+    its test batch; ``val`` is carved in batch order (last N per class, or a seeded fraction)."""
+    train, labels = cifar_images(18, 0), [i % 3 for i in range(18)]  # 6 per class, classes interleaved
+    test_images, test_labels = cifar_images(3, 1), [2, 1, 0]
+    write_cifar10(
+        tmp_path / CIFAR10_FOLDER,
+        [(train[:10], labels[:10]), (train[10:], labels[10:])],
+        (test_images, test_labels),
+    )
+    rows = {bytes(image.tobytes()): i for i, image in enumerate(train)}
+
+    def ids(images: torch.Tensor) -> list[int]:
+        return [rows[bytes(im.numpy().tobytes())] for im in images]
+
+    data = _build(labelled=str(tmp_path), val={"last_per_class": 1}, labels_per_class=2, mu=2)
+    assert data.stats["class_names"] == ["plane", "car", "bird"] and data.num_classes == 3
+    labelled, pool, val = (
+        ids(data.eval_train.images),
+        ids(_pool(data).dataset.images),
+        ids(data.eval_test.images),
+    )
+    assert sorted(val) == [15, 16, 17] and data.eval_test.labels.tolist() == [0, 1, 2]
+    assert sorted(labelled + pool + val) == list(range(18)) and len(set(labelled + pool + val)) == 18
+    assert [labels[i] for i in labelled] == data.eval_train.labels.tolist()
+    assert _pool(data).true_labels.tolist() == [labels[i] for i in pool]
+    assert data.stats["val_split"].startswith("last 1 per class of")
+
+    tested = _build(
+        labelled=str(tmp_path), test=str(tmp_path), val={"fraction": 0.34}, labels_per_class=1, image_size=16
+    )
+    assert tested.stats["eval_split"] == "test" and tested.stats["num_val"] == 6  # round(0.34 * 6) per class
+    assert tested.eval_test.labels.tolist() == test_labels and tested.eval_test.images.shape == (3, 3, 16, 16)
+    assert len(tested.eval_train) + len(_pool(tested).dataset) == 18 - 6
+    with pytest.raises(DataError, match=r"data\.labelled: not found"):
+        _build(labelled=str(tmp_path / "missing"), test=str(tmp_path))
 
 
 def test_a_corrupt_image_is_named_or_skipped_and_counted(tmp_path):

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from torch.utils.data import Dataset
-from torchvision.transforms.v2 import functional as TF
 
 from mmssl.data.keys import IMAGES_UINT8, INDEX
+from mmssl.modalities.image.folder import fit_square
 
 
 class ImageBatchItems(Dataset):
@@ -30,7 +30,4 @@ class ImageBatchItems(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         img, _ = self.base[index]
-        s = self.image_size
-        if tuple(img.shape[-2:]) != (s, s):
-            img = TF.center_crop(TF.resize(img, s, antialias=True), [s, s])
-        return {IMAGES_UINT8: img, INDEX: index}
+        return {IMAGES_UINT8: fit_square(img, self.image_size), INDEX: index}

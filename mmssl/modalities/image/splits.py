@@ -1,5 +1,6 @@
 """Labelled image splits from anywhere: the ``splits`` section of ``image_folder`` (and ``eval`` of
-``image_files``).
+``image_files``; ``semi_folder`` opens its folders with :func:`open_split` and carves its ``val`` with
+:class:`HoldOut` too).
 
 ::
 
@@ -48,9 +49,10 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from mmssl.data.skip import SkipBadFiles
 from mmssl.errors import ConfigError, DataError
 from mmssl.modalities.image.cifar import CifarImages, locate_cifar
-from mmssl.modalities.image.folder import ImageFolderDataset
+from mmssl.modalities.image.folder import Decoded, ImageFolderDataset, decode_images, fit_square
 from mmssl.options import build_dataclass
 
 #: which part of a CIFAR python folder each split reads
@@ -138,7 +140,7 @@ class LabelledImages(Protocol):
 
 def open_split(path: str, split: str, *, skip_bad: bool, where: str) -> LabelledImages:
     """The labelled images at ``path`` for split ``split`` (``train``, ``val`` or ``test``; it picks the
-    part of a CIFAR folder). Errors name ``<where>.<split>``."""
+    part of a CIFAR folder). Errors name ``where`` (the recipe key, e.g. ``data.splits.train``)."""
     location = Path(path).expanduser()
     try:
         if locate_cifar(location) is not None:
@@ -146,13 +148,25 @@ def open_split(path: str, split: str, *, skip_bad: bool, where: str) -> Labelled
         if location.is_dir():
             return ImageFolderDataset(location, skip_bad=skip_bad)
     except DataError as err:
-        raise DataError(f"{where}.{split}: {err}") from None
+        raise DataError(f"{where}: {err}") from None
     if not location.exists():
-        raise DataError(f"{where}.{split}: not found: {location}")
+        raise DataError(f"{where}: not found: {location}")
     raise DataError(
-        f"{where}.{split}: {location} is neither an image folder (<class>/<image>) nor a CIFAR python "
+        f"{where}: {location} is neither an image folder (<class>/<image>) nor a CIFAR python "
         "folder or batch file"
     )
+
+
+def decode_split(split: LabelledImages, size: int, skipping: SkipBadFiles, progress: bool = True) -> Decoded:
+    """The images of ``split`` as one uint8 ``[K, 3, size, size]`` tensor in memory (:func:`.fit_square`'s
+    geometry), ``kept`` their positions in the split: an image folder's files decoded once per process
+    (:func:`.decode_images`, bad files to ``skipping``), a CIFAR split's images as they are in memory."""
+    if isinstance(split, CifarImages):
+        return Decoded(fit_square(split.images, size), torch.arange(len(split)))
+    if not isinstance(split, ImageFolderDataset):
+        raise TypeError(f"cannot decode a {type(split).__name__}")
+    paths = [path for path, _ in split.samples]
+    return decode_images(paths, size, skipping, f"images of {split.source}", progress)
 
 
 def carve(
@@ -251,16 +265,16 @@ def resolve_splits(
     splits: ImageSplits, *, skip_bad: bool = False, where: str = "data.splits"
 ) -> ResolvedSplits:
     """Open every split of ``splits``, carve ``val`` when asked and check classes and disjointness."""
-    full = open_split(str(splits.train), "train", skip_bad=skip_bad, where=where)
+    full = open_split(str(splits.train), "train", skip_bad=skip_bad, where=f"{where}.train")
     train, val, val_source = full, None, None
     if isinstance(splits.val, HoldOut):
         train_idx, val_idx = carve(full.targets, full.classes, splits.val, full.source)
         train, val = full.subset(train_idx), full.subset(val_idx)
         val_source = splits.val.describe(full.source)
     elif splits.val is not None:
-        val = open_split(splits.val, "val", skip_bad=skip_bad, where=where)
+        val = open_split(splits.val, "val", skip_bad=skip_bad, where=f"{where}.val")
         val_source = val.source
-    test = open_split(splits.test, "test", skip_bad=skip_bad, where=where) if splits.test else None
+    test = open_split(splits.test, "test", skip_bad=skip_bad, where=f"{where}.test") if splits.test else None
     for split, other in (("val", val), ("test", test)):
         if other is not None:
             _check_classes(train, other, split, where)
@@ -276,6 +290,7 @@ __all__ = [
     "ResolvedSplits",
     "as_image_splits",
     "carve",
+    "decode_split",
     "open_split",
     "resolve_splits",
 ]

@@ -1,6 +1,7 @@
 """Unlabelled images for pretraining: a folder of any depth, or a file list.
 
-``images`` (the ``image_files`` dataset's option) is one of
+``images`` (the ``image_files`` dataset's option; ``semi_folder`` lists its ``unlabelled`` and ``ood.root``
+the same way) is one of
 
 - a folder: every file under it, at any depth, whose extension is an image one (``.jpg``, ``.png`` ...,
   :data:`~.folder.IMG_EXTENSIONS`, case-insensitive); names starting with ``.`` (files and folders) are
@@ -22,7 +23,6 @@ from __future__ import annotations
 import csv
 import os
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +31,8 @@ from torch.utils.data import Dataset
 
 from mmssl.data.keys import LABEL
 from mmssl.data.skip import SkipBadFiles
-from mmssl.errors import CorruptFileError, DataError
-from mmssl.modalities.image.folder import IMG_EXTENSIONS, load_image
+from mmssl.errors import DataError
+from mmssl.modalities.image.folder import IMG_EXTENSIONS, decode_each, load_image
 
 #: the label an unlabelled item carries in ``(image, label)`` form (dropped from pretraining items)
 NO_LABEL = -1
@@ -87,26 +87,15 @@ def list_images(path: str | Path) -> list[Path]:
     raise DataError(f"images not found: {location} (a folder of images, or a .txt / .csv list of them)")
 
 
-def _decode_error(path: Path) -> CorruptFileError | None:
-    try:
-        load_image(path)
-    except CorruptFileError as err:
-        return err
-    return None
-
-
 def keep_readable(paths: Sequence[Path], skipping: SkipBadFiles, workers: int | None = None) -> list[Path]:
-    """The paths that decode, in order; the others recorded with ``skipping`` (which re-raises the first
-    when it does not skip). Decoding runs in ``workers`` threads (default: up to 8)."""
-    workers = workers or min(8, os.cpu_count() or 1)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        errors = list(pool.map(_decode_error, paths))
+    """The paths that decode, in order; the others recorded with ``skipping`` (which raises on the first
+    when it does not skip). Decoding runs in ``workers`` threads (default: up to 8, :func:`.decode_each`)."""
     kept = []
-    for path, err in zip(paths, errors, strict=True):
+    for i, _, err in decode_each(paths, workers=workers):
         if err is None:
-            kept.append(path)
+            kept.append(paths[i])
         else:
-            skipping.record(err, path)
+            skipping.record(err, paths[i])
     return kept
 
 
