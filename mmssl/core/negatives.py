@@ -15,6 +15,7 @@ negatives. :data:`NEGATIVE_SOURCES` maps the recipe's ``negatives`` option to th
 
 from __future__ import annotations
 
+import abc
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -38,7 +39,7 @@ class SourceSettings:
     num_samples: int | None
 
 
-class NegativeSource(nn.Module):
+class NegativeSource(nn.Module, metaclass=abc.ABCMeta):
     """Positive keys and negatives of InfoNCE for a two-view method (see the module docstring)."""
 
     #: the method's attribute holding the source: its buffers are saved as ``<checkpoint_name>.*``
@@ -51,19 +52,20 @@ class NegativeSource(nn.Module):
     temperature: float
 
     @classmethod
-    def create(cls, settings: SourceSettings) -> NegativeSource:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def create(cls, settings: SourceSettings) -> NegativeSource:
+        """The source configured by ``settings``."""
 
+    @abc.abstractmethod
     def key(
         self, method: TwoViewMethod, view: Tensor, index: Tensor | None, projection: Tensor | None = None
-    ) -> Tensor:  # pragma: no cover - abstract
+    ) -> Tensor:
         """Positive keys [B, dim] for the queries of the other view; ``projection`` is ``method``'s online
         projection of ``view`` when it has been computed already."""
-        raise NotImplementedError
 
-    def loss(self, query: Tensor, key: Tensor) -> Tensor:  # pragma: no cover - abstract
+    @abc.abstractmethod
+    def loss(self, query: Tensor, key: Tensor) -> Tensor:
         """InfoNCE of ``query`` [B, dim] against ``key`` [B, dim] and this source's negatives."""
-        raise NotImplementedError
 
     def store(self, keys: Tensor, projections: tuple[Tensor, Tensor | None], index: Tensor | None) -> None:
         """After the loss: store ``keys`` (those of the second view) or the online ``projections`` of the
