@@ -1,12 +1,15 @@
 """Every CIFAR-10 image recipe at equal compute, over pretraining seeds, beside published anchors.
 
 Table 1: each CPU profile ``recipes/image/cifar10/<method>.yaml`` (the ``*_gpu.yaml`` profiles are left
-out) is pretrained on the 45,000 CIFAR-10 training images for the same number of training images,
-``--images-seen`` = ``train.steps x train.batch_size`` (``--batch-size`` for every recipe), with the
-same evaluation on the validation split (the last 500 images of each class): kNN (k 200, tau 0.07),
-linear probe, 1/10/100-shot probes (5 draws), each against the same architecture at random initialisation
-(``eval.baselines=[random_init]``), and the online kNN monitor about 10 times per run
-(``eval.monitor.every = steps // 10``). Everything else (optimiser, lr, warm-up, views, encoder) is the
+out) is pretrained on the 45,000 CIFAR-10 training images at equal compute, in one of two ways:
+``--budget-fraction F`` (equal CPU time) keeps each recipe's batch size and runs ``F x`` its
+``train.steps``; the CPU profiles are each calibrated to the same ~25 minutes on 2 cores (their
+comments give the measured s/step), so every method gets about the same training time.
+``--images-seen N`` (equal data) gives every recipe ``N / --batch-size`` steps of ``--batch-size``.
+Evaluation is the same for all, on the validation split (the last 500 images of each class): kNN (k 200,
+tau 0.07), linear probe, 1/10/100-shot probes (5 draws), each against the same architecture at random
+initialisation (``eval.baselines=[random_init]``), and the online kNN monitor about 5 times per run
+(``eval.monitor.every = steps // 5``). Everything else (optimiser, lr, warm-up, views, encoder) is the
 recipe's own: the lr is not rescaled for the batch, and "images" are source images (RotNet shows each in
 four rotations, SimCLR/MoCo/BYOL in two views). SimCLR, BYOL and MAE are pretrained with every seed of
 ``--seeds`` (``train.seed``: initialisation, augmentation, data order), the others with
@@ -29,7 +32,8 @@ others go on; its log is ``<out>/<run>.log`` and its run directory ``<out>/<run>
 per class, 10 of them held out as validation) under ``<out>/quick_data``, 2 steps of 16, 1/10-shot with
 one draw.
 
-    .venv/bin/python benchmarks/cifar10.py --images-seen 256000                 # 9 recipes, 3 seeds for 3
+    .venv/bin/python benchmarks/cifar10.py --budget-fraction 0.2                # 9 recipes, 3 seeds for 3
+    .venv/bin/python benchmarks/cifar10.py --images-seen 256000                 # equal data instead
     .venv/bin/python benchmarks/cifar10.py --recipes simclr byol --seeds 0 1 --images-seen 128000
     .venv/bin/python benchmarks/cifar10.py --recipes none --semi                # FixMatch only
     .venv/bin/python benchmarks/cifar10.py --quick --recipes simclr rotation    # smoke test
@@ -59,7 +63,7 @@ NUM_TRAIN = 45_000  # training images after holding out the last 500 per class
 MULTI_SEED = ("simclr", "byol", "mae")
 SHOTS = (1, 10, 100)
 FEW_SHOT_DRAWS = 5
-MONITOR_POINTS = 10
+MONITOR_POINTS = 5
 SEMI_LABELS = (4, 25)
 SUPERVISED_BASELINE = "supervised_only"
 METRICS = [f"fewshot_{n}" for n in SHOTS] + ["knn_top1", "linear_top1"]
@@ -164,9 +168,22 @@ def quick_data(out: Path) -> Path:
     return target
 
 
-def image_overrides(args: argparse.Namespace, seed: int, run_dir: Path, data: Path | None) -> list[str]:
-    images, batch = (QUICK_IMAGES, QUICK_BATCH) if args.quick else (args.images_seen, args.batch_size)
-    steps = max(1, images // batch)
+def recipe_budget(args: argparse.Namespace, name: str) -> tuple[int, int]:
+    """(steps, batch size) of one recipe's benchmark run under --quick, --budget-fraction or --images-seen."""
+    if args.quick:
+        return max(1, QUICK_IMAGES // QUICK_BATCH), QUICK_BATCH
+    if args.budget_fraction is not None:
+        import yaml
+
+        train = yaml.safe_load((RECIPE_DIR / f"{name}.yaml").read_text())["train"]
+        return max(1, round(args.budget_fraction * int(train["steps"]))), int(train["batch_size"])
+    return max(1, args.images_seen // args.batch_size), args.batch_size
+
+
+def image_overrides(
+    args: argparse.Namespace, name: str, seed: int, run_dir: Path, data: Path | None
+) -> list[str]:
+    steps, batch = recipe_budget(args, name)
     shots, draws = (QUICK_SHOTS, 1) if args.quick else (SHOTS, FEW_SHOT_DRAWS)
     sets = [
         f"train.steps={steps}",
@@ -213,10 +230,32 @@ def _last_line(text: str) -> str:
     return lines[-1] if lines else "no output"
 
 
-def spawn(recipe: Path, tag: str, overrides: list[str], out: Path) -> dict[str, Any]:
-    """Run ``--only recipe`` in a subprocess; its record (a FAILED one if it crashed)."""
+def reusable(json_path: Path, overrides: list[str]) -> dict[str, Any] | None:
+    """The finished record at ``json_path`` if it ran with exactly these overrides, else None."""
+    if not json_path.is_file():
+        return None
+    record = json.loads(json_path.read_text())
+    if record.get("status") != "ok" or record.get("overrides") != overrides:
+        return None
+    return record
+
+
+def spawn(
+    recipe: Path, tag: str, overrides: list[str], out: Path, reuse: bool = False, run: bool = True
+) -> dict[str, Any]:
+    """Run ``--only recipe`` in a subprocess; its record (a FAILED one if it crashed).
+
+    ``reuse``: a finished record of the same run (same overrides) is returned instead of running again,
+    so an interrupted benchmark continues where it stopped; ``run=False`` only collects such records.
+    """
     out.mkdir(parents=True, exist_ok=True)
     json_path, log_path = out / f"{tag}.json", out / f"{tag}.log"
+    previous = reusable(json_path, overrides) if reuse or not run else None
+    if previous is not None:
+        print(f"[{time.strftime('%H:%M:%S')}] {tag}: reusing the finished run in {json_path}", flush=True)
+        return {**previous, "tag": tag}
+    if not run:
+        return {"recipe": str(recipe), "status": "failed", "error": "not run (--no-run)", "tag": tag}
     json_path.unlink(missing_ok=True)
     cmd = [sys.executable, str(Path(__file__).resolve()), "--only", str(recipe), "--json-out", str(json_path)]
     for override in overrides:
@@ -264,11 +303,13 @@ def _pct(mean: float | None, std: float | None = None) -> str:
     return f"{100 * mean:.1f} ± {100 * std:.1f}" if std is not None else f"{100 * mean:.1f}"
 
 
-def summarise(recipe: str, records: list[dict[str, Any]]) -> dict[str, Any]:
+def summarise(recipe: str, records: list[dict[str, Any]], budget: tuple[int, int]) -> dict[str, Any]:
     """Per-metric mean ± std over the pretraining seeds that finished, trained and random init."""
     ok = [r for r in records if r["status"] == "ok"]
     summary: dict[str, Any] = {
         "recipe": recipe,
+        "steps": budget[0],
+        "batch_size": budget[1],
         "seeds": [r["seed"] for r in ok],
         "failed": [f"seed {r['seed']}: {r.get('error', '?')}" for r in records if r["status"] != "ok"],
         "encoder": ok[0]["metrics"].get("encoder") if ok else None,
@@ -293,14 +334,16 @@ def results_table(summaries: list[dict[str, Any]], side: str, shots: tuple[int, 
     heads = [f"{n}-shot" for n in shots] + ["kNN", "linear"]
     extra = ["train time (s)"] if side == "trained" else []
     lines = [
-        "| recipe | encoder | seeds | " + " | ".join(heads + extra) + " |",
-        "|" + "---|" * (3 + len(heads) + len(extra)),
+        "| recipe | encoder | steps x batch | seeds | " + " | ".join(heads + extra) + " |",
+        "|" + "---|" * (4 + len(heads) + len(extra)),
     ]
     for s in summaries:
         if not s["seeds"]:
-            lines.append(f"| {s['recipe']} | - | 0 | FAILED: {'; '.join(s['failed']).replace('|', '/')} |")
+            failed = "; ".join(s["failed"]).replace("|", "/")
+            lines.append(f"| {s['recipe']} | - | - | 0 | FAILED: {failed} |")
             continue
-        cells = [s["recipe"], str(s["encoder"]), ",".join(map(str, s["seeds"]))]
+        budget = f"{s['steps']} x {s['batch_size']}"
+        cells = [s["recipe"], str(s["encoder"]), budget, ",".join(map(str, s["seeds"]))]
         cells += [_pct(s[side][n]["mean"], s[side][n]["std"]) for n in names]
         if extra:
             cells.append("-" if s["train_seconds"] is None else f"{s['train_seconds']:.0f}")
@@ -308,9 +351,8 @@ def results_table(summaries: list[dict[str, Any]], side: str, shots: tuple[int, 
     return "\n".join(lines)
 
 
-def anchor_table(summaries: list[dict[str, Any]], images: int, batch: int) -> str:
+def anchor_table(summaries: list[dict[str, Any]]) -> str:
     ours = {s["recipe"]: s for s in summaries}
-    epochs = images / NUM_TRAIN
     lines = [
         "| method | published linear | published kNN | published budget | source "
         "| ours: linear | ours: kNN | our budget |",
@@ -330,8 +372,10 @@ def anchor_table(summaries: list[dict[str, Any]], images: int, batch: int) -> st
         )
         pub_lin = "-" if anchor["linear_top1"] is None else f"{anchor['linear_top1']:.2f}"
         pub_knn = "not reported" if anchor["knn_top1"] is None else f"{anchor['knn_top1']:.2f}"
+        images = s["steps"] * s["batch_size"] if s else 0
         budget = (
-            f"{s['encoder']}, {images:,} images ({epochs:.2f} epochs of 45,000), batch {batch}"
+            f"{s['encoder']}, {images:,} images ({images / NUM_TRAIN:.2f} epochs of 45,000), "
+            f"batch {s['batch_size']}"
             if s and s["seeds"]
             else "-"
         )
@@ -396,22 +440,36 @@ def write_monitor_curves(records: list[dict[str, Any]], path: Path) -> int:
     return rows
 
 
+def budget_words(args: argparse.Namespace) -> str:
+    if args.quick:
+        return f"{QUICK_IMAGES} images, batch {QUICK_BATCH}"
+    if args.budget_fraction is not None:
+        return f"{args.budget_fraction:g} x each CPU profile's steps at its own batch size: equal CPU time"
+    return f"{args.images_seen:,} training images each, batch {args.batch_size}: equal data"
+
+
 def orchestrate(args: argparse.Namespace) -> int:
     command = " ".join(shlex.quote(a) for a in [Path(sys.executable).name, *sys.argv])
     out = Path(args.out)
     names = discover(args.recipes)
     data = quick_data(out) if args.quick else None
-    images, batch = (QUICK_IMAGES, QUICK_BATCH) if args.quick else (args.images_seen, args.batch_size)
+    budgets = {name: recipe_budget(args, name) for name in names}
 
+    # Seed-major order: every recipe's first seed before any recipe's second, so a benchmark stopped
+    # early (and continued with --reuse) has one run of every method first.
+    seed_lists = {name: args.seeds if name in args.multi_seed else args.other_seeds for name in names}
+    order = sorted(
+        ((name, seed) for name in names for seed in seed_lists[name]),
+        key=lambda pair: (seed_lists[pair[0]].index(pair[1]), names.index(pair[0])),
+    )
     image_records: list[dict[str, Any]] = []
-    for name in names:
-        seeds = args.seeds if name in args.multi_seed else args.other_seeds
-        for seed in seeds:
-            tag = f"{name}_s{seed}"
-            run_dir = out / tag
-            record = spawn(RECIPE_DIR / f"{name}.yaml", tag, image_overrides(args, seed, run_dir, data), out)
-            image_records.append({**record, "recipe_name": name, "seed": seed, "run_dir": str(run_dir)})
-    summaries = [summarise(n, [r for r in image_records if r["recipe_name"] == n]) for n in names]
+    for name, seed in order:
+        tag = f"{name}_s{seed}"
+        run_dir = out / tag
+        sets = image_overrides(args, name, seed, run_dir, data)
+        record = spawn(RECIPE_DIR / f"{name}.yaml", tag, sets, out, reuse=args.reuse, run=not args.no_run)
+        image_records.append({**record, "recipe_name": name, "seed": seed, "run_dir": str(run_dir)})
+    summaries = [summarise(n, [r for r in image_records if r["recipe_name"] == n], budgets[n]) for n in names]
     curves = out / "monitor_curves.csv"
     curve_rows = write_monitor_curves(image_records, curves) if image_records else 0
 
@@ -421,7 +479,7 @@ def orchestrate(args: argparse.Namespace) -> int:
             for seed in args.semi_seeds:
                 tag = f"fixmatch_l{labels}_s{seed}"
                 sets = semi_overrides(args, labels, seed, out / tag, data)
-                record = spawn(SEMI_RECIPE, tag, sets, out)
+                record = spawn(SEMI_RECIPE, tag, sets, out, reuse=args.reuse, run=not args.no_run)
                 semi_records.append({**record, "labels": labels, "seed": seed})
 
     shots = QUICK_SHOTS if args.quick else SHOTS
@@ -429,8 +487,7 @@ def orchestrate(args: argparse.Namespace) -> int:
     parts = [f"Command: `{command}`", ""]
     if image_records:
         parts += [
-            f"### CIFAR-10 image recipes at equal compute ({images:,} training images: "
-            f"{max(1, images // batch)} steps x batch {batch}; figures on val, the last "
+            f"### CIFAR-10 image recipes at equal compute ({budget_words(args)}; figures on val, the last "
             f"{QUICK_VAL if args.quick else 500} images per class; "
             f"mean ± std over pretraining seeds{quick})",
             "",
@@ -446,7 +503,7 @@ def orchestrate(args: argparse.Namespace) -> int:
             "### Published anchors (different protocol: online linear classifier on the CIFAR-10 test set "
             "after 1000 epochs; ours: frozen-feature probes on val)",
             "",
-            anchor_table(summaries, images, batch),
+            anchor_table(summaries),
             "",
         ]
     if semi_records:
@@ -491,6 +548,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--images-seen", type=int, default=256_000, help="training images per recipe and seed")
     p.add_argument("--batch-size", type=int, default=256, help="training batch of every recipe")
     p.add_argument(
+        "--budget-fraction",
+        type=float,
+        default=None,
+        help="run this fraction of each recipe's own steps at its own batch (equal CPU time); "
+        "overrides --images-seen / --batch-size",
+    )
+    p.add_argument(
         "--seeds", type=int, nargs="+", default=[0, 1, 2], help="pretraining seeds of --multi-seed"
     )
     p.add_argument("--other-seeds", type=int, nargs="+", default=[0], help="pretraining seeds of the others")
@@ -503,11 +567,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", default=str(DEFAULT_OUT), help="parent folder of the run directories")
     p.add_argument("--json-out", help="write all records and summaries here (default <out>/results.json)")
     p.add_argument("--markdown-out", help="write the tables (markdown) here")
+    p.add_argument(
+        "--reuse", action="store_true", help="keep finished runs with the same overrides (continue)"
+    )
+    p.add_argument("--no-run", action="store_true", help="only tabulate the finished runs in --out")
     p.add_argument("--quick", action="store_true", help="tiny settings on a data subset: a smoke test")
     p.add_argument("--only", help=argparse.SUPPRESS)  # child process: run this recipe file
     args = p.parse_args(argv)
     if args.images_seen < 1 or args.batch_size < 1:
         p.error("--images-seen and --batch-size must be >= 1")
+    if args.budget_fraction is not None and args.budget_fraction <= 0:
+        p.error("--budget-fraction must be > 0")
     return args
 
 
