@@ -20,10 +20,11 @@ monitor_knn_top1).
 Table 3 prints the published figures beside ours with their budgets (:data:`ANCHORS`); they are not
 the same protocol (see each entry's ``note``).
 
-Table 2 (``--semi``): ``recipes/semi/cifar10/fixmatch.yaml`` at 4 and 25 labels per class
-(``data.labels_per_class``) x ``--semi-seeds`` (``train.seed``: label draw, init, augmentation), with the
-recipe's own budget (``--semi-steps`` to change it), classifier accuracy on the validation split vs the
-recipe's retrained supervised-only baseline, mean ± std over seeds.
+Table 2 (``--semi``): each CPU profile ``recipes/semi/cifar10/<method>.yaml`` (``--semi-methods``, default
+all) at 4 and 25 labels per class (``data.labels_per_class``) x ``--semi-seeds`` (``train.seed``: label
+draw, init, augmentation), with the recipe's own budget (``--semi-steps`` to change it), classifier
+accuracy on the validation split vs the recipe's supervised-only baseline retrained on the same labels
+for the same steps; mean ± std over seeds, and the paired gain with its standard error (std / sqrt(n)).
 
 Each run is a fresh subprocess (``--only <recipe> --json-out <file>``): a crash becomes a FAILED row and the
 others go on; its log is ``<out>/<run>.log`` and its run directory ``<out>/<run>``.
@@ -35,7 +36,8 @@ one draw.
     .venv/bin/python benchmarks/cifar10.py --budget-fraction 0.2                # 9 recipes, 3 seeds for 3
     .venv/bin/python benchmarks/cifar10.py --images-seen 256000                 # equal data instead
     .venv/bin/python benchmarks/cifar10.py --recipes simclr byol --seeds 0 1 --images-seen 128000
-    .venv/bin/python benchmarks/cifar10.py --recipes none --semi                # FixMatch only
+    .venv/bin/python benchmarks/cifar10.py --recipes none --semi                # semi methods only
+    .venv/bin/python benchmarks/cifar10.py --recipes none --semi --semi-methods fixmatch --semi-steps 2000
     .venv/bin/python benchmarks/cifar10.py --quick --recipes simclr rotation    # smoke test
 """
 
@@ -56,7 +58,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE_DIR = ROOT / "recipes" / "image" / "cifar10"
-SEMI_RECIPE = ROOT / "recipes" / "semi" / "cifar10" / "fixmatch.yaml"
+SEMI_RECIPE_DIR = ROOT / "recipes" / "semi" / "cifar10"
 DATA = Path("../shared/data/images/cifar10/train")  # relative to ROOT, as in the recipes
 DEFAULT_OUT = Path("runs") / "bench_cifar10"
 NUM_TRAIN = 45_000  # training images after holding out the last 500 per class
@@ -140,15 +142,17 @@ def run_one(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- orchestration
 
 
-def discover(names: list[str] | None) -> list[str]:
-    """CPU-profile stems in recipes/image/cifar10/ (all, or the named ones in the given order)."""
-    found = sorted(p.stem for p in RECIPE_DIR.glob("*.yaml") if not p.stem.endswith("_gpu"))
+def discover(directory: Path, names: list[str] | None) -> list[str]:
+    """CPU-profile stems in ``directory`` (all, or the named ones in the given order; 'none': none)."""
+    found = sorted(p.stem for p in directory.glob("*.yaml") if not p.stem.endswith("_gpu"))
     if names is None:
         return found
     names = [n for n in names if n.lower() != "none"]
     unknown = [n for n in names if n not in found]
     if unknown:
-        raise SystemExit(f"unknown CIFAR-10 recipe(s): {', '.join(unknown)}; available: {', '.join(found)}")
+        raise SystemExit(
+            f"unknown recipe(s) in {directory}: {', '.join(unknown)}; available: {', '.join(found)}"
+        )
     return names
 
 
@@ -386,23 +390,27 @@ def anchor_table(summaries: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def semi_table(records: list[dict[str, Any]]) -> str:
+def semi_table(records: list[dict[str, Any]], methods: list[str]) -> str:
     lines = [
-        "| labels/class | seeds | FixMatch | supervised-only | gain | train time (s) |",
-        "|" + "---|" * 6,
+        "| method | labels/class | seeds | method acc. | supervised-only | gain | gain / SE "
+        "| train time (s) |",
+        "|" + "---|" * 8,
     ]
-    for labels in SEMI_LABELS:
-        runs = [r for r in records if r["labels"] == labels]
+    for method, labels in ((m, n) for m in methods for n in SEMI_LABELS):
+        runs = [r for r in records if r["labels"] == labels and r["method"] == method]
         ok = [r for r in runs if r["status"] == "ok"]
+        if not runs:
+            continue
         if not ok:
             errors = "; ".join(str(r.get("error", "?")) for r in runs).replace("|", "/")
-            lines.append(f"| {labels} | 0 | FAILED: {errors} | - | - | - |")
+            lines.append(f"| {method} | {labels} | 0 | FAILED: {errors} | - | - | - | - |")
             continue
         acc = [r["metrics"]["eval"]["classifier_top1"] for r in ok]
         sup = [r["metrics"]["baselines"].get(SUPERVISED_BASELINE, {}).get("classifier_top1") for r in ok]
         sup = [v for v in sup if v is not None]
         gains = [a - b for a, b in zip(acc, sup)] if len(sup) == len(acc) else []
         g_mean, g_std = mean_std(gains)
+        ratio = "-" if not g_std else f"{g_mean / (g_std / math.sqrt(len(gains))):+.1f}"
         gain = (
             "-"
             if g_mean is None
@@ -410,11 +418,13 @@ def semi_table(records: list[dict[str, Any]]) -> str:
         )
         secs = mean_std([r["metrics"]["train_seconds"] for r in ok if r["metrics"].get("train_seconds")])[0]
         cells = [
+            method,
             str(labels),
             ",".join(str(r["seed"]) for r in ok),
             _pct(*mean_std(acc)),
             _pct(*mean_std(sup)),
             gain,
+            ratio,
             "-" if secs is None else f"{secs:.0f}",
         ]
         lines.append("| " + " | ".join(cells) + " |")
@@ -451,7 +461,7 @@ def budget_words(args: argparse.Namespace) -> str:
 def orchestrate(args: argparse.Namespace) -> int:
     command = " ".join(shlex.quote(a) for a in [Path(sys.executable).name, *sys.argv])
     out = Path(args.out)
-    names = discover(args.recipes)
+    names = discover(RECIPE_DIR, args.recipes)
     data = quick_data(out) if args.quick else None
     budgets = {name: recipe_budget(args, name) for name in names}
 
@@ -473,14 +483,18 @@ def orchestrate(args: argparse.Namespace) -> int:
     curves = out / "monitor_curves.csv"
     curve_rows = write_monitor_curves(image_records, curves) if image_records else 0
 
+    semi_methods = discover(SEMI_RECIPE_DIR, args.semi_methods)
     semi_records: list[dict[str, Any]] = []
     if args.semi:
-        for labels in SEMI_LABELS:
-            for seed in args.semi_seeds:
-                tag = f"fixmatch_l{labels}_s{seed}"
-                sets = semi_overrides(args, labels, seed, out / tag, data)
-                record = spawn(SEMI_RECIPE, tag, sets, out, reuse=args.reuse, run=not args.no_run)
-                semi_records.append({**record, "labels": labels, "seed": seed})
+        # Seed-major again: one seed of every (method, labels) before the second.
+        for seed in args.semi_seeds:
+            for method in semi_methods:
+                for labels in SEMI_LABELS:
+                    tag = f"semi_{method}_l{labels}_s{seed}"
+                    sets = semi_overrides(args, labels, seed, out / tag, data)
+                    recipe = SEMI_RECIPE_DIR / f"{method}.yaml"
+                    record = spawn(recipe, tag, sets, out, reuse=args.reuse, run=not args.no_run)
+                    semi_records.append({**record, "method": method, "labels": labels, "seed": seed})
 
     shots = QUICK_SHOTS if args.quick else SHOTS
     quick = "; --quick smoke settings on a 600-image subset, not a measurement" if args.quick else ""
@@ -513,10 +527,10 @@ def orchestrate(args: argparse.Namespace) -> int:
             else f"{QUICK_SEMI_STEPS if args.quick else args.semi_steps} steps"
         )
         parts += [
-            f"### FixMatch vs supervised-only on CIFAR-10 ({budget}; classifier accuracy on val, "
-            f"mean ± std over seeds{quick})",
+            f"### Semi-supervised methods vs supervised-only on CIFAR-10 ({budget}; classifier accuracy "
+            f"on val, mean ± std over seeds; gain / SE > 2: a gain beyond two standard errors{quick})",
             "",
-            semi_table(semi_records),
+            semi_table(semi_records, semi_methods),
             "",
         ]
     text = "\n".join(parts)
@@ -560,10 +574,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--other-seeds", type=int, nargs="+", default=[0], help="pretraining seeds of the others")
     p.add_argument("--multi-seed", nargs="+", default=list(MULTI_SEED), help="recipes run with every --seeds")
     p.add_argument("--set", action="append", default=[], help="extra dotted override for the image runs")
-    p.add_argument("--semi", action=argparse.BooleanOptionalAction, default=False, help="FixMatch table")
-    p.add_argument("--semi-seeds", type=int, nargs="+", default=[0, 1, 2], help="FixMatch seeds")
-    p.add_argument("--semi-steps", type=int, default=None, help="FixMatch steps (default: the recipe's)")
-    p.add_argument("--semi-set", action="append", default=[], help="extra dotted override for FixMatch")
+    p.add_argument("--semi", action=argparse.BooleanOptionalAction, default=False, help="semi table")
+    p.add_argument("--semi-methods", nargs="+", default=None, help="semi CPU profiles (default: all)")
+    p.add_argument("--semi-seeds", type=int, nargs="+", default=[0, 1, 2], help="semi seeds")
+    p.add_argument("--semi-steps", type=int, default=None, help="semi steps (default: each recipe's)")
+    p.add_argument("--semi-set", action="append", default=[], help="extra dotted override for the semi runs")
     p.add_argument("--out", default=str(DEFAULT_OUT), help="parent folder of the run directories")
     p.add_argument("--json-out", help="write all records and summaries here (default <out>/results.json)")
     p.add_argument("--markdown-out", help="write the tables (markdown) here")

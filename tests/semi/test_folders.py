@@ -328,7 +328,18 @@ def test_real_cifar10_slice():
     assert views["u_strong"].shape == (2, 7, 3, 32, 32) and views["x_l"].shape == (2, 3, 32, 32)
 
 
-@pytest.mark.parametrize("name", ["fixmatch", "fixmatch_gpu"])
+SEMI_CIFAR10 = sorted(p.stem for p in (REPO / "recipes" / "semi" / "cifar10").glob("*.yaml"))
+
+
+def test_every_semi_method_has_cifar10_cpu_and_gpu_profiles():
+    from mmssl.semi import components
+
+    methods = set(components.METHODS)
+    assert {s for s in SEMI_CIFAR10 if not s.endswith("_gpu")} == methods
+    assert {s[: -len("_gpu")] for s in SEMI_CIFAR10 if s.endswith("_gpu")} == methods
+
+
+@pytest.mark.parametrize("name", SEMI_CIFAR10)
 def test_cifar10_recipes_validate(name):
     path = REPO / "recipes" / "semi" / "cifar10" / f"{name}.yaml"
     cfg = load_recipe(path, ["data.labels_per_class=25"])

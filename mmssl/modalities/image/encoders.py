@@ -19,11 +19,11 @@ import copy
 from collections.abc import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torchvision.models import resnet as tv_resnet
 
 from mmssl.core.masked import init_mae_weights_
+from mmssl.core.transformer import Attention, Block, sincos_pos_embed_2d
 
 
 def _feature_map_outputs(fmap: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -169,31 +169,6 @@ def small_cnn(
 # ------------------------------------------------------------------------------------------ ViT
 
 
-def sincos_pos_embed_2d(embed_dim: int, grid_size: int, cls_token: bool = True) -> torch.Tensor:
-    """Fixed 2-D sine-cosine positions (Vaswani et al. 2017, extended to 2-D as in MAE).
-
-    Patch ``(r, c)`` (row-major order) gets ``[sin(r w), cos(r w), sin(c w), cos(c w)]`` with
-    frequencies ``w_k = 10000^(-k / (D/4))``, ``k = 0..D/4-1``: the first half of the channels
-    encodes the row, the second half the column. The CLS position (first row) is all zeros.
-    Returns ``[1 + N, D]`` (or ``[N, D]`` without the CLS row).
-    """
-    if embed_dim % 4 != 0:
-        raise ValueError(f"sin-cos positions need embed_dim divisible by 4, got {embed_dim}")
-    quarter = embed_dim // 4
-    omega = 1.0 / 10000 ** (torch.arange(quarter, dtype=torch.float64) / quarter)
-    coords = torch.arange(grid_size, dtype=torch.float64)
-    rows, cols = torch.meshgrid(coords, coords, indexing="ij")
-
-    def encode(pos: torch.Tensor) -> torch.Tensor:  # [N] -> [N, D/2]
-        angles = pos.reshape(-1, 1) * omega.reshape(1, -1)
-        return torch.cat([angles.sin(), angles.cos()], dim=1)
-
-    emb = torch.cat([encode(rows), encode(cols)], dim=1).float()
-    if cls_token:
-        emb = torch.cat([torch.zeros(1, embed_dim), emb], dim=0)
-    return emb
-
-
 class PatchEmbed(nn.Module):
     """Non-overlapping ``patch_size`` patches, each projected linearly: ``[B, C, H, W] -> [B, N, D]``."""
 
@@ -213,40 +188,6 @@ class PatchEmbed(nn.Module):
                 "set the encoder's img_size to the image size"
             )
         return self.proj(x).flatten(2).transpose(1, 2)
-
-
-class Attention(nn.Module):
-    """Multi-head self-attention, softmax(Q K^T / sqrt(d)) V, via ``F.scaled_dot_product_attention``."""
-
-    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True) -> None:
-        super().__init__()
-        if dim % num_heads != 0:
-            raise ValueError(f"embed_dim {dim} is not divisible by num_heads {num_heads}")
-        self.num_heads = num_heads
-        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
-        self.proj = nn.Linear(dim, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, n, d = x.shape
-        q, k, v = self.qkv(x).reshape(b, n, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4)
-        out = F.scaled_dot_product_attention(q, k, v)  # [B, heads, N, d_head]
-        return self.proj(out.transpose(1, 2).reshape(b, n, d))
-
-
-class Block(nn.Module):
-    """Pre-norm transformer block: ``x + Attn(LN(x))`` then ``x + MLP(LN(x))``."""
-
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True) -> None:
-        super().__init__()
-        hidden = int(dim * mlp_ratio)
-        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
-        self.attn = Attention(dim, num_heads, qkv_bias)
-        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
-        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x))
-        return x + self.mlp(self.norm2(x))
 
 
 class VisionTransformer(nn.Module):

@@ -18,10 +18,12 @@ and blur sigma ~ U[0.1, 2.0]):
 - ``mae`` (He et al., CVPR 2022, appendix A.1): one view, crop area 0.2-1 and flip only (masking is the
   augmentation).
 
-Small images: at or below :data:`SMALL_IMAGE_SIZE` px, SimCLR's CIFAR-10 recipe and solo-learn's CIFAR
-recipes for MoCo v2+ and BYOL drop the blur (at 32 px a 3-pixel blur destroys most of the signal), so
+Small images: at or below :data:`SMALL_IMAGE_SIZE` px, SimCLR's own CIFAR-10 setting (Chen et al.,
+appendix B.9) and solo-learn's CIFAR BYOL configuration drop the blur (at 32 px a 3-pixel blur destroys
+much of the signal), while solo-learn's CIFAR SimCLR and MoCo v2+ configurations keep it at p = 0.5
+(``scripts/pretrain/cifar/augmentations/symmetric*.yaml``). mmssl follows the SimCLR paper:
 :func:`resolve_views` sets every view's blur probability to 0 there unless ``ViewOptions.blur`` says
-otherwise.
+otherwise (the CIFAR-10 GPU profiles of SimCLR and MoCo v2+ set ``blur: true`` to match solo-learn).
 
 A recipe changes a preset with ``data.view_options`` (:class:`ViewOptions`): each field set there
 replaces that field in every view of the preset, e.g.

@@ -24,10 +24,10 @@ from torch import Tensor, nn
 
 from mmssl.core.masked import MaskedDecoder, MaskedModel
 from mmssl.core.masking import BLOCK_POSITIONS, TokenMasker
+from mmssl.core.transformer import sincos_pos_embed_2d
 from mmssl.data import DataBundle
 from mmssl.data.keys import IMAGE
 from mmssl.eval.features import eval_mode
-from mmssl.modalities.image.encoders import sincos_pos_embed_2d
 from mmssl.modalities.image.figures import figure_inputs, save_image_rows
 from mmssl.modalities.image.views import IMAGENET_MEAN, IMAGENET_STD
 
