@@ -30,5 +30,3 @@ __all__ = [
     "sample_n_shot",
     "train_linear_probe",
 ]
-
-

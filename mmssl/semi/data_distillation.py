@@ -152,4 +152,3 @@ class DataDistillation(PseudoLabelMethod):
         if self.options.balance:
             keep = balance_to_prior(labels, confidence, keep, self.labelled_prior())
         return labels, keep.float()
-

@@ -70,4 +70,3 @@ class EntropyMinimisation(OnlineMethod):
             "entropy_u": loss_u.detach(),
             "entropy_weight": torch.tensor(weight),
         }
-

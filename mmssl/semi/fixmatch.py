@@ -76,4 +76,3 @@ class FixMatch(OnlineMethod):
             "loss_u": loss_u.detach(),
             "mask_rate": mask.mean(),
         }
-

@@ -84,4 +84,3 @@ class MeanTeacher(OnlineMethod):
             "loss_u": loss_u.detach(),
             "consistency_weight": torch.tensor(weight),
         }
-

@@ -86,4 +86,3 @@ class SelfTraining(PseudoLabelMethod):
         probs = torch.softmax(logits, dim=1)
         opts = self.options
         return select_pseudo_labels(probs, opts.selection, opts.threshold, opts.top_fraction)
-

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from mmssl.modalities.image.wide_resnet import WideBasicBlock, wide_resnet
 from mmssl.encoders import build_encoder
+from mmssl.modalities.image.wide_resnet import WideBasicBlock, wide_resnet
 
 
 def test_wrn_28_2_has_the_published_parameter_count():
