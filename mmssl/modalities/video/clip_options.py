@@ -2,6 +2,8 @@
 
 - pretraining: ``{"clip": float32 [T, 3, H, W], "label": int (-1 without classes), "index": int}``
   (random clip position, random resized crop + flip shared by the clip's frames);
+- pretraining with ``views: two_clips``: ``{"views": [clip1, clip2], "index": int}``, two clips of one
+  video for the two-view methods (:mod:`mmssl.modalities.video.two_clips`);
 - evaluation: ``{"input": float32 [T, 3, H, W], "label": int}`` (centred clip, resize + centre crop).
 
 Both are the generic wrappers of :mod:`mmssl.data.wrappers` over a
@@ -11,14 +13,22 @@ Both are the generic wrappers of :mod:`mmssl.data.wrappers` over a
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from mmssl.data import LabelledItems, SingleItems, SkipBadFiles
+from mmssl.data import LabelledItems, MultiViewItems, SingleItems, SkipBadFiles
+from mmssl.data.keys import INDEX, LABEL, VIEWS
 from mmssl.modalities.video.clips import VideoClipDataset
 from mmssl.modalities.video.keys import CLIP
 from mmssl.modalities.video.sources import VideoSource
+from mmssl.modalities.video.two_clips import (
+    ClipPairViews,
+    TwoClipDataset,
+    TwoClipOptions,
+    check_views,
+    clip_view_transform,
+)
 from mmssl.modalities.video.views import (
     FrameSize,
     as_size,
@@ -41,12 +51,26 @@ class ClipOptions:
     short: str
     skip_bad: bool
     crop_scale: Sequence[float]
+    views: str | None = None
+    two_clips: TwoClipOptions = field(default_factory=TwoClipOptions)
 
     def check(self) -> None:
         """The checks the sampler makes, up front: a typo fails at build time, not in a worker."""
         sample_clip_indices(1, 1, 1, self.sampling, short=self.short)
+        self.views = check_views(self.views)
 
-    def pretrain(self, sources: Sequence[VideoSource]) -> SingleItems:
+    def pretrain(self, sources: Sequence[VideoSource]) -> SingleItems | MultiViewItems:
+        if self.views == "two_clips":
+            pairs = TwoClipDataset(
+                sources,
+                self.clip_len,
+                self.frame_stride,
+                self.frame_size,
+                self.two_clips,
+                short=self.short,
+                skip_bad=self.skip_bad,
+            )
+            return MultiViewItems(pairs, ClipPairViews(clip_view_transform(self.frame_size, self.two_clips)))
         transform = train_clip_transform(self.frame_size, crop_scale=self.crop_scale)
         return SingleItems(self._dataset(sources, self.sampling, transform), None, CLIP)
 
@@ -74,7 +98,14 @@ class ClipOptions:
             "frame_stride": self.frame_stride,
             "frame_size": list(as_size(self.frame_size)),
             "sampling": self.sampling,
+            "views": self.views,
         }
+
+
+def pretrain_keys(options: Mapping[str, Any]) -> set[str]:
+    """The batch keys of a video dataset's pretraining items: ``views: two_clips`` gives two clips per
+    video (``views``, ``index``); otherwise one clip with its label."""
+    return {VIEWS, INDEX} if check_views(options["views"]) else {CLIP, LABEL, INDEX}
 
 
 def skipped_stats(skipping: SkipBadFiles) -> dict[str, Any]:

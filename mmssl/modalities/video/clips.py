@@ -76,6 +76,10 @@ class VideoClipDataset(Dataset):
             short=self.short,
             where=str(source.path),
         )
+        return self.read_frames(source, idx)
+
+    def read_frames(self, source: VideoSource, idx: list[int]) -> torch.Tensor:
+        """uint8 ``[len(idx), h, w, 3]``: frames ``idx`` of ``source`` at its decode size."""
         size = None
         if self.frame_size is not None:
             size = decode_size(source.height, source.width, self.frame_size)

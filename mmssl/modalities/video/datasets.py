@@ -17,12 +17,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mmssl.data import DataBundle, SkipBadFiles
-from mmssl.data.keys import INDEX, LABEL
 from mmssl.data.source import data_source
 from mmssl.errors import DataError
-from mmssl.modalities.video.clip_options import ClipOptions, skipped_stats
+from mmssl.modalities.video.clip_options import ClipOptions, pretrain_keys, skipped_stats
 from mmssl.modalities.video.io import davis_split_file, list_davis_sequences
-from mmssl.modalities.video.keys import CLIP
 from mmssl.modalities.video.procedural import (
     DAVIS_RESOLUTION,
     ProceduralVideoSpec,
@@ -31,11 +29,12 @@ from mmssl.modalities.video.procedural import (
 )
 from mmssl.modalities.video.propagation_set import davis_propagation_set, propagation_set
 from mmssl.modalities.video.sources import find_video_sources, scan_sources, split_per_class
+from mmssl.modalities.video.two_clips import TWO_CLIP_DEFAULTS, TwoClipOptions
 
 log = logging.getLogger(__name__)
 
 
-@data_source(produces={CLIP, LABEL, INDEX})
+@data_source(produces=pretrain_keys)
 def procedural_videos(
     clip_len: int = 8,
     frame_stride: int = 1,
@@ -52,6 +51,8 @@ def procedural_videos(
     max_objects: int = 3,
     crop_scale: Sequence[float] = (0.4, 1.0),
     short: str = "pad",
+    views: str | None = None,
+    two_clips: TwoClipOptions = TWO_CLIP_DEFAULTS,
     cache_dir: str | None = None,
 ) -> DataBundle:
     """Built-in moving-sprite videos (:mod:`mmssl.modalities.video.procedural`); nothing downloaded.
@@ -65,9 +66,14 @@ def procedural_videos(
     Clips: ``clip_len`` frames every ``frame_stride``, ``sampling`` "random" or "uniform" for
     pretraining (evaluation is always "uniform"), cropped to ``frame_size``; ``crop_scale``: area
     range of the pretraining random resized crop; ``short``: "pad" or "error" for videos shorter
-    than a clip.
+    than a clip. ``views``: null (one clip per item, ``clip`` key) or ``two_clips`` (two clips of
+    the same video, ``views`` key, for SimCLR / MoCo / BYOL as CVRL; drawn and augmented as
+    ``two_clips`` says, :class:`~mmssl.modalities.video.two_clips.TwoClipOptions`, which replaces
+    ``crop_scale`` and ``sampling`` for them).
     """
-    opts = ClipOptions(clip_len, frame_stride, frame_size, sampling, short, skip_bad, crop_scale)
+    opts = ClipOptions(
+        clip_len, frame_stride, frame_size, sampling, short, skip_bad, crop_scale, views, two_clips
+    )
     opts.check()
     spec = ProceduralVideoSpec(
         num_videos=num_videos,
@@ -112,7 +118,7 @@ def procedural_videos(
     )
 
 
-@data_source(produces={CLIP, LABEL, INDEX})
+@data_source(produces=pretrain_keys)
 def video_folder(
     root: str | None = None,
     clip_len: int = 8,
@@ -129,6 +135,8 @@ def video_folder(
     seed: int = 0,
     crop_scale: Sequence[float] = (0.4, 1.0),
     short: str = "pad",
+    views: str | None = None,
+    two_clips: TwoClipOptions = TWO_CLIP_DEFAULTS,
 ) -> DataBundle:
     """Any folder of videos (files decord reads, or frame folders); class sub-folders optional.
 
@@ -142,7 +150,9 @@ def video_folder(
     (``train``/``heldout`` folders, and their DAVIS copy when ``davis_root`` is None).
     Other options as for ``procedural_videos``.
     """
-    opts = ClipOptions(clip_len, frame_stride, frame_size, sampling, short, skip_bad, crop_scale)
+    opts = ClipOptions(
+        clip_len, frame_stride, frame_size, sampling, short, skip_bad, crop_scale, views, two_clips
+    )
     opts.check()
     if root is None:
         folder = build_procedural_videos(ProceduralVideoSpec(seed=seed))
@@ -191,7 +201,7 @@ def video_folder(
     )
 
 
-@data_source(produces={CLIP, LABEL, INDEX})
+@data_source(produces=pretrain_keys)
 def davis(
     root: str | None = None,
     resolution: str = "480p",
@@ -206,6 +216,8 @@ def davis(
     seed: int = 0,
     crop_scale: Sequence[float] = (0.4, 1.0),
     short: str = "pad",
+    views: str | None = None,
+    two_clips: TwoClipOptions = TWO_CLIP_DEFAULTS,
 ) -> DataBundle:
     """A DAVIS-layout root: pretrain on clips of the ``train_split`` sequences' frame folders,
     evaluate label propagation on the first ``num_propagation_sequences`` (0 = all) of
@@ -214,7 +226,9 @@ def davis(
     pretraining. No classes, so no few-shot sets. ``root`` None: the built-in procedural set's
     DAVIS copy. Other options as for ``procedural_videos``.
     """
-    opts = ClipOptions(clip_len, frame_stride, frame_size, sampling, short, skip_bad, crop_scale)
+    opts = ClipOptions(
+        clip_len, frame_stride, frame_size, sampling, short, skip_bad, crop_scale, views, two_clips
+    )
     opts.check()
     if root is None:
         root = str(build_procedural_videos(ProceduralVideoSpec(seed=seed)) / "DAVIS")
