@@ -5,6 +5,10 @@
   the registry.
 - :mod:`~mmssl.crossmodal.retrieval`: ``retrieval`` evaluator, R@K in both directions on held-out pairs.
 - :mod:`~mmssl.crossmodal.few_shot`: ``modality_few_shot`` evaluator, N-shot probe of any one tower.
+- :mod:`~mmssl.crossmodal.zero_shot`: ``zero_shot`` evaluator, classification by prompt embeddings
+  ("a photo of a {}") averaged per class, for image-text towers.
+- :mod:`~mmssl.crossmodal.image_text`: image-caption data (the built-in procedural captions and a
+  JSONL/CSV ``image,caption`` reader) for CLIP-style pretraining with an image and a text tower.
 - :mod:`~mmssl.crossmodal.specs`: nested ``{key: {name, ...}}`` sections checked against a registry.
 """
 

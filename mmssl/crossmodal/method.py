@@ -36,7 +36,7 @@ from torch import Tensor, nn
 from mmssl.core.heads import ProjectionHead
 from mmssl.core.losses import LearnableTemperature, symmetric_info_nce
 from mmssl.core.method import Method
-from mmssl.crossmodal.specs import build_tower, check_item_keys
+from mmssl.crossmodal.specs import build_tower, check_item_keys, check_towers_with_extras
 from mmssl.data import DataBundle
 from mmssl.errors import ConfigError
 from mmssl.option_markers import Components
@@ -56,7 +56,8 @@ class CrossModalContrastive(Method):
     single linear projection). ``temperature``: initial value (0.07 as CLIP), learned in log space unless
     ``learn_temperature`` is false, clamped to ``[min_temperature, max_temperature]`` (0.01: CLIP's logit
     scale <= 100). ``gather``: negatives from every process (exact gradients through the gather).
-    ``data`` (given by the runner): the tower keys are checked against a pretraining item.
+    ``data`` (given by the runner): the tower keys are checked against a pretraining item, and each tower
+    against the bundle's extras that constrain it (:func:`~mmssl.crossmodal.specs.check_towers_with_extras`).
     """
 
     @classmethod
@@ -94,6 +95,9 @@ class CrossModalContrastive(Method):
         self.encoder = encoder
         self.partner = partner if spec is None else build_tower(spec, where)
         self.encoder_key, self.partner_key = encoder_key, partner_key
+        if data is not None:  # e.g. a text tower whose vocabulary is smaller than the caption tokenizer's
+            towers_by_key = {encoder_key: (encoder, "encoder"), partner_key: (self.partner, where)}
+            check_towers_with_extras(towers_by_key, data.extras)
         self.partner_spec = spec
         self.heads = nn.ModuleDict(
             {

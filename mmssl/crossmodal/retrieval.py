@@ -78,14 +78,27 @@ def embed_pairs(
     num_workers: int = 0,
 ) -> Tensor:
     """L2-normalised shared-space embeddings [N, D] of ``pairs[i][key]``, in dataset order."""
-    feats, _ = extract_features(
-        _Embedder(method, key),
-        _KeyView(pairs, key),
-        device=device,
-        batch_size=batch_size,
-        num_workers=num_workers,
+    feats, _ = embed_labelled(
+        method, _KeyView(pairs, key), key, device=device, batch_size=batch_size, num_workers=num_workers
     )
-    return F.normalize(feats, dim=1)
+    return feats
+
+
+def embed_labelled(
+    method: nn.Module,
+    dataset: Dataset,
+    key: str,
+    *,
+    device: torch.device | str = "cpu",
+    batch_size: int = 256,
+    num_workers: int = 0,
+) -> tuple[Tensor, Tensor]:
+    """L2-normalised shared-space embeddings [N, D] of a labelled dataset's inputs (``{"input", "label"}``)
+    through the tower reading ``key`` and its head, with the labels [N], in dataset order."""
+    feats, labels = extract_features(
+        _Embedder(method, key), dataset, device=device, batch_size=batch_size, num_workers=num_workers
+    )
+    return F.normalize(feats, dim=1), labels
 
 
 def retrieval_evaluator(

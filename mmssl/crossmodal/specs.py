@@ -7,7 +7,7 @@ and its item key is checked against a real pretraining item once the dataset exi
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from torch import nn
@@ -43,3 +43,14 @@ def check_item_keys(keys: Mapping[str, str], dataset: Dataset) -> None:
                 f"'{where}': the pretraining items have no key '{key}'{closest(key, available)}; "
                 f"item keys: {', '.join(available)}"
             )
+
+
+def check_towers_with_extras(towers: Mapping[str, tuple[nn.Module, str]], extras: Iterable[Any]) -> None:
+    """Let every extra of the bundle that constrains a tower check it: an extra with a method
+    ``check_tower(key, tower, where)`` (e.g. the caption tokenizer: vocabulary size, pad id, length) is
+    called for each ``key -> (tower, recipe key that built it)`` and raises naming that recipe key."""
+    for extra in extras:
+        check = getattr(extra, "check_tower", None)
+        if callable(check):
+            for key, (tower, where) in towers.items():
+                check(key, tower, where)

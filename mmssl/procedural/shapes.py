@@ -119,7 +119,7 @@ def texture_mask(name: str, x: np.ndarray, y: np.ndarray, rng: np.random.Generat
 
 
 @functools.lru_cache(maxsize=8)
-def _pixel_grid(size: int, supersample: int) -> tuple[np.ndarray, np.ndarray]:
+def pixel_grid(size: int, supersample: int) -> tuple[np.ndarray, np.ndarray]:
     """Pixel-centre coordinates ``(x, y)`` of a ``size * supersample`` grid, in image pixels."""
     coords = ((np.arange(size * supersample) + 0.5) / supersample).astype(np.float32)
     y, x = np.meshgrid(coords, coords, indexing="ij")
@@ -127,7 +127,7 @@ def _pixel_grid(size: int, supersample: int) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def _box_downsample(mask: np.ndarray, size: int, factor: int) -> np.ndarray:
+def box_downsample(mask: np.ndarray, size: int, factor: int) -> np.ndarray:
     return mask.reshape(size, factor, size, factor).mean(axis=(1, 3))
 
 
@@ -144,13 +144,13 @@ def render_shape_image(
     """
     name = SHAPE_CLASSES[label]
     s, ss = image_size, supersample
-    xf, yf = _pixel_grid(s, ss)  # fine grid for anti-aliased masks
-    xc, yc = _pixel_grid(s, 1)
+    xf, yf = pixel_grid(s, ss)  # fine grid for anti-aliased masks
+    xc, yc = pixel_grid(s, 1)
 
     colour_a = random_colour(rng)
     colour_b = random_colour(rng, away_from=[colour_a])
     if name in ("stripes", "checker", "dots"):
-        alpha = _box_downsample(texture_mask(name, xf, yf, rng), s, ss)
+        alpha = box_downsample(texture_mask(name, xf, yf, rng), s, ss)
         background = np.broadcast_to(colour_a, (s, s, 3)).astype(np.float64)
     else:
         radius = rng.uniform(0.22, 0.42) * s
@@ -162,7 +162,7 @@ def render_shape_image(
         cos_t, sin_t = math.cos(theta), math.sin(theta)
         u = (cos_t * dx + sin_t * dy) / radius
         v = (cos_t * dy - sin_t * dx) / (radius * aspect)
-        alpha = _box_downsample(shape_mask(name, u, v, rng), s, ss)
+        alpha = box_downsample(shape_mask(name, u, v, rng), s, ss)
         # Background: a gradient towards a nearby colour plus two low-frequency plane waves.
         ramp_dir = rng.uniform(0, 2 * np.pi)
         ramp = ((xc - s / 2) * np.cos(ramp_dir) + (yc - s / 2) * np.sin(ramp_dir)) / s + 0.5
