@@ -8,43 +8,30 @@ Built from the generic wrappers of :mod:`mmssl.data.wrappers` over
   ``audio_cnn`` (so the generic ``few_shot`` / ``knn`` / ``linear`` evaluators work on audio as is);
 - pretraining, ``views=None``: ``{"audio": wave [S] (random crop), "label": int, "index": i}``;
 - pretraining, ``views="crops"``: ``{"views": [a1, a2], "index": i}``, two random crops with a random
-  gain each (segments of one clip as positives, as in COLA, Saeed et al. 2021), for the generic
-  two-view methods (``simclr``, ``moco``, ``byol``).
+  gain each (segments of one clip as positives, as in COLA, Saeed et al. 2021) and optionally a mixed-in
+  background clip (BYOL-A), set by ``view_options``
+  (:class:`~mmssl.modalities.audio.views.AudioViewOptions`), for the generic two-view methods
+  (``simclr``, ``moco``, ``byol``). SpecAugment masking is an encoder option (``encoder.spec_augment``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Mapping
 from typing import Any
 
-import torch
-from torch import Tensor
 from torch.utils.data import Dataset
 
 from mmssl.data import DataBundle, LabelledItems, MultiViewItems, SingleItems
 from mmssl.data.keys import INDEX, LABEL, VIEWS
-from mmssl.errors import DataError
+from mmssl.errors import ConfigError, DataError
 from mmssl.modalities.audio.clips import AudioClips, num_samples_for
 from mmssl.modalities.audio.io import center_crop, random_crop
 from mmssl.modalities.audio.keys import AUDIO
+from mmssl.modalities.audio.views import AudioCropViews, AudioViewOptions, audio_view_options
 
 AUDIO_VIEWS: tuple[str, ...] = ("crops",)
-
-
-class GainCrops:
-    """Two random crops of one clip, each with a random gain drawn uniformly in ``[-gain_db, +gain_db]``
-    dB (loudness alone must not tell clips apart)."""
-
-    def __init__(self, num_samples: int, gain_db: float = 6.0) -> None:
-        self.num_samples, self.gain_db = int(num_samples), float(gain_db)
-
-    def view(self, wave: Tensor) -> Tensor:
-        gain = 10 ** ((torch.rand(()).item() * 2 - 1) * self.gain_db / 20)
-        return random_crop(wave, self.num_samples) * gain
-
-    def __call__(self, wave: Tensor) -> list[Tensor]:
-        return [self.view(wave), self.view(wave)]
 
 
 def check_views(views: str | None) -> str | None:
@@ -66,11 +53,23 @@ def labelled_audio(base: Dataset, num_samples: int) -> LabelledItems:
     return LabelledItems(base, functools.partial(center_crop, num_samples=int(num_samples)))
 
 
-def audio_pretrain_dataset(base: Dataset, views: str | None, num_samples: int) -> Dataset:
-    """The pretraining items for ``views`` (see the module docstring)."""
+def audio_pretrain_dataset(
+    base: Dataset,
+    views: str | None,
+    num_samples: int,
+    view_options: AudioViewOptions | Mapping[str, Any] | None = None,
+) -> Dataset:
+    """The pretraining items for ``views`` (see the module docstring); ``view_options`` need ``views``."""
+    options = audio_view_options(view_options)
     if check_views(views) is None:
+        if options is not None:
+            raise ConfigError("data.view_options needs data.views: crops (two views per clip)")
         return SingleItems(base, functools.partial(random_crop, num_samples=int(num_samples)), AUDIO)
-    return MultiViewItems(base, GainCrops(num_samples))
+    try:
+        transform = AudioCropViews(num_samples, options, pool=base)
+    except ValueError as err:
+        raise ConfigError(f"'data.view_options': {err}") from None
+    return MultiViewItems(base, transform)
 
 
 def audio_bundle(
@@ -81,11 +80,14 @@ def audio_bundle(
     clip_seconds: float,
     views: str | None,
     stats: dict[str, Any],
+    view_options: AudioViewOptions | Mapping[str, Any] | None = None,
 ) -> DataBundle:
-    """Wrap train / test clips into a DataBundle (pretraining on the train clips)."""
+    """Wrap train / test clips into a DataBundle (pretraining on the train clips, background clips for
+    mixing drawn from them too)."""
     n = num_samples_for(clip_seconds, train.sample_rate)
+    options = audio_view_options(view_options)
     return DataBundle(
-        pretrain=audio_pretrain_dataset(train, views, n),
+        pretrain=audio_pretrain_dataset(train, views, n, options),
         eval_train=labelled_audio(train, n),
         eval_test=labelled_audio(test, n),
         num_classes=num_classes,
@@ -94,6 +96,7 @@ def audio_bundle(
             "sample_rate": train.sample_rate,
             "clip_samples": n,
             "views": check_views(views),
+            "view_options": dataclasses.asdict(options) if options is not None else None,
             "num_train": len(train),
             "num_test": len(test),
             "num_skipped": train.num_skipped + test.num_skipped,

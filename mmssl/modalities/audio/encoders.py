@@ -14,7 +14,8 @@ or mean + max as in PANNs, Kong et al. 2020, which helps for short events in lon
 
 The body is the PANNs-style "CNN on a log-mel image": per-mel-band BatchNorm of the input (the
 spectrogram's scale differs a lot between bands), then conv3x3-BN-ReLU blocks with 2x2 average
-pooling between them.
+pooling between them. ``spec_augment`` masks time and frequency bands of the log-mel in training mode
+only, before the BatchNorm (:mod:`~mmssl.modalities.audio.spec_augment`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 
 from mmssl.modalities.audio.features import LogMel
+from mmssl.modalities.audio.spec_augment import SpecAugment, SpecAugmentOptions
 from mmssl.modalities.image.encoders import conv_stages
 
 POOLS = ("mean", "mean_max")
@@ -36,7 +38,8 @@ class AudioCNN(nn.Module):
     ``n_mels`` / ``n_fft`` / ``hop_length``: the log-mel front end (25 ms windows, 10 ms hop at 16 kHz
     by default). ``widths``: channels per block (2x2 average pooling between blocks).
     ``stem_stride``: stride of the first convolution (2 halves the cost). ``pool``: ``mean`` or
-    ``mean_max`` over time steps for the global feature.
+    ``mean_max`` over time steps for the global feature. ``spec_augment``: SpecAugment masks
+    (:class:`~mmssl.modalities.audio.spec_augment.SpecAugmentOptions`; none by default), training only.
     """
 
     def __init__(
@@ -49,6 +52,7 @@ class AudioCNN(nn.Module):
         convs_per_block: int = 1,
         stem_stride: int = 1,
         pool: str = "mean",
+        spec_augment: SpecAugmentOptions | None = None,
     ) -> None:
         super().__init__()
         if not widths:
@@ -62,6 +66,7 @@ class AudioCNN(nn.Module):
             hop_length=hop_length,
             n_mels=n_mels,
         )
+        self.spec_augment = SpecAugment(spec_augment)  # identity in eval mode
         self.input_norm = nn.BatchNorm2d(n_mels)  # one scale per mel band (applied with bands as channels)
         self.features = conv_stages(1, widths, convs_per_block, stem_stride, nn.AvgPool2d(2, ceil_mode=True))
         self.pool = pool
@@ -84,7 +89,7 @@ class AudioCNN(nn.Module):
         )
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
-        spec = self.spectrogram(x)
+        spec = self.spec_augment(self.spectrogram(x))
         spec = self.input_norm(spec.transpose(1, 2)).transpose(1, 2)  # BN over mel bands
         fmap = self.features(spec)  # [B, D, f, t]
         tokens = fmap.mean(dim=2).transpose(1, 2)  # [B, t, D]: frequency averaged, one token per time step

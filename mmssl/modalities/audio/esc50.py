@@ -19,6 +19,7 @@ from mmssl.data.source import data_source
 from mmssl.errors import DataError
 from mmssl.modalities.audio.clips import AudioClips
 from mmssl.modalities.audio.crops import audio_bundle, pretrain_keys
+from mmssl.modalities.audio.views import AudioViewOptions
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,7 @@ def audio_folder_csv(
     sample_rate: int = 16000,
     clip_seconds: float = 5.0,
     views: str | None = None,
+    view_options: AudioViewOptions | None = None,
     preload: bool = False,
     skip_bad: bool = False,
     seed: int = 0,
@@ -115,8 +117,9 @@ def audio_folder_csv(
     ``test_folds``: values of the ``fold`` (or ``split``) column that form the test set (ESC-50:
     one of 1-5; a ``split`` column: ``[test]``); ``train_folds``: restrict training to these (default:
     every other fold). ``clip_seconds``: evaluation / pretraining crop (ESC-50 clips are 5 s).
-    ``views``: null (single clips) or ``crops`` (two crops, for two-view methods). ``preload``: decode
-    everything once up front. ``skip_bad``: skip undecodable files with a warning.
+    ``views``: null (single clips) or ``crops`` (two crops, for two-view methods). ``view_options``:
+    the crops' gain and background mixing (:class:`~mmssl.modalities.audio.views.AudioViewOptions`).
+    ``preload``: decode everything once up front. ``skip_bad``: skip undecodable files with a warning.
     """
     base = Path(root).expanduser()
     if not base.is_dir():
@@ -138,5 +141,6 @@ def audio_folder_csv(
         num_classes=len(class_names),
         clip_seconds=clip_seconds,
         views=views,
+        view_options=view_options,
         stats={"dataset": "audio_folder_csv", "root": str(base), "test_folds": [str(f) for f in test_folds]},
     )

@@ -15,6 +15,7 @@ from mmssl.data.source import data_source
 from mmssl.errors import DataError
 from mmssl.modalities.audio.clips import AudioClips
 from mmssl.modalities.audio.crops import audio_bundle, pretrain_keys
+from mmssl.modalities.audio.views import AudioViewOptions
 
 
 def parse_fsdd_name(path: Path) -> tuple[int, str, int]:
@@ -49,6 +50,7 @@ def fsdd(
     clip_seconds: float = 1.0,
     test_speakers: Sequence[str] | None = None,
     views: str | None = None,
+    view_options: AudioViewOptions | None = None,
     preload: bool = True,
     skip_bad: bool = False,
     seed: int = 0,
@@ -58,7 +60,8 @@ def fsdd(
     ``root``: the dataset folder (with ``recordings/``) or the recordings folder itself. Split:
     the official one (recording indices 0-4 test, others train) unless ``test_speakers`` names the
     held-out speakers. ``clip_seconds``: crop / zero-pad length (the recordings are 0.1-2.3 s).
-    ``views``, ``skip_bad`` as for ``audio_folder_csv``; ``preload`` (default on: the set is small).
+    ``views``, ``view_options``, ``skip_bad`` as for ``audio_folder_csv``; ``preload`` (default on: the
+    set is small).
     """
     base = Path(root).expanduser()
     folder = base / "recordings" if (base / "recordings").is_dir() else base
@@ -82,5 +85,6 @@ def fsdd(
         num_classes=10,
         clip_seconds=clip_seconds,
         views=views,
+        view_options=view_options,
         stats={"dataset": "fsdd", "root": str(folder), "test_speakers": list(test_speakers or [])},
     )

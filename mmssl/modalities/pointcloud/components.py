@@ -4,10 +4,12 @@ MODALITY = "pointcloud"
 
 METHODS = {
     "acd": "mmssl.modalities.pointcloud.acd_pretext:ACDPretext",
+    "point_mae": "mmssl.modalities.pointcloud.point_mae:PointMAE",
 }
 ENCODERS = {
     "dgcnn": "mmssl.modalities.pointcloud.encoders:dgcnn",
     "pointnet2": "mmssl.modalities.pointcloud.encoders:pointnet2",
+    "point_transformer": "mmssl.modalities.pointcloud.point_transformer:point_transformer",
 }
 DATASETS = {
     "procedural_parts": "mmssl.modalities.pointcloud.data:procedural_parts",

@@ -7,11 +7,19 @@ section (:mod:`mmssl.modalities.pointcloud.acd.options`). The part-annotated set
 :class:`~mmssl.modalities.pointcloud.taxonomy.PartTaxonomy` in ``extras``. ``stats`` report how the data
 was read: shape counts, files skipped, split-file inconsistencies (``split_<kind>``), and how the ACD
 labels were obtained (``acd_cached``, ``acd_computed``, ``acd_fallbacks`` ...).
+
+Every builder also takes ``views`` (``null``, or ``two_view``: items gain ``"views"``, two random views of
+the shape, for SimCLR / MoCo / BYOL) and ``view_options``
+(:class:`~mmssl.modalities.pointcloud.views.PointViewOptions`). ``procedural_parts`` takes ``eval_on``
+(:class:`~mmssl.modalities.pointcloud.partseg_sets.ShapeNetPartEval`): pretrain on the built-in shapes,
+score part segmentation on a ShapeNetPart-layout folder; ``shapenetpart`` takes ``support_split`` /
+``score_split`` (:mod:`mmssl.modalities.pointcloud.partseg_sets`).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,10 +28,10 @@ import numpy as np
 import torch
 
 from mmssl.data import DataBundle
-from mmssl.data.keys import INDEX
+from mmssl.data.keys import INDEX, VIEWS
 from mmssl.data.skip import SkipBadFiles
 from mmssl.data.source import data_source
-from mmssl.errors import CorruptFileError, DataError
+from mmssl.errors import ConfigError, CorruptFileError, DataError
 from mmssl.modalities.pointcloud import procedural
 from mmssl.modalities.pointcloud.acd.job import ACDJob
 from mmssl.modalities.pointcloud.acd.options import (
@@ -37,11 +45,12 @@ from mmssl.modalities.pointcloud.acd_labels import acd_labels
 from mmssl.modalities.pointcloud.datasets import (
     PartSegDataset,
     PointCloudPretrainDataset,
-    ShapeNetPartItems,
+    PointCloudViewsDataset,
     stack,
 )
 from mmssl.modalities.pointcloud.io import MESH_EXTENSIONS, normalize_unit_sphere, read_mesh, sample_points
 from mmssl.modalities.pointcloud.keys import ACD_LABELS, NORMALS, POINTS
+from mmssl.modalities.pointcloud.partseg_sets import ShapeNetPartEval, check_eval_splits, shapenetpart_splits
 from mmssl.modalities.pointcloud.procedural import (
     DEFAULT_CATEGORIES,
     PROCEDURAL_CATEGORIES,
@@ -50,10 +59,37 @@ from mmssl.modalities.pointcloud.procedural import (
 )
 from mmssl.modalities.pointcloud.shapenetpart import ShapeNetPart
 from mmssl.modalities.pointcloud.taxonomy import shapenetpart_taxonomy
+from mmssl.modalities.pointcloud.views import VIEW_NAMES, PointViewOptions, two_view_transform
 
 log = logging.getLogger(__name__)
 
 PRODUCES = {POINTS, NORMALS, ACD_LABELS, INDEX}
+
+
+def _check_views(views: str | None) -> str | None:
+    if views is None or (isinstance(views, str) and views.lower() in ("none", "null", "")):
+        return None
+    if views not in VIEW_NAMES:
+        raise ConfigError(
+            f"unknown data.views '{views}' for point clouds; choose one of {', '.join(VIEW_NAMES)} or null"
+        )
+    return views
+
+
+def produced_keys(options: Mapping[str, Any]) -> set[str]:
+    """The pretraining items' keys: points, normals, ACD labels, index; ``views`` too with two_view."""
+    return PRODUCES | ({VIEWS} if _check_views(options.get("views")) else set())
+
+
+def with_views(
+    pretrain: PointCloudPretrainDataset, views: str | None, view_options: PointViewOptions | None
+) -> PointCloudPretrainDataset | PointCloudViewsDataset:
+    """``pretrain`` with two random views per item when ``views`` is ``two_view``."""
+    if _check_views(views) is None:
+        if view_options is not None:
+            raise ConfigError("data.view_options needs data.views (two_view)")
+        return pretrain
+    return PointCloudViewsDataset(pretrain, two_view_transform(view_options))
 
 
 def _sample_rng(seed: int, split: str, category: str, index: int) -> np.random.Generator:
@@ -97,7 +133,7 @@ class _PretrainShapes:
         return PointCloudPretrainDataset(points, normals, labels), stats
 
 
-@data_source(produces=PRODUCES)
+@data_source(produces=produced_keys)
 def procedural_parts(
     categories: list[str] | None = None,
     train_per_category: int = 24,
@@ -106,6 +142,9 @@ def procedural_parts(
     seed: int = 0,
     acd: MeshACDOptions = MESH_ACD_DEFAULTS,
     cache_dir: str | None = None,
+    views: str | None = None,
+    view_options: PointViewOptions | None = None,
+    eval_on: ShapeNetPartEval | None = None,
 ) -> DataBundle:
     """Built-in part-annotated shapes (see :mod:`mmssl.modalities.pointcloud.procedural`); no download.
 
@@ -123,6 +162,11 @@ def procedural_parts(
     non-convex ones (mug handles) run CoACD, which keeps the first run to seconds; off: CoACD on every
     whole mesh (several seconds per mesh on 2 cores). ``acd.enabled=false``: pretraining items carry
     ``acd = -1``.
+
+    ``views: two_view`` (+ ``view_options``): items also carry two random views (two-view methods).
+    ``eval_on`` (:class:`~mmssl.modalities.pointcloud.partseg_sets.ShapeNetPartEval`): ``eval_train`` /
+    ``eval_test`` / the taxonomy come from that ShapeNetPart-layout folder's ``support_split`` /
+    ``score_split`` instead of the built-in shapes (which are then pretraining data only).
     """
     categories = list(categories) if categories is not None else list(DEFAULT_CATEGORIES)
     unknown = [c for c in categories if c not in PROCEDURAL_CATEGORIES]
@@ -162,18 +206,26 @@ def procedural_parts(
         for i, m in enumerate(train_meshes)
     ]
     labels, acd_stats = acd_labels(jobs, train_raw, acd, cache_dir, num_points)
+    pretrain = with_views(PointCloudPretrainDataset(train.points, train.normals, labels), views, view_options)
+    if eval_on is None:
+        eval_train, eval_test, taxonomy = train, test, shapenetpart_taxonomy(categories)
+        stats = {"num_points": num_points, "num_train": len(train), "num_test": len(test), **acd_stats}
+    else:  # the built-in shapes are pretraining data only; the evaluation splits come from the folder
+        real = shapenetpart_splits(eval_on, seed)
+        eval_train, eval_test, taxonomy = real.eval_train, real.eval_test, real.taxonomy
+        stats = {"num_points": num_points, "num_pretrain": len(train), **acd_stats, **real.stats}
     return DataBundle(
-        pretrain=PointCloudPretrainDataset(train.points, train.normals, labels),
-        eval_train=train,
-        eval_test=test,
-        num_classes=len(categories),
-        extras=(shapenetpart_taxonomy(categories),),
-        stats={"num_points": num_points, "num_train": len(train), "num_test": len(test), **acd_stats},
+        pretrain=pretrain,
+        eval_train=eval_train,
+        eval_test=eval_test,
+        num_classes=len(taxonomy.categories),
+        extras=(taxonomy,),
+        stats=stats,
         name="procedural_parts",
     )
 
 
-@data_source(produces=PRODUCES)
+@data_source(produces=produced_keys)
 def shapenetpart(
     root: str,
     num_points: int = 2048,
@@ -182,10 +234,17 @@ def shapenetpart(
     skip_bad: bool = False,
     acd: PointCloudACDOptions = POINT_CLOUD_ACD_DEFAULTS,
     cache_dir: str | None = None,
+    views: str | None = None,
+    view_options: PointViewOptions | None = None,
+    support_split: str = "trainval",
+    score_split: str = "test",
 ) -> DataBundle:
     """A ShapeNetPart-layout ``root`` (see :mod:`mmssl.modalities.pointcloud.shapenetpart`).
 
-    Pretraining and ``eval_train`` use the train+val lists, ``eval_test`` the test list; split-file
+    Pretraining uses the train+val lists (without their labels); ``eval_train`` (the few-shot support
+    pool) the ``support_split`` (``trainval``, or ``train``: e.g. the 10-shot pool of
+    ``shapenetpart_points``) and ``eval_test`` the ``score_split`` (``test``, or ``val`` to tune; not
+    ``val`` with ``trainval``, see :mod:`mmssl.modalities.pointcloud.partseg_sets`); split-file
     inconsistencies are logged and counted in ``stats`` (``split_missing``, ``split_duplicates``,
     ``split_in_several_splits``, ``split_unlisted``). ShapeNetPart has no meshes, so with ACD each
     training shape's surface is first reconstructed from all its points and normals
@@ -193,10 +252,14 @@ def shapenetpart(
     ``procedural_parts``, but with a coarser default ``acd.threshold`` (0.2; see
     :class:`~mmssl.modalities.pointcloud.acd.options.PointCloudACDOptions`). ``skip_bad``: skip
     unreadable shape files with a warning (counted in ``stats["skipped_files"]``) instead of raising.
+    ``views: two_view`` (+ ``view_options``): items also carry two random views (two-view methods).
     """
+    try:
+        check_eval_splits(support_split, score_split)
+    except ValueError as err:
+        raise ConfigError(f"data: {err}") from None
     common = dict(num_points=num_points, categories=categories, seed=seed, skip_bad=skip_bad)
     train = ShapeNetPart(root, "trainval", **common)  # type: ignore[arg-type]
-    test = ShapeNetPart(root, "test", log_split_report=False, **common)  # type: ignore[arg-type]
 
     shapes = _PretrainShapes()
     readable = train.skip.keep_readable(
@@ -214,18 +277,25 @@ def shapenetpart(
             len(shapes.jobs),
         )
     pretrain, acd_stats = shapes.dataset(acd, cache_dir, num_points)
-    split_stats = {f"split_{kind}": count for kind, count in train.report.counts().items()}
+    splits = shapenetpart_splits(
+        ShapeNetPartEval(root, num_points, categories, support_split, score_split, skip_bad),
+        seed,
+        support=train if support_split == "trainval" else None,
+    )
+    split_stats = {k: v for k, v in splits.stats.items() if k.startswith("split_")}
     return DataBundle(
-        pretrain=pretrain,
-        eval_train=ShapeNetPartItems(train),
-        eval_test=ShapeNetPartItems(test),
+        pretrain=with_views(pretrain, views, view_options),
+        eval_train=splits.eval_train,
+        eval_test=splits.eval_test,
         num_classes=len(train.categories),
-        extras=(shapenetpart_taxonomy(train.categories),),
+        extras=(splits.taxonomy,),
         stats={
             "root": str(train.root),
             "num_points": num_points,
-            "num_train": len(train),
-            "num_test": len(test),
+            "num_train": len(splits.eval_train),
+            "num_test": len(splits.eval_test),
+            "support_split": support_split,
+            "score_split": score_split,
             "skipped_files": train.skip.num_skipped,
             **split_stats,
             **acd_stats,
@@ -247,7 +317,7 @@ def _read_and_sample(path: Path, num_points: int, rng: np.random.Generator) -> t
     return vertices, faces, points, normals
 
 
-@data_source(produces=PRODUCES)
+@data_source(produces=produced_keys)
 def mesh_folder(
     root: str,
     num_points: int = 2048,
@@ -256,11 +326,14 @@ def mesh_folder(
     skip_bad: bool = False,
     acd: MeshACDOptions = MESH_ACD_DEFAULTS,
     cache_dir: str | None = None,
+    views: str | None = None,
+    view_options: PointViewOptions | None = None,
 ) -> DataBundle:
     """Every mesh under ``root`` (recursively; ``extensions`` default .obj .off .ply .stl) as unlabelled
     pretraining data with ACD labels (``acd`` as in ``procedural_parts``); no evaluation sets. A file
     that cannot be read raises :class:`~mmssl.errors.CorruptFileError`, or with ``skip_bad`` is skipped
-    with a warning and counted in ``stats["skipped_files"]``.
+    with a warning and counted in ``stats["skipped_files"]``. ``views: two_view`` (+ ``view_options``):
+    items also carry two random views (two-view methods).
     """
     base = Path(root).expanduser()
     if not base.is_dir():
@@ -282,7 +355,7 @@ def mesh_folder(
         raise DataError(f"no readable mesh under {base}: all {len(files)} files failed")
     pretrain, acd_stats = shapes.dataset(acd, cache_dir, num_points)
     return DataBundle(
-        pretrain=pretrain,
+        pretrain=with_views(pretrain, views, view_options),
         stats={
             "root": str(base),
             "num_points": num_points,

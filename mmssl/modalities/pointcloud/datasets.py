@@ -8,18 +8,21 @@ Items (all points centred and scaled into the unit sphere, per shape):
   "category": int, "index": int}`` plus ``"input"`` (= points) and ``"label"`` (= category), so the
   generic kNN / linear / few-shot evaluators can also classify shapes. ``category`` indexes
   :attr:`~mmssl.modalities.pointcloud.taxonomy.PartTaxonomy.categories`; the datasets' ``targets`` list
-  it per item without loading.
+  it per item without loading;
+- two-view pretraining (``data.views: two_view``): the pretraining item plus ``"views": [v1, v2]``, two
+  random views of the shape (:mod:`mmssl.modalities.pointcloud.views`) for SimCLR / MoCo / BYOL.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from mmssl.data.keys import INDEX, INPUT, LABEL
+from mmssl.data.keys import INDEX, INPUT, LABEL, VIEWS
 from mmssl.modalities.pointcloud.keys import ACD_LABELS, CATEGORY, NORMALS, PARTS, POINTS
 from mmssl.modalities.pointcloud.shapenetpart import ShapeNetPart
 
@@ -47,6 +50,21 @@ class PointCloudPretrainDataset(Dataset):
             ACD_LABELS: self.acd[index],
             INDEX: index,
         }
+
+
+class PointCloudViewsDataset(Dataset):
+    """A pretraining set whose items also carry ``"views"``: ``views(cloud)`` of the shape's ``[N, 6]``
+    points and normals (e.g. two :class:`~mmssl.modalities.pointcloud.views.PointCloudView` draws)."""
+
+    def __init__(self, base: PointCloudPretrainDataset, views: Callable[[torch.Tensor], list[Any]]) -> None:
+        self.base, self.views = base, views
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        item = self.base[index]
+        return {**item, VIEWS: self.views(torch.cat([item[POINTS], item[NORMALS]], dim=-1))}
 
 
 class PartSegDataset(Dataset):

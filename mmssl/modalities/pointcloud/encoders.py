@@ -46,6 +46,19 @@ def gather_points(x: Tensor, idx: Tensor) -> Tensor:
     return x.reshape(b * n, c)[(idx + offset).reshape(-1)].reshape(*idx.shape, c)
 
 
+def interpolate_features(points: Tensor, centres: Tensor, features: Tensor, k: int = 3) -> Tensor:
+    """Features ``[B, N, C]`` at ``points [B, N, 3]`` from ``features [B, G, C]`` at ``centres [B, G, 3]``:
+    ``f(x) = sum_i w_i f_i / sum_i w_i`` over the ``k`` nearest centres, ``w_i = 1 / (|x - c_i|^2 + 1e-8)``
+    (PointNet++'s feature propagation, Qi et al. 2017, eq. 2 with p = 2). A point on a centre takes
+    (almost exactly) that centre's feature."""
+    k = min(k, centres.shape[1])
+    dist = torch.cdist(points.float(), centres.float())  # [B, N, G]
+    d, idx = dist.topk(k, dim=-1, largest=False)
+    w = 1.0 / (d.square() + 1e-8)
+    w = w / w.sum(dim=-1, keepdim=True)
+    return (gather_points(features, idx) * w.unsqueeze(-1)).sum(dim=2)
+
+
 class PointLayer(nn.Module):
     """Shared per-point ``Linear -> BatchNorm -> LeakyReLU(0.2)`` on ``[..., C]`` (a 1x1 convolution).
 
@@ -250,12 +263,7 @@ class FeaturePropagation(nn.Module):
         if coarse_xyz.shape[1] == 1:
             interpolated = coarse.expand(-1, fine_xyz.shape[1], -1)
         else:
-            k = min(3, coarse_xyz.shape[1])
-            dist = torch.cdist(fine_xyz.float(), coarse_xyz.float())
-            d, idx = dist.topk(k, dim=-1, largest=False)
-            w = 1.0 / (d.square() + 1e-8)
-            w = w / w.sum(dim=-1, keepdim=True)
-            interpolated = (gather_points(coarse, idx) * w.unsqueeze(-1)).sum(dim=2)
+            interpolated = interpolate_features(fine_xyz, coarse_xyz, coarse, k=3)
         parts = [interpolated] + ([fine] if fine is not None else [])
         return self.mlp(torch.cat(parts, dim=-1))
 
