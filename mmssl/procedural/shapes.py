@@ -190,6 +190,37 @@ def sample_rng(seed: int, split: str, index: int) -> np.random.Generator:
     )
 
 
+def load_cached_images(path: Path | None, shape: tuple[int, ...]) -> np.ndarray | None:
+    """A uint8 array of ``shape`` cached at ``path``, or None (no path, no file, unreadable or wrong shape:
+    the caller re-renders, and a warning says why)."""
+    if path is None or not path.is_file():
+        return None
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        log.warning("ignoring unreadable cache %s (%s); re-rendering", path, err)
+        return None
+    if array.shape != tuple(shape) or array.dtype != np.uint8:
+        log.warning("ignoring cache %s with shape %s; re-rendering", path, array.shape)
+        return None
+    return array
+
+
+def save_cached_images(path: Path | None, array: np.ndarray) -> None:
+    """Write ``array`` to ``path`` (None: nothing); a failure only warns, the run goes on uncached."""
+    if path is None:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Write-then-rename: a reader (another process) never sees a half-written file.
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            np.save(f, array, allow_pickle=False)
+        os.replace(tmp, path)
+    except OSError as err:
+        log.warning("could not write cache %s (%s); continuing without it", path, err)
+
+
 class ProceduralShapes(Dataset):
     """Built-in labelled image dataset of shapes and textures, drawn procedurally.
 
@@ -225,12 +256,12 @@ class ProceduralShapes(Dataset):
         if use_cache:
             key = f"v{RENDER_VERSION}_seed{seed}_{split}_n{num_per_class}_k{num_classes}_px{image_size}.npy"
             self.cache_path = Path(cache_dir if cache_dir is not None else default_cache_dir()) / key
-        array = self._load_cache(n)
+        array = load_cached_images(self.cache_path, (n, 3, self.image_size, self.image_size))
         if array is None:
             start = time.perf_counter()
             array = self.render(n)
             log.info("rendered %d procedural images in %.1fs", n, time.perf_counter() - start)
-            self._save_cache(array)
+            save_cached_images(self.cache_path, array)
         self.images = torch.from_numpy(array)  # uint8 [N, 3, H, W]
         self.labels = torch.arange(n) % num_classes
         self.targets: list[int] = self.labels.tolist()
@@ -241,32 +272,6 @@ class ProceduralShapes(Dataset):
             rng = sample_rng(self.seed, self.split, i)
             out[i] = render_shape_image(i % self.num_classes, rng, self.image_size)
         return out
-
-    def _load_cache(self, n: int) -> np.ndarray | None:
-        if self.cache_path is None or not self.cache_path.is_file():
-            return None
-        try:
-            array = np.load(self.cache_path, allow_pickle=False)
-        except (OSError, ValueError) as err:
-            log.warning("ignoring unreadable cache %s (%s); re-rendering", self.cache_path, err)
-            return None
-        if array.shape != (n, 3, self.image_size, self.image_size) or array.dtype != np.uint8:
-            log.warning("ignoring cache %s with shape %s; re-rendering", self.cache_path, array.shape)
-            return None
-        return array
-
-    def _save_cache(self, array: np.ndarray) -> None:
-        if self.cache_path is None:
-            return
-        try:
-            self.cache_path.parent.mkdir(parents=True, exist_ok=True)
-            # Write-then-rename: a reader (another process) never sees a half-written file.
-            fd, tmp = tempfile.mkstemp(dir=self.cache_path.parent, suffix=".tmp")
-            with os.fdopen(fd, "wb") as f:
-                np.save(f, array, allow_pickle=False)
-            os.replace(tmp, self.cache_path)
-        except OSError as err:
-            log.warning("could not write cache %s (%s); continuing without it", self.cache_path, err)
 
     def __len__(self) -> int:
         return len(self.targets)

@@ -19,8 +19,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-import os
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -39,7 +37,14 @@ from mmssl.crossmodal.image_text.captions import (
     Attributes,
 )
 from mmssl.errors import DataError
-from mmssl.procedural.shapes import box_downsample, pixel_grid, shape_mask, texture_mask
+from mmssl.procedural.shapes import (
+    box_downsample,
+    load_cached_images,
+    pixel_grid,
+    save_cached_images,
+    shape_mask,
+    texture_mask,
+)
 
 log = logging.getLogger(__name__)
 
@@ -135,42 +140,17 @@ class CaptionedPictures(Dataset):
             self.cache_path = (
                 Path(cache_dir if cache_dir is not None else cache_folder("procedural_image_text")) / name
             )
-        array = self._load_cache()
+        array = load_cached_images(
+            self.cache_path, (len(self.attributes), 3, self.image_size, self.image_size)
+        )
         if array is None:
             start = time.perf_counter()
             array = np.stack(
                 [render_picture(a, picture_rng(seed, split, i), image_size) for i, a in enumerate(attributes)]
             )
             log.info("rendered %d captioned pictures in %.1fs", len(array), time.perf_counter() - start)
-            self._save_cache(array)
+            save_cached_images(self.cache_path, array)
         self.images = torch.from_numpy(array)
-
-    def _load_cache(self) -> np.ndarray | None:
-        if self.cache_path is None or not self.cache_path.is_file():
-            return None
-        try:
-            array = np.load(self.cache_path, allow_pickle=False)
-        except (OSError, ValueError) as err:
-            log.warning("ignoring unreadable cache %s (%s); re-rendering", self.cache_path, err)
-            return None
-        expected = (len(self.attributes), 3, self.image_size, self.image_size)
-        if array.shape != expected or array.dtype != np.uint8:
-            log.warning("ignoring cache %s with shape %s; re-rendering", self.cache_path, array.shape)
-            return None
-        return array
-
-    def _save_cache(self, array: np.ndarray) -> None:
-        if self.cache_path is None:
-            return
-        try:
-            self.cache_path.parent.mkdir(parents=True, exist_ok=True)
-            # Write-then-rename: a concurrent reader never sees a half-written file.
-            fd, tmp = tempfile.mkstemp(dir=self.cache_path.parent, suffix=".tmp")
-            with os.fdopen(fd, "wb") as f:
-                np.save(f, array, allow_pickle=False)
-            os.replace(tmp, self.cache_path)
-        except OSError as err:
-            log.warning("could not write cache %s (%s); continuing without it", self.cache_path, err)
 
     def __len__(self) -> int:
         return len(self.attributes)
