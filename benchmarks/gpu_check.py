@@ -26,8 +26,8 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
 import traceback
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -165,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=20, help="training steps per recipe (even, >= 2)")
     p.add_argument("--device", default="cuda", choices=("cuda", "cpu"), help="cpu: test the harness itself")
     p.add_argument("--timeout", type=int, default=300, help="seconds allowed per recipe")
+    p.add_argument("--jobs", type=int, default=1, help="recipes run at once (smoke check; shared device)")
     p.add_argument("--no-throughput", action="store_true", help="skip benchmarks/throughput.py at the end")
     p.add_argument("--one", type=Path, help=argparse.SUPPRESS)  # child mode: one recipe
     p.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -196,21 +197,28 @@ def main(argv: list[str] | None = None) -> int:
 
     rows, failures = [], []
     with tempfile.TemporaryDirectory(prefix="mmssl_gpu_check_") as tmp:
-        for i, (name, path) in enumerate(recipes):
-            t0 = time.perf_counter()
-            result, stderr = run_child(path, args, Path(tmp) / f"run{i}")
-            print(
-                f"[{i + 1}/{len(recipes)}] {name}: {_status(result)} ({time.perf_counter() - t0:.0f} s)",
-                flush=True,
-            )
-            if result["status"] != "ok":
-                # Fail loudly: the child's traceback, whatever the kind of failure.
-                print(f"----- traceback of {name} -----\n{stderr[-6000:].rstrip()}\n-----", file=sys.stderr)
-            if result["status"] in ("cuda_error", "error"):
-                failures.append((name, result["status"]))
-            rows.append((name, result))
+        runs = [(i, name, path, Path(tmp) / f"run{i}") for i, (name, path) in enumerate(recipes)]
+        # --jobs N: N recipes share the GPU at once (a smoke check in 1/N of the time); their
+        # samples/s then measure a shared GPU and are not comparable with a --jobs 1 table.
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            futures = {pool.submit(lambda r: (r, *run_child(r[2], args, r[3])), run): run for run in runs}
+            done = []
+            for future in as_completed(futures):
+                (i, name, _, _), result, stderr = future.result()
+                print(f"[{len(done) + 1}/{len(recipes)}] {name}: {_status(result)}", flush=True)
+                if result["status"] != "ok":
+                    # Fail loudly: the child's traceback, whatever the kind of failure.
+                    print(
+                        f"----- traceback of {name} -----\n{stderr[-6000:].rstrip()}\n-----", file=sys.stderr
+                    )
+                if result["status"] in ("cuda_error", "error"):
+                    failures.append((name, result["status"]))
+                done.append((i, name, result))
+        rows = [(name, result) for _, name, result in sorted(done)]
 
     print()
+    if args.jobs > 1:
+        print(f"({args.jobs} recipes ran at a time on the device: samples/s are of a shared device)")
     print("| recipe | steps | samples/s | peak GPU memory (MB) | status |")
     print("|---|---:|---:|---:|---|")
     for name, r in rows:

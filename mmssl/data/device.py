@@ -18,3 +18,19 @@ def move_to(batch: Any, device: torch.device) -> Any:
     if isinstance(batch, (list, tuple)):
         return type(batch)(move_to(v, device) for v in batch)
     return batch
+
+
+def to_channels_last(batch: Any) -> Any:
+    """Every 4-D floating-point tensor of ``batch`` (dicts, lists and tuples walked) in NHWC memory
+    format; the values and shapes are unchanged, only the strides."""
+    if torch.is_tensor(batch):
+        return (
+            batch.contiguous(memory_format=torch.channels_last)
+            if batch.dim() == 4 and batch.is_floating_point()
+            else batch
+        )
+    if isinstance(batch, dict):
+        return {k: to_channels_last(v) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_channels_last(v) for v in batch)
+    return batch

@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from mmssl.core import distributed as dist
 from mmssl.core.method import Method
-from mmssl.data.device import move_to
+from mmssl.data.device import move_to, to_channels_last
 from mmssl.train.checkpoint import FORMAT, atomic_save, load_checkpoint, rng_state, set_rng_state
 from mmssl.train.config import TrainConfig
 from mmssl.train.data import ResumableSampler, SeededDataset
@@ -212,6 +212,8 @@ class Trainer:
         cfg = self.cfg
         seed_everything(cfg.seed + self.rank)
         method = self.method.to(self.device)
+        if cfg.channels_last:
+            method = method.to(memory_format=torch.channels_last)
         if self.world_size > 1 and cfg.sync_bn:
             method = dist.convert_sync_batchnorm(method)
             self.method = method
@@ -285,6 +287,8 @@ class Trainer:
                     if self.batch_transform is not None:
                         with torch.no_grad():
                             batch = self.batch_transform(batch)
+                    if cfg.channels_last:
+                        batch = to_channels_last(batch)
                     with autocast_context(self.device, cfg.precision):
                         out = forward(batch)
                     loss = out["loss"]

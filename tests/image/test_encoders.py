@@ -133,3 +133,25 @@ def test_vit_mean_pool_is_the_mean_of_patch_tokens() -> None:
     enc = ENCODERS.build("vit_tiny", depth=1, global_pool="mean").eval()
     out = enc(torch.randn(2, 3, 32, 32))
     torch.testing.assert_close(out["global"], out["tokens"].mean(dim=1))
+
+
+def test_vit_base_has_the_published_parameter_count() -> None:
+    # ViT-B/16 at 224 px (Dosovitskiy et al. 2021; timm's vit_base_patch16_224): 86,567,656 parameters
+    # with its 1000-class head (768 * 1000 + 1000 = 769,000), so 85,798,656 without it.
+    encoder = ENCODERS.get("vit_base")(img_size=224, patch_size=16)
+    assert sum(p.numel() for p in encoder.parameters()) == 86_567_656 - 769_000
+    assert encoder.out_dim == 768 and encoder.num_patches == 196
+
+
+def test_vit_grad_checkpointing_gives_the_same_outputs_and_gradients() -> None:
+    x = torch.randn(3, 3, 32, 32)
+    grads = []
+    for recompute in (False, True):
+        torch.manual_seed(0)
+        encoder = ENCODERS.get("vit_tiny")(depth=3, grad_checkpointing=recompute)
+        out = encoder(x)["global"]
+        out.square().sum().backward()
+        grads.append((out.detach(), [p.grad.clone() for p in encoder.parameters() if p.grad is not None]))
+    torch.testing.assert_close(grads[0][0], grads[1][0])
+    for a, b in zip(grads[0][1], grads[1][1], strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)

@@ -164,3 +164,38 @@ def test_lars_step_matches_formula():
     trust = 0.001 * w0.norm() / g_.norm()
     torch.testing.assert_close(w.detach(), w0 - 0.5 * trust * g_)
     assert math.isfinite(float(w.detach().sum()))
+
+
+class ConvPairs(Dataset):
+    """Two noisy 4-D image views, to exercise the channels_last path."""
+
+    def __init__(self, n: int = 32) -> None:
+        self.x = torch.randn(n, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int):
+        return {"views": [self.x[i] + 0.1 * torch.randn(3, 8, 8), self.x[i] + 0.1 * torch.randn(3, 8, 8)]}
+
+
+class TinyConvMethod(Method):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.encoder = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1))
+        self.layouts: list[bool] = []
+
+    def forward(self, batch):
+        self.layouts += [v.is_contiguous(memory_format=torch.channels_last) for v in batch["views"]]
+        a, b = (self.encoder(v).flatten(1) for v in batch["views"])
+        return {"loss": (a - b).pow(2).mean() - 0.01 * a.std()}
+
+
+def test_channels_last_changes_layout_not_the_result():
+    plain, nhwc = TinyConvMethod(), TinyConvMethod()
+    Trainer(_cfg(steps=3, ckpt_every=0), plain, ConvPairs(), run_dir=None).fit()
+    Trainer(_cfg(steps=3, ckpt_every=0, channels_last=True), nhwc, ConvPairs(), run_dir=None).fit()
+    assert not any(plain.layouts) and all(nhwc.layouts) and nhwc.layouts
+    assert nhwc.encoder[0].weight.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(plain.encoder[0].weight, nhwc.encoder[0].weight, atol=1e-5, rtol=1e-4)

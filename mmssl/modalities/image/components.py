@@ -16,6 +16,7 @@ ENCODERS = {
     "small_cnn": "mmssl.modalities.image.encoders:small_cnn",
     "vit_tiny": "mmssl.modalities.image.encoders:vit_tiny",
     "vit_small": "mmssl.modalities.image.encoders:vit_small",
+    "vit_base": "mmssl.modalities.image.encoders:vit_base",
     "wide_resnet": "mmssl.modalities.image.wide_resnet:wide_resnet",
 }
 DATASETS = {

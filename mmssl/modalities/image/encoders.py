@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 from torchvision.models import resnet as tv_resnet
 
 from mmssl.core.masked import init_mae_weights_
@@ -211,8 +212,10 @@ class VisionTransformer(nn.Module):
         qkv_bias: bool = True,
         pos_embed: str = "sincos",
         global_pool: str = "cls",
+        grad_checkpointing: bool = False,
     ) -> None:
         super().__init__()
+        self.grad_checkpointing = grad_checkpointing
         if global_pool not in ("cls", "mean"):
             raise ValueError(f"global_pool must be 'cls' or 'mean', got '{global_pool}'")
         self.global_pool = global_pool
@@ -248,8 +251,11 @@ class VisionTransformer(nn.Module):
         -> ``[B, 1 + M, D]``: CLS (+ its position) prepended, blocks, final norm."""
         cls = (self.cls_token + self.pos_embed[:, :1]).expand(tokens.shape[0], -1, -1)
         x = torch.cat([cls, tokens], dim=1)
+        # Activation checkpointing (Chen et al. 2016): keep only each block's input and recompute its
+        # activations in the backward pass, trading ~1/3 more compute for memory that grows with depth.
+        recompute = self.grad_checkpointing and self.training and torch.is_grad_enabled()
         for block in self.blocks:
-            x = block(x)
+            x = checkpoint(block, x, use_reentrant=False) if recompute else block(x)
         return self.norm(x)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -261,7 +267,7 @@ class VisionTransformer(nn.Module):
 
 
 # (width, default depth, heads) per size, as in DeiT / timm.
-_VIT_SIZES = {"vit_tiny": (192, 12, 3), "vit_small": (384, 12, 6)}
+_VIT_SIZES = {"vit_tiny": (192, 12, 3), "vit_small": (384, 12, 6), "vit_base": (768, 12, 12)}
 
 
 def _vit_builder(name: str, doc: str) -> Callable[..., VisionTransformer]:
@@ -277,9 +283,20 @@ def _vit_builder(name: str, doc: str) -> Callable[..., VisionTransformer]:
         mlp_ratio: float = 4.0,
         pos_embed: str = "sincos",
         global_pool: str = "cls",
+        grad_checkpointing: bool = False,
     ) -> VisionTransformer:
         return VisionTransformer(
-            img_size, patch_size, in_channels, dim, depth, heads, mlp_ratio, True, pos_embed, global_pool
+            img_size,
+            patch_size,
+            in_channels,
+            dim,
+            depth,
+            heads,
+            mlp_ratio,
+            True,
+            pos_embed,
+            global_pool,
+            grad_checkpointing,
         )
 
     build.__name__ = build.__qualname__ = name
@@ -294,12 +311,18 @@ vit_tiny = _vit_builder(
     ``img_size`` must equal the input side; ``patch_size`` 4 gives 64 patches on 32-px images
     (16 is the ImageNet choice at 224 px). ``pos_embed``: ``"sincos"`` (fixed) or ``"learned"``.
     ``global_pool``: ``"cls"`` (the CLS output) or ``"mean"`` (mean of patch tokens).
+    ``grad_checkpointing``: recompute each block's activations in the backward pass (less memory).
     """,
 )
 vit_small = _vit_builder(
     "vit_small",
     """ViT-Small: width 384, 6 heads, ``depth`` blocks (12 by default); ``out_dim`` 384.
     Options as for ``vit_tiny``.""",
+)
+vit_base = _vit_builder(
+    "vit_base",
+    """ViT-Base: width 768, 12 heads, ``depth`` blocks (12 by default); ``out_dim`` 768 (ViT-B/16 with
+    ``img_size=224, patch_size=16``). Options as for ``vit_tiny``.""",
 )
 
 
@@ -322,4 +345,5 @@ __all__ = [
     "small_cnn",
     "vit_tiny",
     "vit_small",
+    "vit_base",
 ]
