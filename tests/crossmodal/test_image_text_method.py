@@ -116,3 +116,16 @@ def test_a_few_training_steps_lower_the_loss_on_a_fixed_batch(bundle):
         method.on_train_step_end(step + 1, 6)
         losses.append(loss.item())
     assert losses[-1] < losses[0]
+
+
+def test_every_trainable_parameter_gets_a_gradient_so_ddp_can_reduce(bundle):
+    # DistributedDataParallel waits for a gradient of every parameter that requires one: the text tower's
+    # LM head (not used by the contrastive loss) must be frozen, while its tied input embedding still learns.
+    method = _method(bundle).train()
+    method(_batch(bundle))["loss"].backward()
+    missing = [name for name, p in method.named_parameters() if p.requires_grad and p.grad is None]
+    assert missing == []
+    frozen = [name for name, p in method.named_parameters() if not p.requires_grad]
+    assert frozen and all(".cls." in f".{name}" or name.startswith("partner.model.cls") for name in frozen)
+    embeddings = method.partner.model.base_model.embeddings.word_embeddings.weight
+    assert embeddings.requires_grad and embeddings.grad is not None

@@ -71,6 +71,13 @@ class HFTextEncoder(nn.Module):
         """The model's own language-model head: ``[..., D]`` -> ``[..., V]``."""
         return getattr(self.model, self.head_name)(hidden)
 
+    def lm_head_only_parameters(self) -> list[nn.Parameter]:
+        """Parameters of the LM head that the transformer body does not share (the output embedding is
+        tied to the input one, so it is not among them): unused by ``forward`` (``global`` / ``tokens``)."""
+        body = {id(p) for p in self.model.base_model.parameters()}
+        head = getattr(self.model, self.head_name)
+        return [p for p in head.parameters() if id(p) not in body]
+
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> dict[str, Any]:
         mask = self.attention_mask_for(input_ids, attention_mask)
         tokens = self.hidden_states(input_ids, mask)
