@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
 from mmssl.core import distributed as dist
@@ -220,7 +221,7 @@ class Trainer:
         model: nn.Module = method
         if self.world_size > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
-            model = nn.parallel.DistributedDataParallel(method, device_ids=ids)
+            model = DistributedDataParallel(method, device_ids=ids)
         forward = torch.compile(model) if cfg.compile else model
 
         self.optimizer = build_optimizer(method, cfg, self.world_size)
@@ -282,19 +283,24 @@ class Trainer:
         try:
             for step in range(start, cfg.steps):
                 logs: dict[str, torch.Tensor | float] = {}
-                for _ in range(cfg.accumulate):
+                for micro in range(cfg.accumulate):
+                    # Gradients are all-reduced once per optimizer step: DDP skips the reduction inside
+                    # no_sync() and reduces the accumulated gradients on the last micro-step's backward.
+                    reduce_now = micro == cfg.accumulate - 1 or not isinstance(model, DistributedDataParallel)
+                    sync = nullcontext() if reduce_now else model.no_sync()
                     batch = move_to(next(batches), self.device)
                     if self.batch_transform is not None:
                         with torch.no_grad():
                             batch = self.batch_transform(batch)
                     if cfg.channels_last:
                         batch = to_channels_last(batch)
-                    with autocast_context(self.device, cfg.precision):
-                        out = forward(batch)
-                    loss = out["loss"]
-                    if check_every_step:
-                        self._check_finite([(step + 1, loss)])
-                    (loss / cfg.accumulate).backward()
+                    with sync:
+                        with autocast_context(self.device, cfg.precision):
+                            out = forward(batch)
+                        loss = out["loss"]
+                        if check_every_step:
+                            self._check_finite([(step + 1, loss)])
+                        (loss / cfg.accumulate).backward()
                     for k, v in out.items():
                         v = v.detach().float() if torch.is_tensor(v) else float(v)
                         logs[k] = logs.get(k, 0.0) + v / cfg.accumulate
