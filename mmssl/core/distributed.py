@@ -16,6 +16,7 @@ i.e. the single-process gradient on the whole global batch.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -88,6 +89,15 @@ def barrier() -> None:
     """Synchronise all processes; no-op in a single process."""
     if is_distributed():
         dist.barrier()
+
+
+def all_gather_object(obj: Any) -> list[Any]:
+    """``[obj of rank 0, obj of rank 1, ...]`` (picklable objects); ``[obj]`` in a single process."""
+    if not is_distributed():
+        return [obj]
+    out: list[Any] = [None] * get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
 
 
 def all_reduce_mean(t: Tensor) -> Tensor:

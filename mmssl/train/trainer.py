@@ -176,7 +176,12 @@ class Trainer:
         return Path(self.resume)
 
     def save_checkpoint(self, step: int, epoch_offset: tuple[int, int]) -> Path | None:
-        if not self.is_main or self.ckpt_dir is None:
+        """Rank 0 writes ``last.pt``; every rank must call this (each rank's RNG state is gathered into it,
+        so that a resumed rank continues its own random stream, not rank 0's)."""
+        if self.ckpt_dir is None:
+            return None
+        rngs = dist.all_gather_object(rng_state())
+        if not self.is_main:
             return None
         state = {
             "format": FORMAT,
@@ -184,7 +189,8 @@ class Trainer:
             "model": self.method.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
-            "rng": rng_state(),
+            "rng": rngs[0],
+            "rng_per_rank": rngs,
             "data_position": {"epoch": epoch_offset[0], "offset": epoch_offset[1]},
             **self.extra_state,
         }
@@ -237,7 +243,11 @@ class Trainer:
             method.load_state_dict(ckpt["model"])
             self.optimizer.load_state_dict(ckpt["optimizer"])
             self.scheduler.load_state_dict(ckpt["scheduler"])
-            set_rng_state(ckpt["rng"])
+            # Checkpoints before rng_per_rank held rank 0's state only; they resume as they did.
+            per_rank = ckpt.get("rng_per_rank")
+            set_rng_state(
+                per_rank[self.rank] if per_rank and len(per_rank) == self.world_size else ckpt["rng"]
+            )
             start = int(ckpt["step"])
             pos = ckpt["data_position"]
             sampler.start_epoch, sampler.start_offset = pos["epoch"], pos["offset"]
