@@ -39,7 +39,6 @@ from mmssl.core.method import Method
 from mmssl.crossmodal.specs import build_tower, check_item_keys, check_towers_with_extras
 from mmssl.data import DataBundle
 from mmssl.errors import ConfigError
-from mmssl.modalities.text.encoders import HFTextEncoder
 from mmssl.option_markers import Components
 from mmssl.options import component_sections
 from mmssl.registry import ENCODERS
@@ -103,6 +102,8 @@ class CrossModalContrastive(Method):
         # A text tower carries its LM head (it belongs to the exported language model) but the contrastive
         # objective uses only its features: the head gets no gradient, which DistributedDataParallel
         # would wait for at every step. Frozen, it is left out of DDP's reduction and of the optimiser.
+        from mmssl.modalities.text.encoders import HFTextEncoder  # here: module loads stay modality-free
+
         for tower in (self.encoder, self.partner):
             if isinstance(tower, HFTextEncoder):
                 for param in tower.lm_head_only_parameters():
