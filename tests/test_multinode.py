@@ -6,7 +6,6 @@ uninterrupted run."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.distributed_helpers import free_port
 from tests.test_pipeline import REPO, TINY
 
 # A worker that SIGKILLs itself after step KILL_AT_STEP on rank KILL_RANK (on the first attempt only, should
@@ -32,12 +32,6 @@ def hook(self, step, total):
 TwoViewMethod.on_train_step_end = hook
 sys.exit(main(sys.argv[1:]))
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _train_args(out: Path, steps: int = 3, ckpt_every: int = 3) -> list[str]:
@@ -61,13 +55,13 @@ def test_two_nodes_match_one_node_with_two_processes(tmp_path):
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "MMSSL_CACHE": str(tmp_path / "cache")}
     run = [sys.executable, "-m", "torch.distributed.run"]
     one_node = subprocess.run(
-        [*run, "--nproc-per-node", "2", "--master-port", str(_free_port()),
+        [*run, "--nproc-per-node", "2", "--master-port", str(free_port()),
          "-m", "mmssl.cli", *_train_args(tmp_path / "one")],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert one_node.returncode == 0, one_node.stderr[-3000:]
 
-    endpoint = f"127.0.0.1:{_free_port()}"
+    endpoint = f"127.0.0.1:{free_port()}"
     nodes = [
         subprocess.Popen(
             [
@@ -117,7 +111,7 @@ def test_killed_worker_then_relaunch_resumes_to_the_same_weights(tmp_path):
     def launch(out: Path, kill_at: int) -> subprocess.CompletedProcess:
         run_env = {**env, "KILL_RANK": "1", "KILL_AT_STEP": str(kill_at)}
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-               "--master-port", str(_free_port()), str(script),
+               "--master-port", str(free_port()), str(script),
                *_train_args(out, steps=6, ckpt_every=2), "resume=auto"]  # fmt: skip
         proc = subprocess.run(cmd, cwd=REPO, env=run_env, capture_output=True, text=True, timeout=300)
         (out.parent / f"{out.name}_{kill_at}.log").write_text(

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import socket
-
 import pytest
 import torch
 import torch.multiprocessing as mp
@@ -12,15 +9,10 @@ from torch import nn
 
 from mmssl.core import distributed as mdist
 from mmssl.core.losses import info_nce, nt_xent
+from tests.distributed_helpers import free_port, set_rank_environment
 
 WORLD = 2
 IN_DIM, OUT_DIM, BATCH = 6, 4, 8
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _model() -> nn.Module:
@@ -47,15 +39,7 @@ def _losses(model: nn.Module, x1: torch.Tensor, x2: torch.Tensor, gather: bool) 
 
 
 def _worker(rank: int, port: int, path: str, x1: torch.Tensor, x2: torch.Tensor) -> None:
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-        RANK=str(rank),
-        WORLD_SIZE=str(WORLD),
-        LOCAL_RANK=str(rank),
-        CUDA_VISIBLE_DEVICES="",  # gloo on CPU even on a GPU machine
-    )
-    torch.set_num_threads(1)
+    set_rank_environment(rank, WORLD, port)
     device = mdist.init_distributed()
     try:
         assert device.type == "cpu"
@@ -86,7 +70,7 @@ def test_gathered_losses_match_single_process(tmp_path):
     g = torch.Generator().manual_seed(0)
     x1, x2 = torch.randn(BATCH, IN_DIM, generator=g), torch.randn(BATCH, IN_DIM, generator=g)
     path = str(tmp_path / "rank0.pt")
-    mp.spawn(_worker, args=(_free_port(), path, x1, x2), nprocs=WORLD, join=True)
+    mp.spawn(_worker, args=(free_port(), path, x1, x2), nprocs=WORLD, join=True)
     got = torch.load(path, weights_only=True)
 
     ref = _losses(_model(), x1, x2, gather=False)

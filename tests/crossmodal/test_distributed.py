@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import socket
-
 import pytest
 import torch
 import torch.multiprocessing as mp
@@ -13,14 +10,9 @@ from torch import nn
 from mmssl.core import distributed as mdist
 from mmssl.crossmodal import CrossModalContrastive
 from tests.crossmodal._helpers import TinyTower
+from tests.distributed_helpers import free_port, set_rank_environment
 
 WORLD, BATCH = 2, 8
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _method(gather: bool) -> CrossModalContrastive:
@@ -46,15 +38,7 @@ def _loss_and_grads(model: nn.Module, batch: dict) -> dict:
 
 
 def _worker(rank: int, port: int, path: str, batch: dict) -> None:
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-        RANK=str(rank),
-        WORLD_SIZE=str(WORLD),
-        LOCAL_RANK=str(rank),
-        CUDA_VISIBLE_DEVICES="",
-    )
-    torch.set_num_threads(1)
+    set_rank_environment(rank, WORLD, port)
     mdist.init_distributed()
     try:
         result = _distributed_result(rank, batch)
@@ -80,7 +64,7 @@ def test_two_processes_match_one_process_on_the_whole_batch(tmp_path):
     g = torch.Generator().manual_seed(0)
     batch = {"image": torch.randn(BATCH, 6, generator=g), "audio": torch.randn(BATCH, 4, generator=g)}
     path = str(tmp_path / "rank0.pt")
-    mp.spawn(_worker, args=(_free_port(), path, batch), nprocs=WORLD, join=True)
+    mp.spawn(_worker, args=(free_port(), path, batch), nprocs=WORLD, join=True)
     got = torch.load(path, weights_only=True)
 
     ref = _loss_and_grads(_method(gather=False), batch)

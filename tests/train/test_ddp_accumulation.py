@@ -4,7 +4,6 @@ other micro-steps), counted with a DDP communication hook, and the ranks stay id
 from __future__ import annotations
 
 import os
-import socket
 
 import pytest
 import torch
@@ -15,15 +14,10 @@ from torch.nn.parallel import DistributedDataParallel
 
 import mmssl.train.trainer as trainer_module
 from mmssl.core import distributed as mdist
+from tests.distributed_helpers import free_port, set_rank_environment
 from tests.train.test_trainer import NoisyPairs, TinyMethod, _cfg
 
 WORLD, STEPS, ACCUMULATE = 2, 3, 4
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class CountingDDP(DistributedDataParallel):
@@ -42,15 +36,7 @@ class CountingDDP(DistributedDataParallel):
 
 
 def _worker(rank: int, port: int, folder: str) -> None:
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-        RANK=str(rank),
-        WORLD_SIZE=str(WORLD),
-        LOCAL_RANK=str(rank),
-        CUDA_VISIBLE_DEVICES="",
-    )
-    torch.set_num_threads(1)
+    set_rank_environment(rank, WORLD, port)
     trainer_module.DistributedDataParallel = CountingDDP  # this spawned process only
     mdist.init_distributed()
     try:
@@ -68,7 +54,7 @@ def _worker(rank: int, port: int, folder: str) -> None:
 
 @pytest.mark.distributed
 def test_gradients_are_reduced_once_per_optimizer_step(tmp_path):
-    mp.spawn(_worker, args=(_free_port(), str(tmp_path)), nprocs=WORLD, join=True)
+    mp.spawn(_worker, args=(free_port(), str(tmp_path)), nprocs=WORLD, join=True)
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
     # TinyMethod's parameters fit one bucket: one reduction per step, not one per micro-step.
     assert [r["reductions"] for r in ranks] == [STEPS] * WORLD
