@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -260,20 +260,14 @@ def section_mae(args: argparse.Namespace, device: torch.device, peak: float | No
 def loader_rate(cfg, batches: int) -> float:
     """samples/s of the trainer's own DataLoader over ``batches`` batches after one warm-up batch."""
     from mmssl import pipeline
-    from mmssl.train.data import ResumableSampler, SeededDataset
+    from mmssl.train.data import ResumableSampler
+    from mmssl.train.trainer import pretraining_loader
 
     data = pipeline.build_data(cfg)
     t = cfg.train
-    loader = DataLoader(
-        SeededDataset(data.pretrain, t.seed),
-        batch_size=t.batch_size,
-        sampler=ResumableSampler(len(data.pretrain), t.batch_size, seed=t.seed),
-        num_workers=t.num_workers,
-        pin_memory=torch.cuda.is_available(),
-        drop_last=True,
-        collate_fn=data.collate_fn,
-    )
-    it = iter(loader)
+    sampler = ResumableSampler(len(data.pretrain), t.batch_size, seed=t.seed)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    it = iter(pretraining_loader(data.pretrain, t, sampler, data.collate_fn, device))
     next(it)
     start = time.perf_counter()
     for _ in range(batches):

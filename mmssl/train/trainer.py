@@ -50,6 +50,30 @@ def pick_device(choice: str = "auto") -> torch.device:
     return torch.device(choice)
 
 
+def pretraining_loader(
+    dataset: Dataset,
+    cfg: TrainConfig,
+    sampler: ResumableSampler,
+    collate_fn: Callable | None,
+    device: torch.device,
+) -> DataLoader:
+    """The trainer's DataLoader over ``dataset`` (per-sample seeded, resumable order): also what a benchmark
+    times when it measures the data pipeline alone."""
+    return DataLoader(
+        SeededDataset(dataset, cfg.seed),
+        batch_size=cfg.batch_size,
+        sampler=sampler,
+        num_workers=cfg.num_workers,
+        pin_memory=device.type == "cuda",
+        drop_last=True,
+        persistent_workers=cfg.num_workers > 0,
+        collate_fn=collate_fn,
+        # Its own generator, so creating the iterator does not draw from the global RNG
+        # (a resumed run must see the same global RNG stream as an uninterrupted one).
+        generator=torch.Generator().manual_seed(cfg.seed),
+    )
+
+
 def autocast_context(device: torch.device, precision: str):
     """bf16 autocast on CUDA (``auto`` or ``bf16``); plain fp32 elsewhere."""
     if device.type == "cuda" and precision in ("auto", "bf16"):
@@ -257,19 +281,7 @@ class Trainer:
             last = self.ckpt_dir / "last.pt"
             print(f"note: starting afresh; {last} will be overwritten (resume=auto continues a run)")
 
-        loader = DataLoader(
-            SeededDataset(self.dataset, cfg.seed),
-            batch_size=cfg.batch_size,
-            sampler=sampler,
-            num_workers=cfg.num_workers,
-            pin_memory=self.device.type == "cuda",
-            drop_last=True,
-            persistent_workers=cfg.num_workers > 0,
-            collate_fn=self.collate_fn,
-            # Its own generator, so creating the iterator does not draw from the global RNG
-            # (a resumed run must see the same global RNG stream as an uninterrupted one).
-            generator=torch.Generator().manual_seed(cfg.seed),
-        )
+        loader = pretraining_loader(self.dataset, cfg, sampler, self.collate_fn, self.device)
         batches = iter(loader)
         logger = RunLogger(self.run_dir, self.is_main)
         progress = None
