@@ -59,13 +59,7 @@ class AudioCNN(nn.Module):
             raise ValueError("audio_cnn needs at least one width")
         if pool not in POOLS:
             raise ValueError(f"unknown pool '{pool}'; choose one of {', '.join(POOLS)}")
-        self.frontend = LogMel(
-            sample_rate=sample_rate,
-            n_fft=n_fft,
-            win_length=min(400, n_fft),
-            hop_length=hop_length,
-            n_mels=n_mels,
-        )
+        self.frontend = LogMel(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels)
         self.spec_augment = SpecAugment(spec_augment)  # identity in eval mode
         self.input_norm = nn.BatchNorm2d(n_mels)  # one scale per mel band (applied with bands as channels)
         self.features = conv_stages(1, widths, convs_per_block, stem_stride, nn.AvgPool2d(2, ceil_mode=True))

@@ -33,7 +33,8 @@ class LogMel(nn.Module):
         self.mel = torchaudio.transforms.MelSpectrogram(
             sample_rate=sample_rate,
             n_fft=n_fft,
-            win_length=win_length,
+            # 25 ms at 16 kHz, shortened to n_fft when the FFT is smaller (a window cannot exceed it).
+            win_length=None if win_length is None else min(win_length, n_fft),
             hop_length=hop_length,
             f_min=f_min,
             f_max=f_max,

@@ -97,13 +97,7 @@ class AudioViT(nn.Module):
             raise ValueError(f"n_mels {n_mels} is not a multiple of patch_size {patch_size}")
         if embed_dim % 4 or embed_dim % num_heads:
             raise ValueError(f"embed_dim {embed_dim} must be a multiple of 4 and of num_heads {num_heads}")
-        self.frontend = LogMel(
-            sample_rate=sample_rate,
-            n_fft=n_fft,
-            win_length=min(400, n_fft),
-            hop_length=hop_length,
-            n_mels=n_mels,
-        )
+        self.frontend = LogMel(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels)
         self.spec_augment = SpecAugment(spec_augment)
         # No affine parameters: the masked-modelling targets are the normalised patches (module docstring).
         self.input_norm = nn.BatchNorm2d(n_mels, affine=False)
