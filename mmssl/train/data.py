@@ -4,48 +4,17 @@ Two pieces make a run reproducible and resumable at any step, with any number of
 
 * :class:`ResumableSampler` yields ``(index, epoch)`` keys from a seeded per-epoch permutation,
   sharded across processes, endlessly; it can start at any ``(epoch, offset)``.
-* :class:`SeededDataset` seeds torch's RNG from ``(seed, epoch, index)`` around each item, so a
-  sample's random augmentation depends only on those three numbers — not on worker count, worker
+* :class:`~mmssl.data.seeded.SeededDataset` seeds torch's RNG from ``(seed, epoch, index)`` around each
+  item, so a sample's random augmentation depends only on those three numbers — not on worker count, worker
   order, or what ran before a resume.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import torch
-from torch.utils.data import Dataset, Sampler
-
-
-def sample_seed(seed: int, epoch: int, index: int) -> int:
-    """A 63-bit seed that differs for every (seed, epoch, index)."""
-    x = (seed * 1_000_003 + epoch) * 2_654_435_761 + index * 40_503
-    x ^= x >> 29
-    return (x * 0x9E3779B97F4A7C15) % (2**63 - 1)
-
-
-class SeededDataset(Dataset):
-    """Wraps a dataset so item ``(index, epoch)`` is produced under a fixed torch seed."""
-
-    def __init__(self, dataset: Dataset, seed: int) -> None:
-        self.dataset = dataset
-        self.seed = seed
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, key: tuple[int, int]) -> Any:
-        index, epoch = key
-        # Seed only the CPU generator and restore it afterwards. (``torch.manual_seed`` would also
-        # reseed CUDA generators, and ``fork_rng`` is ~100x slower per call on a CPU process.)
-        gen = torch.default_generator
-        state = gen.get_state()
-        gen.manual_seed(sample_seed(self.seed, epoch, index))
-        try:
-            return self.dataset[index]
-        finally:
-            gen.set_state(state)
+from torch.utils.data import Sampler
 
 
 class ResumableSampler(Sampler):

@@ -32,9 +32,11 @@ from torch.utils.data import DataLoader, Dataset
 from mmssl.core import distributed as dist
 from mmssl.core.method import Method
 from mmssl.data.device import move_to, to_channels_last
+from mmssl.data.seeded import SeededDataset
+from mmssl.data.shards import ShardStream
 from mmssl.train.checkpoint import FORMAT, atomic_save, load_checkpoint, rng_state, set_rng_state
 from mmssl.train.config import TrainConfig
-from mmssl.train.data import ResumableSampler, SeededDataset
+from mmssl.train.data import ResumableSampler
 from mmssl.train.optim import build_optimizer, build_scheduler
 
 
@@ -53,12 +55,25 @@ def pick_device(choice: str = "auto") -> torch.device:
 def pretraining_loader(
     dataset: Dataset,
     cfg: TrainConfig,
-    sampler: ResumableSampler,
+    sampler: ResumableSampler | None,
     collate_fn: Callable | None,
     device: torch.device,
 ) -> DataLoader:
     """The trainer's DataLoader over ``dataset`` (per-sample seeded, resumable order): also what a benchmark
-    times when it measures the data pipeline alone."""
+    times when it measures the data pipeline alone. A :class:`~mmssl.data.shards.ShardStream` (configured
+    with :meth:`~mmssl.data.shards.ShardStream.configure`) orders itself and takes no sampler."""
+    if isinstance(dataset, ShardStream):
+        return DataLoader(
+            dataset,
+            batch_size=cfg.batch_size,
+            num_workers=cfg.num_workers,
+            pin_memory=device.type == "cuda",
+            persistent_workers=cfg.num_workers > 0,
+            collate_fn=collate_fn,
+            generator=torch.Generator().manual_seed(cfg.seed),  # as below: leave the global RNG alone
+        )
+    if sampler is None:
+        raise ValueError("a map-style pretraining dataset needs a ResumableSampler")
     return DataLoader(
         SeededDataset(dataset, cfg.seed),
         batch_size=cfg.batch_size,
@@ -199,7 +214,7 @@ class Trainer:
             return last if last is not None and last.is_file() else None
         return Path(self.resume)
 
-    def save_checkpoint(self, step: int, epoch_offset: tuple[int, int]) -> Path | None:
+    def save_checkpoint(self, step: int, data_position: dict[str, int]) -> Path | None:
         """Rank 0 writes ``last.pt``; every rank must call this (each rank's RNG state is gathered into it,
         so that a resumed rank continues its own random stream, not rank 0's)."""
         if self.ckpt_dir is None:
@@ -215,12 +230,41 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "rng": rngs[0],
             "rng_per_rank": rngs,
-            "data_position": {"epoch": epoch_offset[0], "offset": epoch_offset[1]},
+            "data_position": data_position,
             **self.extra_state,
         }
         path = self.ckpt_dir / "last.pt"
         atomic_save(state, path)
         return path
+
+    def _data_position(self, sampler: ResumableSampler | None, done: int) -> dict[str, int]:
+        """Where this rank's data order stands after ``done`` optimizer steps (stored in checkpoints)."""
+        batches = done * self.cfg.accumulate
+        if sampler is not None:
+            epoch, offset = sampler.position(batches * self.cfg.batch_size)
+            return {"epoch": epoch, "offset": offset}
+        return {
+            "batches": batches,
+            "batch_size": self.cfg.batch_size,
+            "num_workers": self.cfg.num_workers,
+            "world_size": self.world_size,
+        }
+
+    def _stream_resume_position(self, pos: dict[str, int], path: Path) -> int:
+        """Batches already consumed by each rank, from a checkpoint of a shard-streamed run. The stream's
+        order depends on the processes, workers and batch size: resuming exactly needs the same ones."""
+        if "batches" not in pos:
+            raise ValueError(f"{path} was written by a map-style run; it cannot resume a shard-streamed one")
+        cfg = self.cfg
+        now = {"batch_size": cfg.batch_size, "num_workers": cfg.num_workers, "world_size": self.world_size}
+        changed = {k: (pos[k], v) for k, v in now.items() if pos[k] != v}
+        if changed:
+            said = ", ".join(f"{k} {old} -> {new}" for k, (old, new) in changed.items())
+            raise ValueError(
+                f"{path}: resuming a shard-streamed run exactly needs the same train.batch_size, "
+                f"train.num_workers and number of processes ({said})"
+            )
+        return int(pos["batches"])
 
     def _check_finite(self, losses: list[tuple[int, torch.Tensor]]) -> None:
         """Raise NonFiniteLossError naming the first step whose loss is NaN/Inf."""
@@ -256,9 +300,13 @@ class Trainer:
 
         self.optimizer = build_optimizer(method, cfg, self.world_size)
         self.scheduler = build_scheduler(self.optimizer, cfg)
-        sampler = ResumableSampler(
-            len(self.dataset), cfg.batch_size, seed=cfg.seed, rank=self.rank, world_size=self.world_size
-        )
+        stream = self.dataset if isinstance(self.dataset, ShardStream) else None
+        sampler = None
+        if stream is None:
+            sampler = ResumableSampler(
+                len(self.dataset), cfg.batch_size, seed=cfg.seed, rank=self.rank, world_size=self.world_size
+            )
+        start_batches = 0
 
         start = 0
         resume_path = self._resume_path()
@@ -274,13 +322,25 @@ class Trainer:
             )
             start = int(ckpt["step"])
             pos = ckpt["data_position"]
-            sampler.start_epoch, sampler.start_offset = pos["epoch"], pos["offset"]
+            if sampler is not None:
+                if "epoch" not in pos:
+                    raise ValueError(f"{resume_path} was written by a shard-streamed run; use the same data")
+                sampler.start_epoch, sampler.start_offset = pos["epoch"], pos["offset"]
+            else:
+                start_batches = self._stream_resume_position(pos, resume_path)
             if self.is_main:
                 print(f"resumed from {resume_path} at step {start}/{cfg.steps}")
         elif self.is_main and self.ckpt_dir is not None and (self.ckpt_dir / "last.pt").exists():
             last = self.ckpt_dir / "last.pt"
             print(f"note: starting afresh; {last} will be overwritten (resume=auto continues a run)")
 
+        if stream is not None:
+            stream.configure(
+                rank=self.rank,
+                world_size=self.world_size,
+                batch_size=cfg.batch_size,
+                start_batches=start_batches,
+            )
         loader = pretraining_loader(self.dataset, cfg, sampler, self.collate_fn, self.device)
         batches = iter(loader)
         logger = RunLogger(self.run_dir, self.is_main)
@@ -364,8 +424,7 @@ class Trainer:
                             loss=f"{values['loss']:.4f}", sps=f"{values['samples_per_s']:.0f}"
                         )
                 if ckpt_now:
-                    consumed = done * cfg.batch_size * cfg.accumulate
-                    ckpt_path = self.save_checkpoint(done, sampler.position(consumed)) or ckpt_path
+                    ckpt_path = self.save_checkpoint(done, self._data_position(sampler, done)) or ckpt_path
                     dist.barrier()
         finally:
             if progress is not None:

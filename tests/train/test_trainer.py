@@ -10,9 +10,10 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from mmssl.core.method import Method
+from mmssl.data.seeded import SeededDataset
 from mmssl.train.checkpoint import load_checkpoint
 from mmssl.train.config import TrainConfig
-from mmssl.train.data import ResumableSampler, SeededDataset
+from mmssl.train.data import ResumableSampler
 from mmssl.train.optim import LARS, lr_factor
 from mmssl.train.trainer import NonFiniteLossError, Trainer
 

@@ -33,11 +33,13 @@ from torch.utils.data import Dataset
 
 from mmssl.data import DataBundle, LabelledItems, MultiViewItems, SingleItems
 from mmssl.data.keys import IMAGE, INDEX, LABEL, VIEWS
+from mmssl.data.shards import ShardStream
 from mmssl.data.source import data_source
 from mmssl.errors import ConfigError, DataError
 from mmssl.modalities.image.batch_views import BatchViews
 from mmssl.modalities.image.folder import ImageFolderDataset
 from mmssl.modalities.image.items import ImageBatchItems
+from mmssl.modalities.image.shards import image_shard_samples
 from mmssl.modalities.image.splits import ImageSplits, as_image_splits, resolve_splits
 from mmssl.modalities.image.unlabelled import UnlabelledImages, WithoutLabel
 from mmssl.modalities.image.view_spec import SINGLE_VIEW_NAMES, VIEW_NAMES, ViewOptions, resolve_views
@@ -287,13 +289,21 @@ def _image_splits_bundle(
 
 
 def unlabelled_keys(options: Mapping[str, Any]) -> set[str]:
-    """As :func:`pretrain_keys`, less ``label``: unlabelled images have none."""
+    """As :func:`pretrain_keys`, less ``label``: unlabelled images have none. Also checks, when the recipe
+    loads, that exactly one of ``images`` and ``shards`` says where they are."""
+    has_images, has_shards = options.get("images") is not None, options.get("shards") is not None
+    if has_images == has_shards:
+        raise ConfigError(
+            "dataset 'image_files' needs exactly one of data.images (a folder or a list of files) and "
+            "data.shards (a shard folder written by data_tools/make_shards.py)"
+            + (f"; got both (images: {options['images']}, shards: {options['shards']})" if has_images else "")
+        )
     return pretrain_keys(options) - {LABEL}
 
 
 @data_source(produces=unlabelled_keys, labelled=lambda options: options["eval"] is not None)
 def image_files(
-    images: str,
+    images: str | None = None,
     views: str | None = "simclr",
     image_size: int = 32,
     skip_bad: bool = False,
@@ -301,8 +311,11 @@ def image_files(
     seed: int = 0,
     view_options: ViewOptions | None = None,
     eval: ImageSplits | None = None,
+    shards: str | None = None,
+    shuffle_buffer: int = 1000,
 ) -> DataBundle:
-    """Pretraining on unlabelled images: a folder of any depth, or a ``.txt`` / ``.csv`` list of files.
+    """Pretraining on unlabelled images: a folder of any depth, a ``.txt`` / ``.csv`` list of files, or
+    WebDataset shards.
 
     ``images``: see :mod:`~mmssl.modalities.image.unlabelled` (``.csv`` lists need a ``path`` column;
     paths in lists are relative to the list's folder). ``skip_bad``: undecodable files are found when
@@ -314,25 +327,33 @@ def image_files(
     ``eval`` (optional): labelled splits for kNN / linear / few-shot, the same section as
     ``image_folder``'s ``splits`` (``{train: DIR, val: ..., test: DIR}``). Without it the bundle has no
     ``eval_train`` / ``eval_test``, and evaluators that need labels say so.
+
+    ``shards`` (instead of ``images``): a folder written by ``data_tools/make_shards.py``, streamed
+    (:class:`~mmssl.data.shards.ShardStream`: split over processes and data-loader workers, block
+    shuffle of ``shuffle_buffer`` samples, exact resume); labels in the shards are not used.
     """
     views = _check_views(views)
     augment = _check_augment(augment)
     splits = as_image_splits(eval, "data.eval")
-    unlabelled = UnlabelledImages(images, skip_bad=skip_bad)
+    unlabelled_keys({"images": images, "shards": shards, "views": views})
+    samples = image_shard_samples(shards) if shards is not None else None
+    unlabelled = samples if samples is not None else UnlabelledImages(images, skip_bad=skip_bad)  # type: ignore[arg-type]
     stats: dict[str, Any] = {
-        "images": unlabelled.source,
         "num_pretrain": len(unlabelled),
-        "num_skipped": unlabelled.num_skipped,
         "skip_bad": skip_bad,
         "eval_split": "none",
     }
+    if samples is not None:
+        stats.update(shards=str(samples.manifest.root), num_shards=len(samples.manifest.shards))
+    else:
+        stats.update(images=unlabelled.source, num_skipped=unlabelled.num_skipped)
     train = test = None
     num_classes = 0
     if splits is not None:
         resolved = resolve_splits(splits, skip_bad=skip_bad, where="data.eval")
         train, test, num_classes = resolved.train, resolved.evaluation, len(resolved.classes)
         stats.update(resolved.stats())
-    return image_bundle(
+    bundle = image_bundle(
         "image_files",
         train,  # type: ignore[arg-type]
         test,  # type: ignore[arg-type]
@@ -344,3 +365,6 @@ def image_files(
         stats=stats,
         unlabelled=unlabelled,
     )
+    if samples is not None:
+        bundle.pretrain = ShardStream(bundle.pretrain, samples, seed=seed, shuffle_buffer=shuffle_buffer)
+    return bundle

@@ -1,0 +1,239 @@
+"""Reading CIFAR-10 as a folder of 50,000 JPEGs vs as WebDataset shards; and a video folder vs its shards.
+
+Images (``../shared/data/images/cifar10/train``, written once to shards with ``data_tools/make_shards.py``
+into ``--shards-dir``, 5,000 images a shard, reused when present), images/s:
+
+- ``raw bytes``: every file opened and read in a seeded random order (what a shuffling map-style loader
+  does) vs every shard read through in turn (``iter_records``), no decoding;
+- ``pretraining loader``: the trainer's own DataLoader (``trainer.pretraining_loader``) over the
+  ``image_files`` dataset with ``data.images: FOLDER`` vs ``data.shards: DIR`` (JPEG decode to uint8
+  32x32, per-sample seeding; the batched two-view augmentation runs later on the training device and is
+  not timed), batches of 256, with 0, 1 and 2 data-loader workers.
+
+Videos (``--video-dir``, default: the built-in procedural videos, generated into the cache on first use),
+clips/s: raw bytes as above, and every frame of each video decoded with decord from the file vs from
+the shard member's bytes.
+
+Every rate is the best of ``--repeats`` passes over ``--images`` images (default all 50,000). By
+default the page cache is warm after the first pass: the figures then compare per-file overhead (open,
+stat, small reads) with sequential reads. ``--cold`` drops the page cache before every pass (root only),
+as for a data set larger than memory, read from this machine's disk. A network file system or object
+store, with ms per file, favours shards far more than either. ``--quick`` tests the script (2,000
+images, one pass).
+
+    .venv/bin/python benchmarks/shards.py                # ~10 min on 2 cores
+    .venv/bin/python benchmarks/shards.py --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import random
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from data_tools.make_shards import main as make_shards  # noqa: E402
+from mmssl.data.shards import ShardStream, iter_records, read_manifest  # noqa: E402
+from mmssl.errors import DataError  # noqa: E402
+from mmssl.modalities.image.datasets import image_files  # noqa: E402
+from mmssl.modalities.image.unlabelled import list_images  # noqa: E402
+from mmssl.train.config import TrainConfig  # noqa: E402
+from mmssl.train.data import ResumableSampler  # noqa: E402
+from mmssl.train.trainer import pretraining_loader  # noqa: E402
+
+CIFAR = REPO / ".." / "shared" / "data" / "images" / "cifar10" / "train"
+
+
+COLD = False  # --cold: drop the page cache before every timed pass
+
+
+def drop_page_cache() -> None:
+    """Empty the kernel's page cache (needs root), so the next pass reads from the disk."""
+    os.sync()
+    try:
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+    except OSError as err:
+        raise SystemExit(f"--cold needs to write /proc/sys/vm/drop_caches (root): {err}") from err
+
+
+def best_rate(run: Callable[[], int], repeats: int) -> float:
+    """Items per second of the fastest of ``repeats`` calls of ``run`` (which returns the items it read)."""
+    best = 0.0
+    for _ in range(repeats):
+        if COLD:
+            drop_page_cache()
+        start = time.perf_counter()
+        items = run()
+        best = max(best, items / (time.perf_counter() - start))
+    return best
+
+
+def ensure_shards(source: Path, out: Path, modality: str, max_samples: int) -> Path:
+    try:
+        manifest = read_manifest(out, modality=modality)
+        if Path(manifest.source).resolve() == source.resolve():
+            return out
+    except DataError:
+        pass
+    print(f"writing {modality} shards of {source} to {out} ...", flush=True)
+    args = [modality, str(source), str(out), "--max-samples", str(max_samples), "--overwrite"]
+    if make_shards(args) != 0:
+        raise SystemExit(f"make_shards failed for {source}")
+    return out
+
+
+def read_files(paths: list[Path]) -> Callable[[], int]:
+    order = paths[:]
+    random.Random(0).shuffle(order)
+
+    def run() -> int:
+        for path in order:
+            with open(path, "rb") as f:
+                f.read()
+        return len(order)
+
+    return run
+
+
+def read_shards(shards: Path, limit: int) -> Callable[[], int]:
+    manifest = read_manifest(shards)
+
+    def run() -> int:
+        n = 0
+        for info in manifest.shards:
+            for _ in iter_records(manifest.path(info), expected=info.samples):
+                n += 1
+                if n == limit:
+                    return n
+        return n
+
+    return run
+
+
+def loader_rate(bundle_pretrain, workers: int, images: int, repeats: int) -> float:
+    cfg = TrainConfig(batch_size=256, num_workers=workers, seed=0)
+    device = torch.device("cpu")
+    sampler = None
+    if isinstance(bundle_pretrain, ShardStream):
+        bundle_pretrain.configure(rank=0, world_size=1, batch_size=cfg.batch_size)
+    else:
+        sampler = ResumableSampler(len(bundle_pretrain), cfg.batch_size, seed=0)
+    batches = iter(pretraining_loader(bundle_pretrain, cfg, sampler, None, device))
+    next(batches)  # worker start-up, as in training (persistent workers)
+    steps = max(images // cfg.batch_size, 4)
+
+    def run() -> int:
+        for _ in range(steps):
+            next(batches)
+        return steps * cfg.batch_size
+
+    return best_rate(run, repeats)
+
+
+def video_rows(args) -> list[tuple[str, str, float, float]]:
+    import decord
+
+    if args.video_dir:
+        folder = Path(args.video_dir)
+    else:
+        from mmssl.modalities.video.procedural import ProceduralVideoSpec, build_procedural_videos
+
+        folder = build_procedural_videos(ProceduralVideoSpec())
+    shards = ensure_shards(folder, Path(args.shards_dir) / "video", "video", 64)
+    from mmssl.modalities.video.io import VIDEO_EXTENSIONS
+
+    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS)
+    manifest = read_manifest(shards)
+
+    def decode_files() -> int:
+        for path in paths:
+            vr = decord.VideoReader(str(path), num_threads=1)
+            vr.get_batch(list(range(len(vr)))).asnumpy()
+        return len(paths)
+
+    def decode_shards() -> int:
+        n = 0
+        for info in manifest.shards:
+            for record in iter_records(manifest.path(info), expected=info.samples):
+                member = next(k for k in record if "." + k in VIDEO_EXTENSIONS)
+                vr = decord.VideoReader(io.BytesIO(record[member]), num_threads=1)
+                vr.get_batch(list(range(len(vr)))).asnumpy()
+                n += 1
+        return n
+
+    return [
+        (
+            f"video: raw bytes ({len(paths)} files)",
+            "clips/s",
+            best_rate(read_files(paths), args.repeats),
+            best_rate(read_shards(shards, len(paths)), args.repeats),
+        ),
+        (
+            "video: decode every frame (decord, 1 thread)",
+            "clips/s",
+            best_rate(decode_files, args.repeats),
+            best_rate(decode_shards, args.repeats),
+        ),
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=50_000, help="images per pass (default: all)")
+    parser.add_argument("--repeats", type=int, default=2, help="passes per cell; the best is reported")
+    parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--shards-dir", default=str(REPO / "runs" / "bench_shards"))
+    parser.add_argument("--video-dir", help="a folder of videos (default: the built-in procedural set)")
+    parser.add_argument("--no-video", action="store_true")
+    parser.add_argument("--cold", action="store_true", help="drop the page cache before every pass (root)")
+    parser.add_argument("--quick", action="store_true", help="2,000 images, one pass: tests the script")
+    args = parser.parse_args()
+    global COLD
+    COLD = args.cold
+    if args.quick:
+        args.images, args.repeats = 2000, 1
+    torch.set_num_threads(1)
+    if not CIFAR.is_dir():
+        raise SystemExit(f"CIFAR-10 not found at {CIFAR} (see ../shared/data/README.md)")
+    shards = ensure_shards(CIFAR, Path(args.shards_dir) / "cifar10", "image", 5000)
+    paths = list_images(CIFAR)[: args.images]
+    rows = [
+        (
+            "images: raw bytes",
+            "images/s",
+            best_rate(read_files(paths), args.repeats),
+            best_rate(read_shards(shards, len(paths)), args.repeats),
+        ),
+    ]
+    folder_data = image_files(images=str(CIFAR), image_size=32).pretrain
+    shard_data = image_files(shards=str(shards), image_size=32, shuffle_buffer=1000).pretrain
+    for workers in args.workers:
+        rows.append(
+            (
+                f"images: pretraining loader, {workers} workers",
+                "images/s",
+                loader_rate(folder_data, workers, args.images, args.repeats),
+                loader_rate(shard_data, workers, args.images, args.repeats),
+            )
+        )
+    if not args.no_video:
+        rows += video_rows(args)
+    cache = "page cache dropped before every pass" if args.cold else "warm page cache"
+    print(f"\n{len(paths)} CIFAR-10 images per pass, best of {args.repeats}; {cache}\n")
+    print("| what | unit | folder | shards | shards / folder |")
+    print("|---|---|---:|---:|---:|")
+    for what, unit, folder, sharded in rows:
+        print(f"| {what} | {unit} | {folder:,.0f} | {sharded:,.0f} | {sharded / folder:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()
