@@ -36,7 +36,7 @@ from mmssl.eval.monitor import MonitorOptions
 from mmssl.option_markers import ScoresLabelledSplits
 from mmssl.options import build_dataclass, builder_options, whole_section_type
 from mmssl.registry import DATASETS, ENCODERS, EVALUATORS, METHODS, RegistryError, closest
-from mmssl.train.config import OPTIMIZERS, PRECISIONS, SCHEDULES, TrainConfig
+from mmssl.train.config import OPTIMIZERS, PRECISIONS, SCHEDULES, STRATEGIES, TrainConfig
 
 
 @dataclass
@@ -109,6 +109,7 @@ def from_dict(raw: dict[str, Any], source: str = "<recipe>") -> RecipeConfig:
     _check_choice(train.optimizer, OPTIMIZERS, "train.optimizer")
     _check_choice(train.schedule, SCHEDULES, "train.schedule")
     _check_choice(train.precision, PRECISIONS, "train.precision")
+    _check_choice(train.strategy, STRATEGIES, "train.strategy")
     _check_choice(train.lr_scaling, ("none", "linear"), "train.lr_scaling")
     if train.accumulate < 1 or train.steps < 0 or train.batch_size < 1:
         raise ConfigError("train.accumulate and train.batch_size must be >= 1 and train.steps >= 0")

@@ -43,8 +43,13 @@ class TrainConfig:
     # NHWC memory format for the model and every 4-D batch tensor: tensor-core convolutions run without
     # layout transposes under bf16 (no effect on CPU fp32 results beyond rounding order).
     channels_last: bool = False
+    # How several processes share the work: ddp (every rank holds the whole model; gradients all-reduced)
+    # or fsdp (FSDP2: parameters, gradients and optimizer state sharded over the ranks; sharded DCP
+    # checkpoints). See mmssl.train.fsdp.
+    strategy: str = "ddp"
 
 
 OPTIMIZERS = ("sgd", "lars", "adamw")
 SCHEDULES = ("cosine", "constant")
 PRECISIONS = ("auto", "fp32", "bf16")
+STRATEGIES = ("ddp", "fsdp")

@@ -14,6 +14,7 @@ Device: CUDA with bf16 autocast when present, else CPU fp32. Distributed: launch
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -37,6 +38,14 @@ from mmssl.data.shards import ShardStream
 from mmssl.train.checkpoint import FORMAT, atomic_save, load_checkpoint, rng_state, set_rng_state
 from mmssl.train.config import TrainConfig
 from mmssl.train.data import ResumableSampler
+from mmssl.train.fsdp import (
+    SHARDED_NAME,
+    full_state_dict,
+    load_sharded,
+    save_sharded,
+    set_gradient_sync,
+    shard_method,
+)
 from mmssl.train.optim import build_optimizer, build_scheduler
 
 
@@ -210,8 +219,10 @@ class Trainer:
         if self.resume in (None, "", "none", "never"):
             return None
         if self.resume == "auto":
-            last = self.ckpt_dir / "last.pt" if self.ckpt_dir is not None else None
-            return last if last is not None and last.is_file() else None
+            if self.ckpt_dir is None:
+                return None
+            last = self.ckpt_dir / (SHARDED_NAME if self.cfg.strategy == "fsdp" else "last.pt")
+            return last if last.exists() else None
         return Path(self.resume)
 
     def save_checkpoint(self, step: int, data_position: dict[str, int]) -> Path | None:
@@ -220,19 +231,20 @@ class Trainer:
         if self.ckpt_dir is None:
             return None
         rngs = dist.all_gather_object(rng_state())
-        if not self.is_main:
-            return None
-        state = {
+        meta = {
             "format": FORMAT,
             "step": step,
-            "model": self.method.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "rng": rngs[0],
             "rng_per_rank": rngs,
             "data_position": data_position,
             **self.extra_state,
         }
+        if self.cfg.strategy == "fsdp":  # every rank writes its shards (torch.distributed.checkpoint)
+            return save_sharded(self.ckpt_dir, self.method, self.optimizer, meta)
+        if not self.is_main:
+            return None
+        state = {**meta, "model": self.method.state_dict(), "optimizer": self.optimizer.state_dict()}
         path = self.ckpt_dir / "last.pt"
         atomic_save(state, path)
         return path
@@ -293,7 +305,14 @@ class Trainer:
             method = dist.convert_sync_batchnorm(method)
             self.method = method
         model: nn.Module = method
-        if self.world_size > 1:
+        fsdp = cfg.strategy == "fsdp"
+        unsharded = None
+        if fsdp and self.world_size > 1:
+            # Rank 0 evaluates and exports an ordinary module after training: keep one to load the
+            # gathered weights into (host memory for one copy of the parameters).
+            unsharded = copy.deepcopy(method).cpu() if self.is_main else None
+            shard_method(method)
+        elif self.world_size > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
             model = DistributedDataParallel(method, device_ids=ids)
         forward = torch.compile(model) if cfg.compile else model
@@ -311,9 +330,17 @@ class Trainer:
         start = 0
         resume_path = self._resume_path()
         if resume_path is not None:
-            ckpt = load_checkpoint(resume_path)
-            method.load_state_dict(ckpt["model"])
-            self.optimizer.load_state_dict(ckpt["optimizer"])
+            if resume_path.is_dir():  # a sharded (DCP) checkpoint: loads onto any strategy and world size
+                ckpt = load_sharded(resume_path, method, self.optimizer)
+            elif fsdp:
+                raise ValueError(
+                    f"{resume_path}: train.strategy=fsdp resumes from a sharded checkpoint folder "
+                    f"(checkpoints/{SHARDED_NAME}), not a single-file one"
+                )
+            else:
+                ckpt = load_checkpoint(resume_path)
+                method.load_state_dict(ckpt["model"])
+                self.optimizer.load_state_dict(ckpt["optimizer"])
             self.scheduler.load_state_dict(ckpt["scheduler"])
             # Checkpoints before rng_per_rank held rank 0's state only; they resume as they did.
             per_rank = ckpt.get("rng_per_rank")
@@ -370,6 +397,8 @@ class Trainer:
                     # no_sync() and reduces the accumulated gradients on the last micro-step's backward.
                     reduce_now = micro == cfg.accumulate - 1 or not isinstance(model, DistributedDataParallel)
                     sync = nullcontext() if reduce_now else model.no_sync()
+                    if fsdp:  # FSDP2's no_sync: reduce-scatter only on the last micro-step's backward
+                        set_gradient_sync(method, micro == cfg.accumulate - 1)
                     batch = move_to(next(batches), self.device)
                     if self.batch_transform is not None:
                         with torch.no_grad():
@@ -431,6 +460,11 @@ class Trainer:
                 progress.close()
             logger.close()
         seconds = time.perf_counter() - t_start
+        if fsdp and self.world_size > 1:
+            full = full_state_dict(method)  # collective: every rank sends its shards to rank 0
+            if unsharded is not None:
+                unsharded.load_state_dict(full)
+                self.method = unsharded
         trained = cfg.steps - start
         return TrainResult(
             steps=cfg.steps,

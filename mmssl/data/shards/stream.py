@@ -20,9 +20,10 @@ from ``(seed, e, index)``, ``index`` being the sample's global number in the man
 
 Resume: the DataLoader takes batches from its workers in turn (worker ``b % W`` makes a rank's batch ``b``),
 so after ``K`` batches worker ``w`` has made ``ceil((K - w) / W)`` of them; :meth:`ShardStream.configure`
-with ``start_batches=K`` makes every worker skip exactly its share, the new loader's worker ``j`` continuing
-the stream of the old worker ``(j + K) % W`` (a new loader starts its turns at worker 0). The resumed order equals the
-uninterrupted one when ``R``, ``W`` and the batch size are the same (the trainer checks).
+with ``start_batches=K`` makes every worker skip exactly its share, the new loader's worker ``j``
+continuing the stream of the old worker ``(j + K) % W`` (a new loader starts its turns at worker 0). The
+resumed order equals the uninterrupted one when ``R``, ``W`` and the batch size are the same (the trainer
+checks).
 """
 
 from __future__ import annotations
