@@ -3,6 +3,7 @@
 ``run(cfg)`` is what ``mmssl run`` does::
 
     data = DATASETS[cfg.data.name](seed=seed, **options)   # a DataBundle
+    evaluator.preflight(data, **options)                   # where defined: checks before pretraining
     encoder = ENCODERS[cfg.encoder.name](**options)        # seeded; an untrained copy is the baseline
     method = METHODS[cfg.method.name](encoder, data, **options)
     Trainer(cfg.train, method, data.pretrain, monitors=[online kNN]).fit()
@@ -17,7 +18,10 @@ parameters (:mod:`mmssl.options`).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
+import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -31,13 +35,17 @@ from mmssl.core import distributed as dist
 from mmssl.core.method import Method
 from mmssl.data import DataBundle
 from mmssl.encoders import load_encoder, save_encoder
+from mmssl.errors import ConfigError
 from mmssl.eval.context import EvalContext
 from mmssl.eval.monitor import KNNMonitor, MonitorOptions
 from mmssl.options import build_dataclass, builder_options
 from mmssl.registry import DATASETS, EVALUATORS, METHODS
 from mmssl.report import format_table, plot_loss_curve
 from mmssl.train.checkpoint import load_checkpoint
+from mmssl.train.fsdp import load_sharded
 from mmssl.train.trainer import Trainer, TrainResult, pick_device, seed_everything
+
+log = logging.getLogger(__name__)
 
 
 def run_dir_for(cfg: RecipeConfig) -> Path:
@@ -97,13 +105,71 @@ def evaluate(
     return results
 
 
+def preflight(cfg: RecipeConfig, data: DataBundle) -> None:
+    """Before pretraining: every evaluator with a ``preflight(data, **options)`` attribute checks what it
+    can about the data without a trained encoder (a shot count no class can supply, a dataset of its own
+    that cannot be built), so that a run does not fail on it after its pretraining."""
+    for name, options in cfg.eval.items():
+        if name in EVAL_RESERVED:
+            continue
+        fn = EVALUATORS.get(name)
+        check = getattr(fn, "preflight", None)
+        if check is not None:
+            check(data, **builder_options(fn, options or {}, f"eval.{name}", kind="evaluator", name=name))
+
+
+def fit_batch_to_data(cfg: RecipeConfig, data: DataBundle) -> RecipeConfig:
+    """``cfg`` with ``train.batch_size`` lowered, when one global batch (``train.batch_size`` x processes)
+    is more than the pretraining set holds, to the largest batch that fits: a small dataset trains on
+    batches of all its samples instead of failing, and a warning names the key and both sizes. Fewer
+    samples than processes: :class:`~mmssl.errors.ConfigError`. ``cfg`` itself is not changed."""
+    try:
+        n = len(data.pretrain)  # type: ignore[arg-type]
+    except TypeError:
+        return cfg
+    # The trainer joins the process group later: under torchrun read the launch's size and rank.
+    before_init = not dist.is_distributed()
+    world = int(os.environ.get("WORLD_SIZE", 1)) if before_init else dist.get_world_size()
+    main_process = os.environ.get("RANK", "0") == "0" if before_init else dist.is_main_process()
+    batch = cfg.train.batch_size
+    if n >= batch * world:
+        return cfg
+    name = data.name or cfg.data.get("name", "?")
+    procs = f" x {world} processes" if world > 1 else ""
+    if n < world:
+        raise ConfigError(
+            f"train.batch_size: dataset '{name}' has {n} pretraining samples, fewer than the {world} "
+            "processes (each needs at least one per step)"
+        )
+    fitted = n // world
+    if main_process:
+        log.warning(
+            "train.batch_size=%d%s is more than the %d pretraining samples of dataset '%s': training with "
+            "train.batch_size=%d (set it to at most %d to silence this)",
+            batch,
+            procs,
+            n,
+            name,
+            fitted,
+            fitted,
+        )
+    fitted_cfg = copy.copy(cfg)
+    fitted_cfg.train = dataclasses.replace(cfg.train, batch_size=fitted)
+    return fitted_cfg
+
+
 def train(
     cfg: RecipeConfig, data: DataBundle | None = None
 ) -> tuple[nn.Module, nn.Module, TrainResult, Path]:
-    """Pretrain; returns (method, untrained encoder copy, result, run_dir)."""
+    """Pretrain; returns (method, untrained encoder copy, result, run_dir).
+
+    ``train.batch_size`` larger than the pretraining set is lowered to fit (:func:`fit_batch_to_data`);
+    the run directory's ``config.yaml`` records the batch size used.
+    """
     apply_threads(cfg)
     run_dir = run_dir_for(cfg)
     data = data or build_data(cfg)
+    cfg = fit_batch_to_data(cfg, data)
     seed_everything(cfg.train.seed)
     encoder = build_encoder(cfg)
     untrained = copy.deepcopy(encoder)
@@ -205,6 +271,7 @@ def run(cfg: RecipeConfig) -> dict[str, Any] | None:
     """``mmssl run``: pretrain, then evaluate against the random-init baseline."""
     apply_threads(cfg)
     data = build_data(cfg)
+    preflight(cfg, data)
     method, untrained, result, run_dir = train(cfg, data)
     if not dist.is_main_process():
         dist.cleanup_distributed()
@@ -217,7 +284,9 @@ def run(cfg: RecipeConfig) -> dict[str, Any] | None:
 def eval_checkpoint(cfg: RecipeConfig) -> dict[str, Any]:
     """``mmssl eval RECIPE ckpt=PATH``: evaluate a saved training checkpoint or encoder file."""
     if not cfg.ckpt:
-        raise ValueError("mmssl eval needs ckpt=PATH (a checkpoints/last.pt or an encoder.pt)")
+        raise ValueError(
+            "mmssl eval needs ckpt=PATH (a checkpoints/last.pt, checkpoints/last_sharded or an encoder.pt)"
+        )
     apply_threads(cfg)
     data = build_data(cfg)
     seed_everything(cfg.train.seed)
@@ -227,6 +296,8 @@ def eval_checkpoint(cfg: RecipeConfig) -> dict[str, Any]:
     method = build_method(cfg, encoder, data)
     if isinstance(raw, dict) and raw.get("format") == encoders.ENCODER_FORMAT:
         method.encoder.load_state_dict(load_encoder(path).state_dict())
+    elif path.is_dir():  # a sharded checkpoint of train.strategy=fsdp (checkpoints/last_sharded)
+        load_sharded(path, method)
     else:
         method.load_state_dict(load_checkpoint(path)["model"])
     seed_everything(cfg.train.seed)

@@ -15,15 +15,17 @@ is re-encoded); ``cache=False`` bypasses it. The plain functions are exported fo
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Sequence
+from typing import Annotated, Any
 
 import torch
 from torch import nn
+from torch.utils.data import Dataset
 
 from mmssl.data import DataBundle
 from mmssl.eval.context import EvalContext
 from mmssl.eval.features import cached_features
-from mmssl.eval.few_shot import few_shot_linear
+from mmssl.eval.few_shot import few_shot_linear, plan_shots
 from mmssl.eval.finetune import finetune_classifier
 from mmssl.eval.knn import knn_accuracy
 from mmssl.eval.linear import linear_probe_accuracy
@@ -106,7 +108,29 @@ def few_shot_evaluator(
 
     Returns ``fewshot_{n}_mean`` and ``fewshot_{n}_std`` (population std over the draws) for each n
     in ``shots``; the support set is drawn from ``eval_train``, accuracy measured on ``eval_test``.
+
+    A shot count larger than some class's number of ``eval_train`` samples is skipped, not failed: a
+    warning names ``eval.few_shot.shots``, the class and the counts, the other shot counts are reported
+    and ``fewshot_max_shots`` records the largest one the data allows
+    (:func:`mmssl.eval.few_shot.plan_shots`). When none fits, a :class:`~mmssl.errors.ConfigError` says
+    so, before any feature is extracted when ``eval_train`` lists its ``targets``.
     """
+    return few_shot_metrics(encoder, data, ctx, options, key="eval.few_shot.shots")
+
+
+def few_shot_metrics(
+    encoder: nn.Module,
+    data: DataBundle,
+    ctx: EvalContext,
+    options: FewShotOptions,
+    *,
+    key: str,
+    where: str = "",
+) -> dict[str, float]:
+    """:func:`few_shot_evaluator` with the recipe key of ``shots`` (``key``) and a description of the
+    data (``where``, default: ``eval_train`` of the bundle's dataset) for its messages; the evaluators
+    that run the same protocol on other splits (``modality_few_shot``) call it with theirs."""
+    names, where = few_shot_preflight(data, options, key=key, where=where)
     x_tr, y_tr, x_te, y_te, num_classes = _features(
         encoder, data, "few_shot", torch.device(ctx.device), options
     )
@@ -123,7 +147,60 @@ def few_shot_evaluator(
         weight_decay=options.weight_decay,
         batch_size=options.batch_size,
         normalize=options.normalize,
+        key=key,
+        class_names=names,
+        where=where,
     )
+
+
+def few_shot_preflight(
+    data: DataBundle,
+    options: FewShotOptions = FewShotOptions(),
+    *,
+    key: str = "eval.few_shot.shots",
+    where: str = "",
+) -> tuple[Sequence[str] | None, str]:
+    """What can be checked of a few-shot evaluation without encoding anything: the labelled splits are
+    there and, when ``eval_train`` lists its ``targets``, some shot count fits every class (else a
+    :class:`~mmssl.errors.ConfigError`; a skipped one is warned about now). The runner calls it before
+    pretraining (``few_shot_evaluator.preflight``). Returns the class names and the split's description."""
+    train_set, _, _ = _labelled_splits(data, "few_shot")
+    where = where or f"eval_train of dataset '{data.name or '?'}'"
+    names = class_names_of(train_set)
+    targets = _targets(train_set)
+    if targets is not None:
+        plan_shots(targets, options.shots, key=key, class_names=names, where=where)
+    return names, where
+
+
+def _targets(dataset: Dataset) -> list[int] | None:
+    """The dataset's ``targets`` (one label per item) when it lists them, else None."""
+    targets: Any = getattr(dataset, "targets", None)
+    try:
+        if targets is not None and len(targets) == len(dataset) > 0:  # type: ignore[arg-type]
+            return [int(t) for t in targets]
+    except (TypeError, ValueError):
+        pass
+    return None
+
+
+def class_names_of(dataset: Dataset) -> Sequence[str] | None:
+    """``class_names`` (or ``classes``) of a labelled dataset or of the dataset it wraps, else None."""
+    node: Any = dataset
+    for _ in range(4):
+        for attr in ("class_names", "classes"):
+            names = getattr(node, attr, None)
+            if isinstance(names, (list, tuple)) and names and all(isinstance(n, str) for n in names):
+                return list(names)
+        inner = getattr(node, "base", None)
+        node = inner if inner is not None else getattr(node, "dataset", None)
+        if node is None:
+            return None
+    return None
+
+
+# The runner calls an evaluator's ``preflight(data, **options)`` before pretraining (mmssl.pipeline).
+few_shot_evaluator.preflight = few_shot_preflight  # type: ignore[attr-defined]
 
 
 def finetune_evaluator(

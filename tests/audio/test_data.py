@@ -5,7 +5,9 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 import torch
 
 from mmssl.errors import DataError
@@ -154,3 +156,28 @@ def test_generic_few_shot_and_knn_evaluators_work_on_audio(tmp_path: Path) -> No
     assert set(shots) == {"fewshot_1_mean", "fewshot_1_std"} and 0 <= shots["fewshot_1_mean"] <= 1
     knn = knn_evaluator(encoder, bundle, EvalContext(device="cpu"), KNNOptions(k=5))
     assert 0.1 < knn["knn_top1"] <= 1.0  # even random conv features beat chance on spoken digits
+
+
+def _fsdd_names(folder: Path, speakers: list[str]) -> Path:
+    """FSDD-named recordings (digits 0 and 1, one tone each per speaker): the split reads only the names."""
+    folder.mkdir(parents=True)
+    tone = 0.3 * np.sin(np.arange(800) / 3.0).astype(np.float32)
+    for speaker in speakers:
+        for digit in (0, 1):
+            sf.write(folder / f"{digit}_{speaker}_0.wav", tone, 8000)
+    return folder
+
+
+def test_fsdd_split_without_training_files_names_test_speakers_and_the_folder(tmp_path: Path) -> None:
+    folder = _fsdd_names(tmp_path / "recordings", ["alice", "bob"])
+    with pytest.raises(DataError) as info:
+        fsdd(str(tmp_path), sample_rate=8000, test_speakers=["alice", "bob"])
+    assert str(info.value) == (
+        f"fsdd: test_speakers=['alice', 'bob'] leaves 0 training and 4 test recordings in {folder} "
+        "(speakers there: alice, bob); every speaker there is held out; leave at least one for training"
+    )
+    with pytest.raises(DataError, match=r"test_speakers=\['Bob'\] leaves 4 training and 0 test .* by 'Bob'$"):
+        fsdd(str(tmp_path), sample_rate=8000, test_speakers=["Bob"])
+    # one name written without a list is that speaker (not the letters of a string)
+    bundle = fsdd(str(tmp_path), sample_rate=8000, test_speakers="bob")  # type: ignore[arg-type]
+    assert (len(bundle.eval_train), len(bundle.eval_test)) == (2, 2)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+import struct
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 import soundfile as sf
@@ -155,3 +157,80 @@ def test_resample_preserves_a_tone() -> None:
     spectrum = torch.fft.rfft(out[0]).abs()
     peak_hz = float(spectrum.argmax()) * 16000 / out.shape[1]
     assert abs(peak_hz - f) <= 1.0 and out.shape[1] == 16000
+
+
+# ------------------------------------------------------------------------------ cut short / 5.1 down-mix
+
+
+def test_wav_cut_in_half_is_named_not_read_as_a_shorter_clip(tmp_path: Path) -> None:
+    full = tmp_path / "full.wav"
+    sf.write(str(full), (0.5 * np.sin(np.arange(8000) / 5.0)).astype(np.float32), 8000, subtype="PCM_16")
+    half = tmp_path / "half.wav"
+    raw = full.read_bytes()
+    half.write_bytes(raw[: len(raw) // 2])
+    assert sf.info(str(half)).frames == 3989  # soundfile takes the length from the bytes present
+    with pytest.raises(CorruptFileError) as info:
+        read_audio(half)
+    assert info.value.path == half
+    assert str(info.value) == (
+        f"corrupt or unreadable file: {half} (truncated: the WAV header declares 8000 frames (1.000 s), "
+        "the file holds 3989 (0.499 s))"
+    )
+    assert read_audio(full)[0].shape == (1, 8000)
+    with pytest.raises(CorruptFileError, match="half.wav"):  # skip_bad sees it as any other bad file
+        AudioClips([(half, 0)], 8000, preload=True)
+
+
+# L R C LFE Ls Rs: constant levels, the LFE loudest, so that a plain mean would be far off.
+LEVELS = np.array([0.1, 0.2, 0.3, 0.9, 0.05, 0.15], dtype=np.float32)
+BS775_MONO = 0.5 * (0.1 + 0.2) + math.sqrt(0.5) * 0.3 + 0.5 * math.sqrt(0.5) * (0.05 + 0.15)  # 0.4328
+
+
+def _extensible_wav(path: Path, frames: np.ndarray, rate: int, mask: int) -> None:
+    """A float32 WAVE_FORMAT_EXTENSIBLE file with the speaker ``mask`` (soundfile cannot set one)."""
+    channels = frames.shape[1]
+    guid_float = struct.pack("<IHH8s", 3, 0, 0x10, b"\x80\x00\x00\xaa\x00\x38\x9b\x71")
+    fmt = struct.pack(
+        "<HHIIHHHHI", 0xFFFE, channels, rate, rate * 4 * channels, 4 * channels, 32, 22, 32, mask
+    )
+    data = frames.astype("<f4").tobytes()
+    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt + guid_float)) + fmt + guid_float
+    body += b"data" + struct.pack("<I", len(data)) + data
+    path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
+
+
+def test_six_channel_wav_is_down_mixed_as_5_1_by_itu_bs775(tmp_path: Path) -> None:
+    path = tmp_path / "surround.wav"
+    sf.write(str(path), np.tile(LEVELS, (400, 1)), 8000, subtype="FLOAT")  # no mask: the default order
+    mono, _ = read_audio(path)
+    assert mono.shape == (1, 400)
+    torch.testing.assert_close(mono, torch.full((1, 400), BS775_MONO), atol=1e-6, rtol=0)
+    assert read_audio(path, mono=False)[0].shape == (6, 400)
+    lfe_only = tmp_path / "lfe.wav"
+    sf.write(str(lfe_only), np.tile(LEVELS * np.eye(6, dtype=np.float32)[3], (400, 1)), 8000, subtype="FLOAT")
+    assert read_audio(lfe_only)[0].abs().max() == 0  # the LFE channel does not leak into the mix
+    # WAVE_FORMAT_EXTENSIBLE: a 5.1 speaker mask mixes the same; six channels at other positions: the mean
+    _extensible_wav(tmp_path / "masked_5_1.wav", np.tile(LEVELS, (400, 1)), 8000, mask=0x60F)
+    torch.testing.assert_close(read_audio(tmp_path / "masked_5_1.wav")[0][0, 0], torch.tensor(BS775_MONO))
+    _extensible_wav(tmp_path / "six_mics.wav", np.tile(LEVELS, (400, 1)), 8000, mask=0x0)
+    torch.testing.assert_close(read_audio(tmp_path / "six_mics.wav")[0][0, 0], torch.tensor(LEVELS.mean()))
+    # other channel counts keep the plain mean
+    sf.write(str(tmp_path / "stereo.wav"), np.tile(LEVELS[:2], (400, 1)), 8000, subtype="FLOAT")
+    torch.testing.assert_close(read_audio(tmp_path / "stereo.wav")[0][0, 0], torch.tensor(0.15))
+
+
+def test_5_1_audio_track_drops_the_lfe(tmp_path: Path) -> None:
+    path = tmp_path / "lfe.mp4"
+    t = np.arange(8000) / 8000
+    planes = np.zeros((6, 8000), dtype=np.float32)
+    planes[3] = 0.5 * np.sin(2 * np.pi * 60 * t)  # a 60 Hz rumble on the LFE only
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("aac", rate=8000, layout="5.1")
+        frame = av.AudioFrame.from_ndarray(planes, format="fltp", layout="5.1")
+        frame.sample_rate = 8000
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            out.mux(packet)
+    stereo_or_more, _ = read_audio_track(path, mono=False, allow_silent=True)
+    assert stereo_or_more.shape[0] == 6 and stereo_or_more[3].abs().max() > 0.1
+    mono, _ = read_audio_track(path, allow_silent=True)
+    assert mono.abs().max() < 1e-3

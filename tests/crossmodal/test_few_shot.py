@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
+from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 import torch
 
-from mmssl.config import ConfigError, from_dict
+import mmssl.eval.few_shot as few_shot_module
+from mmssl import pipeline
+from mmssl.config import ConfigError, from_dict, load_recipe
 from mmssl.crossmodal import CrossModalContrastive, modality_few_shot, select_tower
 from mmssl.crossmodal.few_shot import TowerFewShotOptions
 from mmssl.data import DataBundle, data_source
 from mmssl.data.extras import LabelledSplits, labelled_splits
+from mmssl.errors import DataError
 from mmssl.eval import few_shot_evaluator
 from mmssl.eval.context import EvalContext
 from mmssl.eval.options import FewShotOptions
@@ -124,3 +131,62 @@ def test_errors_name_the_missing_source_and_mistyped_dataset_keys():
     raw["eval"]["modality_few_shot"]["datasets"] = {"shapes": {"name": "procedural_shape"}}
     with pytest.raises(ConfigError, match=r"datasets\.shapes\.name'.*did you mean 'procedural_shapes'"):
         from_dict(raw)
+
+
+def _fsdd_folder(root: Path, speakers: list[str]) -> Path:
+    """A tiny FSDD-named folder: digits 0 and 1, one 0.1 s tone each, per speaker."""
+    root.mkdir(parents=True)
+    tone = 0.3 * np.sin(np.arange(800) / 3.0).astype(np.float32)
+    for speaker in speakers:
+        for digit in (0, 1):
+            sf.write(root / f"{digit}_{speaker}_0.wav", tone, 8000)
+    return root
+
+
+def test_shot_counts_named_by_the_modality_key(caplog, monkeypatch):
+    monkeypatch.setattr(few_shot_module, "_warned", set(), raising=False)
+    method, data = _method(), _data()  # 4 training clips per class in 'audio_eval'
+    with caplog.at_level(logging.WARNING, logger="mmssl.eval.few_shot"):
+        got = modality_few_shot(
+            method.encoder,
+            data,
+            EvalContext(method=method),
+            TowerFewShotOptions(tower="audio", shots=[1, 5], seeds=2, epochs=20),
+        )
+    assert set(got) == {"audio_fewshot_1_mean", "audio_fewshot_1_std", "audio_fewshot_max_shots"}
+    assert caplog.messages == [
+        "eval.modality_few_shot.shots: 5-shot skipped: class 0 has only 4 samples in the train split of "
+        "'audio_eval' (eval.modality_few_shot.source) (4 of 4 classes have fewer than 5); the other shot "
+        "counts (1) are reported"
+    ]
+
+
+def test_an_extra_dataset_that_cannot_be_built_stops_the_run_before_pretraining(tmp_path, monkeypatch):
+    """An FSDD speaker split with no training recording, asked for by eval.modality_few_shot.datasets,
+    is reported by the runner's preflight: before any pretraining, naming test_speakers and the folder."""
+    folder = _fsdd_folder(tmp_path / "fsdd", ["alice", "bob"])
+    cfg = load_recipe(
+        Path(__file__).resolve().parents[2] / "recipes" / "quickstart.yaml",
+        [
+            "data.train_per_class=2",
+            "data.test_per_class=1",
+            "data.image_size=8",
+            "eval.few_shot.shots=[1]",
+            "eval.modality_few_shot.source=",
+            "eval.modality_few_shot.datasets.fsdd.name=fsdd",
+            f"eval.modality_few_shot.datasets.fsdd.root={folder}",
+            "eval.modality_few_shot.datasets.fsdd.test_speakers=[alice, bob]",
+            f"out_dir={tmp_path / 'run'}",
+        ],
+    )
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("pretraining started before the evaluators' data was checked")
+
+    monkeypatch.setattr(pipeline, "train", no_training)
+    with pytest.raises(DataError) as info:
+        pipeline.run(cfg)
+    assert str(info.value) == (
+        f"fsdd: test_speakers=['alice', 'bob'] leaves 0 training and 4 test recordings in {folder} "
+        "(speakers there: alice, bob); every speaker there is held out; leave at least one for training"
+    )

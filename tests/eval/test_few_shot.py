@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 import torch
 
+import mmssl.eval.few_shot as few_shot_module
 from mmssl.data import DataBundle
+from mmssl.errors import ConfigError
 from mmssl.eval import few_shot_evaluator
 from mmssl.eval.context import EvalContext
 from mmssl.eval.few_shot import few_shot_linear, sample_n_shot
@@ -112,3 +116,79 @@ def test_few_shot_evaluator_default_seed_count_and_errors():
         few_shot_evaluator(
             _Identity(), DataBundle(pretrain=None), EvalContext(device=torch.device("cpu"), seed=0)
         )
+
+
+# ------------------------------------------------------------------ a shot count the data cannot supply
+
+NAMES = ["zero", "one", "two", "three", "four"]
+
+
+class _Named(_Labelled):
+    """A labelled split that lists its ``targets`` and ``class_names`` (as the toolkit's datasets do)."""
+
+    def __init__(self, x, y):
+        super().__init__(x, y)
+        self.targets, self.class_names = [int(v) for v in y], NAMES
+
+
+class _Refuses(torch.nn.Module):
+    def forward(self, x):
+        raise RuntimeError("the encoder ran: features were extracted before the check")
+
+
+@pytest.fixture
+def _fresh_warnings(monkeypatch):
+    # each skip is logged once per process (raising=False: the module had no such set before)
+    monkeypatch.setattr(few_shot_module, "_warned", set(), raising=False)
+
+
+def _short_class_zero(n: int = 5):
+    """Separable blobs where class 0 ('zero') keeps only ``n`` of its 30 training samples."""
+    x_tr, y_tr, x_te, y_te = _gaussians(spread=0.5, seed=4)
+    keep = torch.ones(len(y_tr), dtype=torch.bool)
+    keep[(y_tr == 0).nonzero().flatten()[n:]] = False
+    return x_tr[keep], y_tr[keep], x_te, y_te
+
+
+def test_shot_count_a_class_cannot_supply_is_skipped_and_said(caplog, _fresh_warnings):
+    x_tr, y_tr, x_te, y_te = _short_class_zero()
+    data = DataBundle(
+        pretrain=None,
+        eval_train=_Named(x_tr, y_tr),
+        eval_test=_Labelled(x_te, y_te),
+        num_classes=5,
+        name="blobs",
+    )
+    with caplog.at_level(logging.WARNING, logger="mmssl.eval.few_shot"):
+        out = few_shot_evaluator(
+            _Identity(), data, EvalContext(seed=0), FewShotOptions(shots=[1, 5, 10], seeds=2, epochs=20)
+        )
+    assert set(out) == {f"fewshot_{n}_{s}" for n in (1, 5) for s in ("mean", "std")} | {"fewshot_max_shots"}
+    assert out["fewshot_max_shots"] == 5 and out["fewshot_5_mean"] > 0.9
+    assert caplog.messages == [
+        "eval.few_shot.shots: 10-shot skipped: class 0 ('zero') has only 5 samples in eval_train of dataset "
+        "'blobs'; the other shot counts (1, 5) are reported"
+    ]
+    # the plain function: the same skip, and the same numbers for the shot counts that fit
+    direct = few_shot_linear(x_tr, y_tr, x_te, y_te, 5, shots=[1, 5, 10], seeds=[0, 1], epochs=20)
+    assert direct == pytest.approx(out)
+
+
+def test_no_shot_count_fits_fails_before_any_feature_is_extracted(_fresh_warnings):
+    x_tr, y_tr, x_te, y_te = _short_class_zero()
+    data = DataBundle(
+        pretrain=None,
+        eval_train=_Named(x_tr, y_tr),
+        eval_test=_Labelled(x_te, y_te),
+        num_classes=5,
+        name="blobs",
+    )
+    message = (
+        r"eval\.few_shot\.shots=\[10, 20\]: class 0 \('zero'\) has only 5 samples in eval_train of dataset "
+        r"'blobs', fewer than 10 shots; every n in eval\.few_shot\.shots must be <= 5 for this data"
+    )
+    with pytest.raises(ConfigError, match=message):
+        few_shot_evaluator(_Refuses(), data, EvalContext(), FewShotOptions(shots=[10, 20]))
+    # the runner asks the same before pretraining (mmssl.pipeline.preflight)
+    with pytest.raises(ConfigError, match=message):
+        few_shot_evaluator.preflight(data, FewShotOptions(shots=[10, 20]))

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
 
+import mmssl.modalities.pointcloud.partseg.evaluator as evaluator_module
+from mmssl import pipeline
+from mmssl.config import load_recipe
 from mmssl.data import DataBundle
 from mmssl.errors import DataError
 from mmssl.eval.context import EvalContext
@@ -244,3 +250,56 @@ def test_recipe_end_to_end_tiny(tmp_path, monkeypatch) -> None:
     for column in (metrics["eval"], metrics["baselines"]["random_init"]):
         assert {"fewshot10_ft_class_miou", "fewshot10_linear_instance_miou_std"} <= set(column)
     assert (tmp_path / "run" / "figures" / "partseg_10shot_ft.png").is_file()
+
+
+# ------------------------------------------------------------------------- small data: sizes that fit
+
+
+def test_shots_are_checked_before_anything_is_fitted(monkeypatch) -> None:
+    def no_fit(*args, **kwargs):
+        raise AssertionError("a model was fitted before the shot counts were checked")
+
+    monkeypatch.setattr(evaluator_module, "finetune_segmenter", no_fit)
+    monkeypatch.setattr(evaluator_module, "linear_segmenter", no_fit)
+    with pytest.raises(DataError) as info:
+        EVALUATORS.get("part_segmentation")(
+            XYZEncoder(), _bundle(train_per_cat=4), EvalContext(), shots=[1, 5]
+        )
+    assert str(info.value) == (
+        "part_segmentation: cannot draw 5 labelled shapes per category (category 0 'half' has only 4 in "
+        "eval_train); lower eval.part_segmentation.shots to at most 4 (asked: [1, 5]; categories: "
+        "['half', 'bands'])"
+    )
+
+
+def test_finetuning_batch_larger_than_the_support_set_fits_it_and_says_so(caplog, monkeypatch) -> None:
+    monkeypatch.setattr(evaluator_module, "_noted", set(), raising=False)
+    with caplog.at_level(logging.WARNING, logger="mmssl.modalities.pointcloud.partseg.evaluator"):
+        out = EVALUATORS.get("part_segmentation")(
+            XYZEncoder(), _bundle(), EvalContext(), shots=[1], seeds=1, steps=2, batch_size=8, linear=False
+        )
+    assert 0.0 <= out["fewshot1_ft_class_miou"] <= 1.0
+    assert caplog.messages == [
+        "part_segmentation: eval.part_segmentation.batch_size=8 is more than the 2 shapes of the 1-shot "
+        "training set; fine-tuning on batches of 2"
+    ]
+
+
+def test_pretraining_set_smaller_than_a_batch_trains_on_a_batch_that_fits(tmp_path, caplog, monkeypatch):
+    """Part segmentation recipes on a small dataset: 5 shapes and train.batch_size=16 used to end in the
+    sampler's "fewer than one global batch" traceback; the run now trains on batches of 5 and says so."""
+    monkeypatch.setenv("MMSSL_CACHE", str(tmp_path / "cache"))
+    recipe = Path(__file__).resolve().parents[2] / "recipes" / "pointcloud" / "simclr.yaml"
+    overrides = ["data.train_per_category=1", "data.test_per_category=1", "data.num_points=32", "encoder.k=4"]
+    overrides += ["train.batch_size=16", "train.steps=1", "train.ckpt_every=0", "train.progress=false"]
+    cfg = load_recipe(recipe, [*overrides, f"out_dir={tmp_path / 'run'}"])
+    data = pipeline.build_data(cfg)
+    with caplog.at_level(logging.WARNING, logger="mmssl.pipeline"):
+        _, _, result, run_dir = pipeline.train(cfg, data)
+    assert result.steps == 1 and len(data.pretrain) == 5
+    assert caplog.messages == [
+        "train.batch_size=16 is more than the 5 pretraining samples of dataset 'procedural_parts': training "
+        "with train.batch_size=5 (set it to at most 5 to silence this)"
+    ]
+    assert "batch_size: 5" in (run_dir / "config.yaml").read_text()
+    assert cfg.train.batch_size == 16  # the caller's recipe is left as it was

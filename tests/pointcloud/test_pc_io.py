@@ -8,6 +8,7 @@ import torch
 
 from mmssl.errors import CorruptFileError
 from mmssl.modalities.pointcloud.io import (
+    face_normals_and_areas,
     normalize_unit_sphere,
     read_mesh,
     read_points,
@@ -183,3 +184,71 @@ def test_missing_file_names_it(tmp_path):
         read_points(tmp_path / "nope.ply")
     with pytest.raises(CorruptFileError, match="nope.obj"):
         read_mesh(tmp_path / "nope.obj")
+
+
+# ------------------------------------------------------------------ OBJ files cut short or without faces
+
+
+def _grid_obj_text(tmp_path, n=6):
+    """An n x n vertex grid triangulated into 2 (n-1)^2 faces, as Open3D writes it (counts in the header)."""
+    xs, ys = np.meshgrid(np.arange(n, dtype=float), np.arange(n, dtype=float))
+    v = np.stack([xs.ravel(), ys.ravel(), np.zeros(n * n)], axis=1)
+    a = np.array([i * n + j for i in range(n - 1) for j in range(n - 1)])
+    f = np.concatenate([np.stack([a, a + 1, a + n], 1), np.stack([a + 1, a + n + 1, a + n], 1)])
+    write_mesh(tmp_path / "grid.obj", v, f)
+    return (tmp_path / "grid.obj").read_text(), len(v), len(f)
+
+
+def test_obj_cut_at_three_quarters_is_named_as_truncated(tmp_path):
+    text, nv, nf = _grid_obj_text(tmp_path)
+    assert (nv, nf) == (36, 50) and "# number of triangles: 50" in text
+    cut = tmp_path / "cut.obj"
+    partial = text[: int(0.75 * len(text))]  # ends mid-face
+    cut.write_text(partial)
+    last, line = partial.rsplit("\n", 1)[1], partial.count("\n") + 1
+    assert last.startswith("f ") and len(last.split()) < 4  # fewer than three corners left
+    with pytest.raises(CorruptFileError) as info:
+        read_mesh(cut)
+    assert info.value.path == cut
+    assert str(info.value) == (
+        f"corrupt or unreadable file: {cut} (truncated: the last line, {last!r} (line {line}), is incomplete)"
+    )
+    # cut at a line end: the header's counts still tell
+    lines = text.splitlines(keepends=True)
+    cut.write_text("".join(lines[: int(0.9 * len(lines))]))
+    with pytest.raises(
+        CorruptFileError, match=r"truncated: its header declares 36 vertices and 50 faces, the"
+    ):
+        read_mesh(cut)
+    # no header counts (another exporter), cut mid-line
+    body = "".join(line for line in lines if not line.startswith("#"))
+    cut.write_text(body[: int(0.75 * len(body))])
+    with pytest.raises(
+        CorruptFileError, match=r"truncated: the last line, 'f [0-9 ]*' \(line \d+\), is incomplete"
+    ):
+        read_mesh(cut)
+
+
+def test_obj_without_faces_or_with_missing_vertices_says_so(tmp_path):
+    points = tmp_path / "points_only.obj"
+    points.write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\n")
+    with pytest.raises(CorruptFileError) as info:
+        read_mesh(points)
+    assert str(info.value).endswith("(3 vertices but no faces ('f' lines): a point cloud? use read_points)")
+    missing = tmp_path / "missing_vertex.obj"
+    missing.write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\nf 1 3 7\n")
+    with pytest.raises(CorruptFileError) as info:
+        read_mesh(missing)
+    assert str(info.value).endswith(
+        "(face on line 5 refers to vertex 7, but the file has 3 (truncated or corrupt))"
+    )
+
+
+def test_obj_polygons_are_triangulated_and_a_complete_last_line_needs_no_newline(tmp_path):
+    """A quad and a triangle: open3d alone keeps the triangle and drops the quad without a word."""
+    path = tmp_path / "quad_and_triangle.obj"
+    path.write_text("# two faces\nv 0 0 0\nv 1 0 0\nv 1 1 0\nv 0 1 0\nv 2 0 0\nf -5 -4 -3 -2\nf 2 5 3")
+    v, f = read_mesh(path)
+    assert v.shape == (5, 3) and f.shape == (3, 3)
+    _, areas = face_normals_and_areas(v.numpy(), f.numpy())
+    assert areas.sum() == pytest.approx(1.0 + 0.5)  # the unit square and the triangle, nothing lost

@@ -43,6 +43,29 @@ def fsdd_split(
     return train, test
 
 
+def _empty_split_message(
+    files: Sequence[Path], folder: Path, test_speakers: Sequence[str] | None, n_train: int, n_test: int
+) -> str:
+    """Why the split of ``folder`` leaves one side empty, naming the option that chose it."""
+    speakers = sorted({parse_fsdd_name(p)[1] for p in files})
+    if test_speakers is None:
+        rule = "the official split (recording indices 0-4 test, the rest train)"
+        hint = "set test_speakers to hold out whole speakers instead"
+    else:
+        rule = f"test_speakers={list(test_speakers)}"
+        unknown = [s for s in test_speakers if s not in speakers]
+        if unknown:
+            hint = f"no recording there is by {', '.join(repr(s) for s in unknown)}"
+        elif n_train == 0:
+            hint = "every speaker there is held out; leave at least one for training"
+        else:
+            hint = "name at least one speaker to hold out"
+    return (
+        f"fsdd: {rule} leaves {n_train} training and {n_test} test recordings in {folder} "
+        f"(speakers there: {', '.join(speakers)}); {hint}"
+    )
+
+
 @data_source(produces=pretrain_keys)
 def fsdd(
     root: str,
@@ -59,7 +82,10 @@ def fsdd(
 
     ``root``: the dataset folder (with ``recordings/``) or the recordings folder itself. Split:
     the official one (recording indices 0-4 test, others train) unless ``test_speakers`` names the
-    held-out speakers. ``clip_seconds``: crop / zero-pad length (the recordings are 0.1-2.3 s).
+    held-out speakers (a list; one name alone is read as a list of one). A split that leaves no training
+    or no test recording raises :class:`~mmssl.errors.DataError` here, before any file is decoded,
+    naming ``test_speakers``, the folder and the speakers found there. ``clip_seconds``: crop /
+    zero-pad length (the recordings are 0.1-2.3 s).
     ``views``, ``view_options``, ``skip_bad`` as for ``audio_folder_csv``; ``preload`` (default on: the
     set is small).
     """
@@ -70,11 +96,11 @@ def fsdd(
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".wav")
     if not files:
         raise DataError(f"no .wav recordings in {folder}")
+    if isinstance(test_speakers, str):  # one speaker written without a list
+        test_speakers = [test_speakers]
     train_list, test_list = fsdd_split(files, test_speakers)
     if not train_list or not test_list:
-        raise DataError(
-            f"fsdd split of {folder} leaves {len(train_list)} train and {len(test_list)} test files"
-        )
+        raise DataError(_empty_split_message(files, folder, test_speakers, len(train_list), len(test_list)))
     names = [str(d) for d in range(10)]
     common = dict(sample_rate=sample_rate, preload=preload, skip_bad=skip_bad, class_names=names)
     train = AudioClips(train_list, **common)  # type: ignore[arg-type]

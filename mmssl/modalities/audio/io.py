@@ -1,11 +1,14 @@
 """Reading audio: files through soundfile, the audio track of a video through PyAV; mono, resampling, crops.
 
 Every reader returns ``(wave, sample_rate)`` with ``wave`` a float32 tensor ``[C, S]`` in [-1, 1]
-(``[1, S]`` when ``mono=True``: the mean over channels). Resampling uses
+(``[1, S]`` when ``mono=True``: the down-mix of :func:`downmix_mono`, the ITU-R BS.775 one for 5.1,
+the mean over channels otherwise). Resampling uses
 ``torchaudio.functional.resample`` (windowed-sinc, band-limited). A file that cannot be decoded,
 holds no samples, holds non-finite samples or is digitally silent (every sample exactly zero: a
 broken recording, and a clip that breaks per-clip RMS normalisation) raises
-:class:`~mmssl.errors.CorruptFileError` naming it. A missing file, or a video without an audio
+:class:`~mmssl.errors.CorruptFileError` naming it; so does a WAV cut short (its header declares more
+audio data than the file holds: libsndfile reads what is there and reports the shorter length as if
+it were the whole file, see :func:`wav_header`). A missing file, or a video without an audio
 stream, raises :class:`~mmssl.errors.DataError` naming it.
 
 Crops work on the last axis of ``[..., S]`` and zero-pad clips shorter than the crop, so clips of
@@ -14,6 +17,9 @@ any length stack into one batch.
 
 from __future__ import annotations
 
+import math
+import struct
+from dataclasses import dataclass
 from pathlib import Path
 
 import av
@@ -28,9 +34,118 @@ from mmssl.errors import CorruptFileError, DataError
 AUDIO_EXTENSIONS: tuple[str, ...] = (".wav", ".flac", ".ogg", ".oga", ".aif", ".aiff")
 VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi")
 
+#: the 5.1 layout :func:`downmix_mono` knows: channels L R C LFE Ls Rs, in this order
+SURROUND_5_1 = "5.1"
+#: WAVE_FORMAT_EXTENSIBLE speaker masks of 5.1: FL FR FC LFE BL BR, and FL FR FC LFE SL SR
+_WAV_5_1_MASKS = (0x3F, 0x60F)
+#: data-chunk sizes that writers use for "unknown" (a stream written without seeking back)
+_WAV_UNKNOWN_SIZES = (0, 0xFFFFFFFF)
+_MINUS_3_DB = math.sqrt(0.5)  # BS.775's 0.7071
+_FFMPEG_5_1 = (["FL", "FR", "FC", "LFE", "BL", "BR"], ["FL", "FR", "FC", "LFE", "SL", "SR"])
+
+
+def downmix_mono(wave: Tensor, layout: str | None = None) -> Tensor:
+    """``[C, S]`` -> ``[1, S]``: one channel from several.
+
+    ``layout="5.1"`` with six channels in the order L R C LFE Ls Rs (WAVE_FORMAT_EXTENSIBLE's default
+    order, FLAC's and FFmpeg's): the ITU-R BS.775 stereo down-mix ``Lo = L + 0.7071 C + 0.7071 Ls``,
+    ``Ro = R + 0.7071 C + 0.7071 Rs`` (centre and surrounds at -3 dB, LFE dropped), and mono is the mean
+    of ``Lo`` and ``Ro``: ``0.5 (L + R) + 0.7071 C + 0.3536 (Ls + Rs)``. Like BS.775 the matrix is not
+    normalised, so a loud 5.1 mix can exceed [-1, 1] (nothing is clipped). Any other channel count or
+    layout: the plain mean over channels.
+    """
+    if wave.shape[0] == 1:
+        return wave
+    if layout == SURROUND_5_1 and wave.shape[0] == 6:
+        left, right, centre, _lfe, left_s, right_s = wave
+        lo = left + _MINUS_3_DB * (centre + left_s)
+        ro = right + _MINUS_3_DB * (centre + right_s)
+        return (0.5 * (lo + ro)).unsqueeze(0)
+    return wave.mean(dim=0, keepdim=True)
+
+
+@dataclass(frozen=True)
+class WavHeader:
+    """What a RIFF/WAVE header says: ``data_bytes`` declared by the data chunk, ``available`` bytes
+    after it in the file, ``block_align`` (bytes per frame) and the WAVE_FORMAT_EXTENSIBLE
+    ``channel_mask`` (None for plain formats)."""
+
+    data_bytes: int
+    available: int
+    block_align: int
+    channel_mask: int | None
+
+
+def wav_header(path: str | Path) -> WavHeader | None:
+    """The data chunk and format of a RIFF/RIFX WAVE file, read from its header; None when the file is not
+    one (RF64, another format) or has no data chunk.
+
+    Why: libsndfile (soundfile) takes the frame count of a WAV whose data chunk runs past the end of
+    the file from the bytes present, and reads those without an error, so ``sf.info(...).frames`` and
+    the decoded length both describe a file cut in half as a complete, shorter one. Only the header
+    still says how much audio was written.
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
+            return None
+        order = "<" if head[:4] == b"RIFF" else ">"
+        pos, block_align, mask = 12, 0, None
+        while pos + 8 <= size:
+            f.seek(pos)
+            chunk_id, chunk_size = struct.unpack(order + "4sI", f.read(8))
+            if chunk_id == b"fmt ":
+                body = f.read(min(chunk_size, 40))
+                if len(body) >= 14:
+                    fmt_tag, _, _, _, block_align = struct.unpack(order + "HHIIH", body[:14])
+                    if fmt_tag == 0xFFFE and len(body) >= 24:
+                        (mask,) = struct.unpack(order + "I", body[20:24])
+            elif chunk_id == b"data":
+                return WavHeader(chunk_size, size - pos - 8, block_align, mask)
+            pos += 8 + chunk_size + (chunk_size & 1)
+    return None
+
+
+def _check_wav_length(path: Path, header: WavHeader | None, frames_read: int, sr: int) -> None:
+    """CorruptFileError naming ``path`` when its header declares more audio data than the file holds."""
+    if header is None or header.data_bytes in _WAV_UNKNOWN_SIZES or header.data_bytes <= header.available:
+        return
+    if header.block_align > 0:
+        declared = header.data_bytes // header.block_align
+        raise CorruptFileError(
+            path,
+            f"truncated: the WAV header declares {declared} frames ({declared / sr:.3f} s), the file "
+            f"holds {frames_read} ({frames_read / sr:.3f} s)",
+        )
+    raise CorruptFileError(
+        path,
+        f"truncated: the WAV header declares {header.data_bytes} bytes of audio, the file holds "
+        f"{header.available}",
+    )
+
+
+def _file_layout(path: Path, channels: int, header: WavHeader | None) -> str | None:
+    """``"5.1"`` when a six-channel file's channels are L R C LFE Ls Rs: a WAV without a speaker mask
+    (the default order) or with a 5.1 one, and FLAC (its fixed six-channel order); else None."""
+    if channels != 6:
+        return None
+    suffix = path.suffix.lower()
+    if suffix in (".wav", ".wave"):
+        mask = header.channel_mask if header is not None else None
+        return SURROUND_5_1 if mask is None or mask in _WAV_5_1_MASKS else None
+    return SURROUND_5_1 if suffix == ".flac" else None  # Vorbis / Opus and AIFF order 5.1 differently
+
 
 def _finish(
-    wave: Tensor, sr: int, path: Path, sample_rate: int | None, mono: bool, allow_silent: bool
+    wave: Tensor,
+    sr: int,
+    path: Path,
+    sample_rate: int | None,
+    mono: bool,
+    allow_silent: bool,
+    layout: str | None = None,
 ) -> tuple[Tensor, int]:
     """Shared checks and conversions for every reader: ``wave`` is ``[C, S]`` at rate ``sr``."""
     if wave.numel() == 0 or wave.shape[-1] == 0:
@@ -40,7 +155,7 @@ def _finish(
     if not allow_silent and not wave.abs().amax() > 0:
         raise CorruptFileError(path, f"silent: all {wave.shape[-1]} samples are zero")
     if mono and wave.shape[0] > 1:
-        wave = wave.mean(dim=0, keepdim=True)
+        wave = downmix_mono(wave, layout)
     if sample_rate is not None and int(sample_rate) != int(sr):
         wave = resample(wave, sr, int(sample_rate))
         sr = int(sample_rate)
@@ -59,17 +174,22 @@ def read_audio(
 ) -> tuple[Tensor, int]:
     """Decode a wav / flac / ogg file with soundfile -> ``(float32 [C or 1, S], rate)``.
 
-    ``sample_rate``: resample to this rate (None keeps the file's). ``mono``: average the channels.
+    ``sample_rate``: resample to this rate (None keeps the file's). ``mono``: down-mix the channels
+    (:func:`downmix_mono`; 5.1 for six-channel WAV and FLAC). A WAV whose header declares more frames
+    than the file holds (cut short) raises :class:`~mmssl.errors.CorruptFileError` naming it.
     """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"audio file not found: {path}")
     try:
+        header = wav_header(path) if path.suffix.lower() in (".wav", ".wave") else None
         data, sr = sf.read(str(path), dtype="float32", always_2d=True)  # [S, C]
-    except (sf.LibsndfileError, RuntimeError, OSError, ValueError) as err:
+    except (sf.LibsndfileError, RuntimeError, OSError, ValueError, struct.error) as err:
         raise CorruptFileError(path, f"{type(err).__name__}: {err}") from err
+    _check_wav_length(path, header, data.shape[0], int(sr))
     wave = torch.from_numpy(np.ascontiguousarray(data.T))
-    return _finish(wave, int(sr), path, sample_rate, mono, allow_silent)
+    layout = _file_layout(path, wave.shape[0], header)
+    return _finish(wave, int(sr), path, sample_rate, mono, allow_silent, layout)
 
 
 def read_audio_track(
@@ -86,16 +206,20 @@ def read_audio_track(
     to planar float32 by FFmpeg's resampler at the stream's own rate and layout; the rate change,
     if any, is then done by :func:`resample` like for every other reader. AAC adds encoder priming
     and padding, so the track can be a few hundred samples longer than the audio that was encoded.
+    ``mono``: :func:`downmix_mono`, with the BS.775 5.1 down-mix when the stream's layout is 5.1
+    (FFmpeg's order FL FR FC LFE BL|SL BR|SR).
     """
     path = Path(video_path)
     if not path.is_file():
         raise DataError(f"video file not found: {path}")
     chunks: list[np.ndarray] = []
+    layout = None
     try:
         with av.open(str(path)) as container:
             if len(container.streams.audio) <= stream_index:
                 raise DataError(f"no audio stream in {path} (it has {len(container.streams.audio)})")
             stream = container.streams.audio[stream_index]
+            layout = _stream_layout(stream)
             to_float = av.AudioResampler(format="fltp")
             sr = stream.codec_context.sample_rate or stream.rate
             for frame in container.decode(stream):
@@ -110,7 +234,16 @@ def read_audio_track(
     if not chunks:
         raise CorruptFileError(path, "the audio stream decoded to no samples")
     wave = torch.from_numpy(np.concatenate(chunks, axis=1).astype(np.float32, copy=False))
-    return _finish(wave, int(sr), path, sample_rate, mono, allow_silent)
+    return _finish(wave, int(sr), path, sample_rate, mono, allow_silent, layout)
+
+
+def _stream_layout(stream: av.audio.stream.AudioStream) -> str | None:
+    """``"5.1"`` when an audio stream's channels are FL FR FC LFE and two surrounds, in that order."""
+    try:
+        names = [channel.name for channel in stream.layout.channels]
+    except AttributeError:
+        return None
+    return SURROUND_5_1 if names in _FFMPEG_5_1 else None
 
 
 def load_audio(

@@ -4,16 +4,24 @@ Formats (open3d, imported lazily because it takes seconds to import):
 
 - point clouds: ``.ply``, ``.pcd``, ``.xyz``, ``.xyzn``, ``.xyzrgb``, ``.pts``; plus whitespace-separated
   ``.txt`` rows ``x y z [nx ny nz ...]`` (numpy), the layout of ShapeNetPart's per-shape files;
-- triangle meshes: ``.obj``, ``.off``, ``.ply``, ``.stl`` (polygons are triangulated by the reader).
+- triangle meshes: ``.obj``, ``.off``, ``.ply``, ``.stl`` (polygons are triangulated: by the reader, and
+  for OBJ by :func:`read_mesh` itself, as open3d's OBJ reader skips faces of more than three corners).
 
 open3d does not raise on a bad file, it logs and returns an empty object, so every reader checks
 the result itself: an empty, NaN/inf-filled or unreadable file raises
 :class:`~mmssl.errors.CorruptFileError` naming it.
+
+OBJ files are also checked as text, because open3d reads a cut-short OBJ as the smaller mesh it still
+holds and reports an OBJ it cannot use as "no vertices": an incomplete last line (a file cut mid-line),
+fewer ``v`` / ``f`` lines than the header comment declares (Open3D's and MeshLab's exporters write the
+counts), vertices without any face, and a face referring to a vertex the file does not have are each
+reported as such (:func:`check_obj_text`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -98,25 +106,196 @@ def write_points(path: str | Path, points: torch.Tensor | np.ndarray, normals=No
             raise OSError(f"open3d could not write {path}")
 
 
+# OBJ statements: "v x y z", "f a b c", ... (a file's last line that is none of these was cut short)
+_OBJ_MIN_NUMBERS = {b"v": 3, b"vn": 3, b"vt": 1, b"vp": 1}
+_OBJ_MIN_REFS = {b"f": 3, b"fo": 3, b"l": 2, b"p": 1}
+_OBJ_OTHER = {
+    b"o", b"g", b"s", b"mg", b"usemtl", b"mtllib", b"usemap", b"maplib", b"cstype", b"deg", b"bmat",
+    b"step", b"curv", b"curv2", b"surf", b"parm", b"trim", b"hole", b"scrv", b"sp", b"end", b"con",
+    b"bevel", b"c_interp", b"d_interp", b"lod", b"shadow_obj", b"trace_obj", b"ctech", b"stech", b"call",
+    b"csh",
+}  # fmt: skip
+_OBJ_REF = re.compile(rb"-?\d+(/-?\d*(/-?\d+)?)?")
+# Element counts that exporters write in the header comments: Open3D, then MeshLab (both forms).
+_OBJ_DECLARED = {
+    "vertices": (
+        re.compile(rb"#\s*number of vertices\s*:\s*(\d+)", re.I),
+        re.compile(rb"#\s*vertices\s*:\s*(\d+)", re.I),
+        re.compile(rb"#\s*(\d+)\s+vertices\b", re.I),
+    ),
+    "faces": (
+        re.compile(rb"#\s*number of triangles\s*:\s*(\d+)", re.I),
+        re.compile(rb"#\s*faces\s*:\s*(\d+)", re.I),
+        re.compile(rb"#\s*(\d+)\s+faces\b", re.I),
+    ),
+}
+
+
+def _count_obj_lines(text: bytes, keyword: bytes) -> int:
+    """How many lines of ``text`` are ``keyword`` statements."""
+    return len(re.findall(rb"\n[ \t]*" + re.escape(keyword) + rb"[ \t]", b"\n" + text))
+
+
+def _obj_line_is_complete(line: bytes) -> bool:
+    """Whether one OBJ line is a whole statement: enough numbers / vertex references, a known keyword."""
+    tokens = line.split()
+    if not tokens or tokens[0].startswith(b"#"):
+        return True
+    keyword, args = tokens[0], tokens[1:]
+    if keyword in _OBJ_MIN_NUMBERS:
+        try:
+            [float(a) for a in args]
+        except ValueError:
+            return False
+        return len(args) >= _OBJ_MIN_NUMBERS[keyword]
+    if keyword in _OBJ_MIN_REFS:
+        return len(args) >= _OBJ_MIN_REFS[keyword] and all(_OBJ_REF.fullmatch(a) for a in args)
+    return keyword in _OBJ_OTHER
+
+
+def _obj_header_counts(text: bytes) -> dict[str, int]:
+    """The vertex / face counts declared in the comment lines before the first statement."""
+    declared: dict[str, int] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        if not line.startswith(b"#"):
+            break
+        for what, patterns in _OBJ_DECLARED.items():
+            for pattern in patterns:
+                match = pattern.match(line)
+                if match and what not in declared:
+                    declared[what] = int(match.group(1))
+    return declared
+
+
+def check_obj_text(path: str | Path, text: bytes | None = None) -> None:
+    """Check that an OBJ file (``text``: its bytes, when already read) was not cut short.
+
+    Raises :class:`~mmssl.errors.CorruptFileError` naming the file when its last line is an incomplete
+    statement (a file cut mid-line: ``f 18 2``, ``v 0.5 1.``, ``usem``) or when it holds fewer ``v`` or
+    ``f`` lines than its header comment declares. A file cut exactly at a line end, without counts in
+    its header, cannot be told from a smaller mesh.
+    """
+    path = Path(path)
+    text = path.read_bytes() if text is None else text
+    if text and not text.endswith((b"\n", b"\r")):
+        last = text.rsplit(b"\n", 1)[-1]
+        if not _obj_line_is_complete(last):
+            shown, line = last.decode("utf-8", "replace")[:60], text.count(b"\n") + 1
+            raise CorruptFileError(path, f"truncated: the last line, {shown!r} (line {line}), is incomplete")
+    declared = _obj_header_counts(text[:4096])
+    keywords = {"vertices": b"v", "faces": b"f"}
+    present = {what: _count_obj_lines(text, keywords[what]) for what in declared}
+    if any(present[what] < count for what, count in declared.items()):
+        said = " and ".join(f"{declared[w]} {w}" for w in declared)
+        holds = " and ".join(f"{present[w]} {w}" for w in declared)
+        raise CorruptFileError(path, f"truncated: its header declares {said}, the file holds {holds}")
+
+
+def _obj_failure(text: bytes) -> str:
+    """Why open3d read no triangle mesh from an OBJ that passed :func:`check_obj_text`."""
+    n_v, n_f = _count_obj_lines(text, b"v"), _count_obj_lines(text, b"f")
+    if n_v == 0:
+        return "no vertices ('v' lines)"
+    if n_f == 0:
+        return f"{n_v} vertices but no faces ('f' lines): a point cloud? use read_points"
+    kinds = {b"v": "vertex", b"vt": "texture coordinate", b"vn": "normal"}  # in a reference's order
+    lines = text.splitlines()
+    totals = dict.fromkeys(kinds, 0)
+    for line in lines:
+        tokens = line.split()
+        if tokens and tokens[0] in totals:
+            totals[tokens[0]] += 1
+    seen = dict.fromkeys(kinds, 0)
+    for number, line in enumerate(lines, start=1):
+        tokens = line.split()
+        if tokens and tokens[0] in seen:
+            seen[tokens[0]] += 1
+        if not tokens or tokens[0] != b"f":
+            continue
+        for ref in tokens[1:]:
+            for kind, part in zip(kinds, ref.split(b"/")):
+                if not part:
+                    continue
+                index = int(part) if re.fullmatch(rb"-?\d+", part) else 0
+                # Positive: the n-th in the file; negative: counted back from this line.
+                if not (1 <= index <= totals[kind] or 0 < -index <= seen[kind]):
+                    have = totals[kind] if index >= 0 else seen[kind]
+                    return (
+                        f"face on line {number} refers to {kinds[kind]} {part.decode(errors='replace')}, "
+                        f"but the file has {have} (truncated or corrupt)"
+                    )
+    return f"open3d read no triangles from its {n_v} vertices and {n_f} faces"
+
+
+def _has_polygons(text: bytes) -> bool:
+    """Whether an OBJ has a face with more than three corners (open3d's reader skips those)."""
+    return re.search(rb"(?m)^[ \t]*f([ \t]+\S+){4,}", text) is not None
+
+
+def _read_obj_polygons(path: Path, text: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """``(vertices [V, 3], triangles [F, 3])`` of an OBJ with polygon faces, each polygon split into a fan
+    of triangles around its first corner; only the vertices the faces use are kept (as open3d does).
+    A malformed line or a reference to a missing vertex: CorruptFileError naming the file."""
+    vertices: list[list[float]] = []
+    triangles: list[tuple[int, int, int]] = []
+    try:
+        for line in text.splitlines():
+            tokens = line.split()
+            if tokens and tokens[0] == b"v":
+                vertices.append([float(t) for t in tokens[1:4]])
+            elif tokens and tokens[0] == b"f":
+                corners = []
+                for ref in tokens[1:]:
+                    index = int(ref.split(b"/")[0])
+                    corners.append(index - 1 if index > 0 else len(vertices) + index)
+                if min(corners) < 0:
+                    raise IndexError
+                triangles += [(corners[0], corners[k], corners[k + 1]) for k in range(1, len(corners) - 1)]
+        faces = np.asarray(triangles, dtype=np.int64).reshape(-1, 3)
+        if faces.size and faces.max() >= len(vertices):
+            raise IndexError
+    except (ValueError, IndexError):
+        raise CorruptFileError(path, _obj_failure(text)) from None
+    used, faces = np.unique(faces, return_inverse=True)
+    return np.asarray(vertices, dtype=np.float64).reshape(-1, 3)[used], faces.reshape(-1, 3)
+
+
 def read_mesh(path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
     """Read a triangle mesh: ``(vertices float32 [V, 3], faces int64 [F, 3])``.
 
     Raises :class:`~mmssl.errors.CorruptFileError` naming the file when it is missing, unreadable,
     has no triangles, a NaN/inf vertex, or a face index out of range. Vertices at the same position
-    are merged (texture seams do not split the surface).
+    are merged (texture seams do not split the surface). An OBJ is checked as text too
+    (:func:`check_obj_text`): cut short (an incomplete last line, fewer elements than its header
+    declares), vertices without faces, a face referring to a missing vertex are each named. An OBJ
+    with faces of more than three corners is read here, each polygon split into a fan of triangles
+    (open3d's reader would skip those faces without a word).
     """
     path = Path(path)
     if not path.is_file():
         raise CorruptFileError(path, "no such file")
     if path.suffix.lower() not in MESH_EXTENSIONS:
         raise CorruptFileError(path, f"unsupported mesh extension; use one of {', '.join(MESH_EXTENSIONS)}")
+    obj_text = path.read_bytes() if path.suffix.lower() == ".obj" else None
+    if obj_text is not None:
+        check_obj_text(path, obj_text)
     with _quiet_open3d() as o3d:
-        mesh = o3d.io.read_triangle_mesh(str(path), enable_post_processing=False, print_progress=False)
+        if obj_text is not None and _has_polygons(obj_text):  # open3d would drop faces of 4+ corners
+            v, f = _read_obj_polygons(path, obj_text)
+            mesh = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(v), o3d.utility.Vector3iVector(f))
+        else:
+            mesh = o3d.io.read_triangle_mesh(str(path), enable_post_processing=False, print_progress=False)
         # OBJ readers split a vertex wherever its texture coordinate or normal differs; we want the
         # geometry only, with one vertex per position (as written in the file's "v" lines).
         mesh.remove_duplicated_vertices()
         vertices = np.asarray(mesh.vertices, dtype=np.float64)
         faces = np.asarray(mesh.triangles, dtype=np.int64)
+    if obj_text is not None and (vertices.size == 0 or faces.size == 0):
+        # open3d keeps only the vertices its faces use: "no vertices" would hide what is wrong.
+        raise CorruptFileError(path, _obj_failure(obj_text))
     _check_finite(path, vertices, "vertices")
     if faces.size == 0:
         raise CorruptFileError(path, "no triangles (a point cloud? use read_points)")

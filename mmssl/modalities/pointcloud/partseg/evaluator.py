@@ -18,7 +18,7 @@ from mmssl.eval.context import EvalContext
 from mmssl.modalities.pointcloud.partseg.figures import render_predictions
 from mmssl.modalities.pointcloud.partseg.metrics import category_part_mask, segmentation_scores
 from mmssl.modalities.pointcloud.partseg.model import PartSegmenter, predict_parts
-from mmssl.modalities.pointcloud.partseg.splits import draw_support, load_split, subset
+from mmssl.modalities.pointcloud.partseg.splits import check_shots, draw_support, load_split, subset
 from mmssl.modalities.pointcloud.partseg.train import finetune_segmenter, linear_segmenter
 from mmssl.modalities.pointcloud.taxonomy import PartTaxonomy
 
@@ -37,6 +37,27 @@ def _taxonomy(data: DataBundle) -> tuple[list[str], dict[int, list[int]], int]:
         )
     parts = {int(c): [int(p) for p in ps] for c, ps in taxonomy.parts_per_category.items()}
     return list(taxonomy.categories), parts, int(taxonomy.num_parts)
+
+
+_noted: set[str] = set()  # each batch note is logged once per process (trained and baseline alike)
+
+
+def _note_batch_fit(batch_size: int, shots: list[int], categories: Tensor, supervised: bool) -> None:
+    """Warn (once) that fine-tuning uses batches of the whole training set of a K-shot draw (or of the
+    supervised run) when ``batch_size`` is more than it holds (:func:`~.train.finetune_segmenter`
+    lowers the batch to it)."""
+    num_categories = int(torch.unique(categories).numel())
+    sizes = [(f"{k}-shot", k * num_categories) for k in shots]
+    if supervised:
+        sizes.append(("supervised", int(categories.numel())))
+    for what, n in sizes:
+        message = (
+            f"part_segmentation: eval.part_segmentation.batch_size={batch_size} is more than the {n} "
+            f"shapes of the {what} training set; fine-tuning on batches of {n}"
+        )
+        if batch_size > n and message not in _noted:
+            _noted.add(message)
+            log.warning(message)
 
 
 def part_segmentation_evaluator(
@@ -71,13 +92,17 @@ def part_segmentation_evaluator(
     std). ``supervised``: also fine-tune on every labelled training shape (one run) ->
     ``supervised_ft_{class,instance}_miou``.
 
-    Fine-tuning: ``steps`` Adam steps of ``batch_size`` shapes at ``lr`` / ``weight_decay`` (cosine),
+    Fine-tuning: ``steps`` Adam steps of ``batch_size`` shapes (at most the support set: a larger
+    ``batch_size`` is lowered to it, with a warning) at ``lr`` / ``weight_decay`` (cosine),
     scale+shift ``augment``; ``acd_weight > 0`` adds the ACD loss on ``data.pretrain`` at every
     step (the paper's joint training; it uses 10); ``linear_init``: start from the linear probe's
     head instead of a random one (the reference code's ``--init_cls``). Linear probe:
     ``linear_epochs`` / ``linear_lr`` / ``linear_batch_size`` (points per step). ``figures_dir``:
     PNG renders (true vs predicted parts) of ``num_renders`` test shapes for the largest K, first
     seed (``up_axis`` drawn vertically).
+
+    A K larger than some category's number of ``eval_train`` shapes raises a
+    :class:`~mmssl.errors.DataError` naming ``eval.part_segmentation.shots`` before anything is fitted.
     """
     device, seed, figures_dir = ctx.device, ctx.seed, ctx.figures_dir
     if seeds < 1:
@@ -126,6 +151,9 @@ def part_segmentation_evaluator(
 
     variants = [v for v, on in (("ft", finetune), ("linear", linear)) if on]
     shots = sorted({int(k) for k in shots})
+    check_shots(train["category"], shots, names)
+    if finetune or supervised:
+        _note_batch_fit(batch_size, shots if finetune else [], train["category"], supervised)
     results: dict[str, float] = {}
     was_training = encoder.training  # the linear variant runs the caller's encoder in eval mode
     try:

@@ -48,6 +48,22 @@ def sample_k_shot(categories: Tensor, k: int, seed: int) -> Tensor:
     return sample_n_shot(categories, k, seed)
 
 
+def check_shots(categories: Tensor, shots: list[int], names: list[str]) -> None:
+    """Every K in ``shots`` can be drawn from every category present in ``categories``; else a
+    :class:`~mmssl.errors.DataError` naming the evaluator's option, before any model is fitted."""
+    classes, counts = torch.unique(categories.cpu().long(), return_counts=True)
+    fewest = int(counts.min())
+    too_many = [k for k in shots if k > fewest]
+    if too_many:
+        cls = int(classes[int(counts.argmin())])
+        name = names[cls] if 0 <= cls < len(names) else str(cls)
+        raise DataError(
+            f"part_segmentation: cannot draw {too_many[0]} labelled shapes per category (category "
+            f"{cls} '{name}' has only {fewest} in eval_train); lower eval.part_segmentation.shots to at "
+            f"most {fewest} (asked: {shots}; categories: {names})"
+        )
+
+
 def draw_support(categories: Tensor, k: int, seed: int, names: list[str]) -> Tensor:
     """:func:`sample_k_shot`, with a :class:`~mmssl.errors.DataError` naming the evaluator's option when a
     category has fewer than ``k`` shapes."""

@@ -41,13 +41,13 @@ def finetune_segmenter(
     """Fine-tune a copy of ``encoder`` plus a linear per-point head on the ``support`` shapes.
 
     Adam (``lr``, L2 ``weight_decay``, as the paper) with a cosine decay over ``steps``; each step
-    takes ``batch_size`` support shapes in a seeded shuffled order, scale + shift augmented, and
-    minimises the per-point cross-entropy over all parts. With ``acd_weight > 0`` each step also
-    adds ``acd_weight`` x the ACD loss on a random batch of ``acd_data`` (unlabelled shapes with
-    ``"acd"`` component ids): the paper's joint training, here summed into one step rather than
-    alternated. ``head_init``: start from this head (e.g. a linear probe on the frozen features,
-    the reference code's ``--init_cls``) instead of a small random one. ``encoder`` itself is left
-    untouched.
+    takes ``batch_size`` support shapes (all of them when there are fewer) in a seeded shuffled
+    order, scale + shift augmented, and minimises the per-point cross-entropy over all parts. With
+    ``acd_weight > 0`` each step also adds ``acd_weight`` x the ACD loss on a random batch of
+    ``acd_data`` (unlabelled shapes with ``"acd"`` component ids): the paper's joint training, here
+    summed into one step rather than alternated. ``head_init``: start from this head (e.g. a linear
+    probe on the frozen features, the reference code's ``--init_cls``) instead of a small random one.
+    ``encoder`` itself is left untouched.
     """
     device = torch.device(device)
     generator = torch.Generator().manual_seed(seed)
