@@ -13,6 +13,8 @@ Rows, each reading ``--clips`` clips of ``--clip-len`` frames at stride ``--stri
 - bare decord scaled in the decoder (``width``/``height`` so the short side is ``--frame-size``), 1 thread;
 - ``read_video`` (mmssl, same scaling, 1 thread);
 - ``VideoClipDataset[i]``: sampling + scaled decode + random resized crop + flip + normalise, in-process;
+- the same four with TorchCodec (``data.backend: torchcodec``): bare ``VideoDecoder`` full size and
+  scaled in the decoder (``transforms=[Resize]``), ``read_video(backend="torchcodec")``, the dataset item;
 - the same through a ``DataLoader`` with ``--workers`` workers and batches of ``--batch-size``.
 
 Run: ``python benchmarks/video_io.py [--quick]`` (a few minutes on 2 busy cores, most of it in the 720p
@@ -74,25 +76,42 @@ def bare_decord(plan, threads: int, size: tuple[int, int] | None = None) -> Call
     return run
 
 
-def mmssl_read(plan, frame_size: int) -> Callable[[int], int]:
+def bare_torchcodec(plan, threads: int, size: tuple[int, int] | None = None) -> Callable[[int], int]:
+    from torchcodec.decoders import VideoDecoder
+    from torchcodec.transforms import Resize
+
     def run(n: int) -> int:
         frames = 0
         for source, idx in plan[:n]:
-            size = decode_size(source.height, source.width, frame_size)
-            frames += read_video(source.path, idx, size=size).shape[0]
+            transforms = [Resize(size)] if size is not None else None
+            decoder = VideoDecoder(str(source.path), num_ffmpeg_threads=threads, transforms=transforms)
+            frames += decoder.get_frames_at(idx).data.shape[0]
         return frames
 
     return run
 
 
-def dataset(sources, args) -> SingleItems:
+def mmssl_read(plan, frame_size: int, backend: str = "decord") -> Callable[[int], int]:
+    def run(n: int) -> int:
+        frames = 0
+        for source, idx in plan[:n]:
+            size = decode_size(source.height, source.width, frame_size)
+            frames += read_video(source.path, idx, size=size, backend=backend).shape[0]
+        return frames
+
+    return run
+
+
+def dataset(sources, args, backend: str = "decord") -> SingleItems:
     transform = train_clip_transform(args.frame_size)
-    clips = VideoClipDataset(sources, args.clip_len, args.stride, "random", args.frame_size, transform)
+    clips = VideoClipDataset(
+        sources, args.clip_len, args.stride, "random", args.frame_size, transform, backend=backend
+    )
     return SingleItems(clips, None, CLIP)
 
 
-def dataset_items(sources, args) -> Callable[[int], int]:
-    ds = dataset(sources, args)
+def dataset_items(sources, args, backend: str = "decord") -> Callable[[int], int]:
+    ds = dataset(sources, args, backend)
 
     def run(n: int) -> int:
         for i in range(n):
@@ -160,6 +179,10 @@ def main() -> None:
             "bare decord, scaled in decoder (1 thr)": bare_decord(plan, 1, size),
             "mmssl read_video, scaled (1 thr)": mmssl_read(plan, args.frame_size),
             "mmssl dataset item (+crop, normalise)": dataset_items(sources, args),
+            "bare torchcodec, full size (1 thr)": bare_torchcodec(plan, 1),
+            "bare torchcodec, scaled in decoder (1 thr)": bare_torchcodec(plan, 1, size),
+            "mmssl read_video torchcodec, scaled (1 thr)": mmssl_read(plan, args.frame_size, "torchcodec"),
+            "mmssl dataset item, torchcodec": dataset_items(sources, args, "torchcodec"),
             f"mmssl DataLoader ({args.workers} workers, batch {args.batch_size})": loader_items(
                 sources, args
             ),

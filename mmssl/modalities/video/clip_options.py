@@ -20,6 +20,7 @@ from typing import Any
 from mmssl.data import LabelledItems, MultiViewItems, SingleItems, SkipBadFiles
 from mmssl.data.keys import INDEX, LABEL, VIEWS
 from mmssl.modalities.video.clips import VideoClipDataset
+from mmssl.modalities.video.io import check_backend
 from mmssl.modalities.video.keys import CLIP
 from mmssl.modalities.video.sources import VideoSource
 from mmssl.modalities.video.two_clips import (
@@ -53,10 +54,12 @@ class ClipOptions:
     crop_scale: Sequence[float]
     views: str | None = None
     two_clips: TwoClipOptions = field(default_factory=TwoClipOptions)
+    backend: str = "decord"
 
     def check(self) -> None:
         """The checks the sampler makes, up front: a typo fails at build time, not in a worker."""
         sample_clip_indices(1, 1, 1, self.sampling, short=self.short)
+        check_backend(self.backend)
         self.views = check_views(self.views)
 
     def pretrain(self, sources: Sequence[VideoSource]) -> SingleItems | MultiViewItems:
@@ -69,6 +72,7 @@ class ClipOptions:
                 self.two_clips,
                 short=self.short,
                 skip_bad=self.skip_bad,
+                backend=self.backend,
             )
             return MultiViewItems(pairs, ClipPairViews(clip_view_transform(self.frame_size, self.two_clips)))
         transform = train_clip_transform(self.frame_size, crop_scale=self.crop_scale)
@@ -89,6 +93,7 @@ class ClipOptions:
             transform,
             short=self.short,
             skip_bad=self.skip_bad,
+            backend=self.backend,
         )
 
     def stats(self) -> dict[str, Any]:
@@ -99,6 +104,7 @@ class ClipOptions:
             "frame_size": list(as_size(self.frame_size)),
             "sampling": self.sampling,
             "views": self.views,
+            "backend": self.backend,
         }
 
 

@@ -40,6 +40,7 @@ class VideoClipDataset(Dataset):
         transform: Callable[[torch.Tensor], Any] | None = None,
         short: str = "pad",
         skip_bad: bool = False,
+        backend: str = "decord",
     ) -> None:
         if not sources:
             raise DataError("no readable videos")
@@ -47,6 +48,7 @@ class VideoClipDataset(Dataset):
         self.clip_len, self.frame_stride, self.sampling, self.short = clip_len, frame_stride, sampling, short
         self.frame_size = as_size(frame_size) if frame_size is not None else None
         self.transform = transform
+        self.backend = backend
         self.skipping = SkipBadFiles(skip_bad)
         self.targets: list[int] = [s.label for s in self.sources]
         self.paths = [s.path for s in self.sources]
@@ -86,7 +88,7 @@ class VideoClipDataset(Dataset):
             size = None if size == (source.height, source.width) else size
         if source.kind == "frames":
             return read_frame_folder(source.path, idx, size=size)
-        return read_video(source.path, idx, size=size)
+        return read_video(source.path, idx, size=size, backend=self.backend)
 
     def _labelled_clip(self, index: int) -> tuple[torch.Tensor, int]:
         source = self.sources[index]

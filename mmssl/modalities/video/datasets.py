@@ -53,6 +53,7 @@ def procedural_videos(
     short: str = "pad",
     views: str | None = None,
     two_clips: TwoClipOptions = TWO_CLIP_DEFAULTS,
+    backend: str = "decord",
     cache_dir: str | None = None,
 ) -> DataBundle:
     """Built-in moving-sprite videos (:mod:`mmssl.modalities.video.procedural`); nothing downloaded.
@@ -69,10 +70,11 @@ def procedural_videos(
     than a clip. ``views``: null (one clip per item, ``clip`` key) or ``two_clips`` (two clips of
     the same video, ``views`` key, for SimCLR / MoCo / BYOL as CVRL; drawn and augmented as
     ``two_clips`` says, :class:`~mmssl.modalities.video.two_clips.TwoClipOptions`, which replaces
-    ``crop_scale`` and ``sampling`` for them).
+    ``crop_scale`` and ``sampling`` for them). ``backend``: the library that decodes video files,
+    ``decord`` or ``torchcodec`` (:data:`~mmssl.modalities.video.io.VIDEO_BACKENDS`).
     """
     opts = ClipOptions(
-        clip_len, frame_stride, frame_size, sampling, short, skip_bad, crop_scale, views, two_clips
+        clip_len, frame_stride, frame_size, sampling, short, skip_bad, crop_scale, views, two_clips, backend
     )
     opts.check()
     spec = ProceduralVideoSpec(
@@ -97,8 +99,8 @@ def procedural_videos(
         )
         by_split[record["split"]].append((path, record["label"]))
     skipping = SkipBadFiles(skip_bad)
-    train = scan_sources(by_split["train"], skipping)
-    test = scan_sources(by_split["heldout"], skipping)
+    train = scan_sources(by_split["train"], skipping, backend)
+    test = scan_sources(by_split["heldout"], skipping, backend)
     heldout = [r["name"] for r in meta["videos"] if r["split"] == "heldout"]
     return DataBundle(
         pretrain=opts.pretrain(train),
@@ -137,8 +139,9 @@ def video_folder(
     short: str = "pad",
     views: str | None = None,
     two_clips: TwoClipOptions = TWO_CLIP_DEFAULTS,
+    backend: str = "decord",
 ) -> DataBundle:
-    """Any folder of videos (files decord reads, or frame folders); class sub-folders optional.
+    """Any folder of videos (files the ``backend`` decodes, or frame folders); class sub-folders optional.
 
     ``root/<class>/<video>`` (Kinetics-style; any depth below the class folder) gives labelled
     clips; videos directly in ``root`` are unlabelled (pretraining only, no evaluation sets). With
@@ -151,7 +154,7 @@ def video_folder(
     Other options as for ``procedural_videos``.
     """
     opts = ClipOptions(
-        clip_len, frame_stride, frame_size, sampling, short, skip_bad, crop_scale, views, two_clips
+        clip_len, frame_stride, frame_size, sampling, short, skip_bad, crop_scale, views, two_clips, backend
     )
     opts.check()
     if root is None:
@@ -174,8 +177,8 @@ def video_folder(
     if not train_items:
         raise DataError(f"no videos (extensions or frame folders) under {base}")
     skipping = SkipBadFiles(skip_bad)
-    train = scan_sources(train_items, skipping)
-    test = scan_sources(test_items, skipping)
+    train = scan_sources(train_items, skipping, backend)
+    test = scan_sources(test_items, skipping, backend)
     stats = {
         **opts.stats(),
         "dataset": "video_folder",
@@ -218,6 +221,7 @@ def davis(
     short: str = "pad",
     views: str | None = None,
     two_clips: TwoClipOptions = TWO_CLIP_DEFAULTS,
+    backend: str = "decord",
 ) -> DataBundle:
     """A DAVIS-layout root: pretrain on clips of the ``train_split`` sequences' frame folders,
     evaluate label propagation on the first ``num_propagation_sequences`` (0 = all) of
@@ -227,7 +231,7 @@ def davis(
     DAVIS copy. Other options as for ``procedural_videos``.
     """
     opts = ClipOptions(
-        clip_len, frame_stride, frame_size, sampling, short, skip_bad, crop_scale, views, two_clips
+        clip_len, frame_stride, frame_size, sampling, short, skip_bad, crop_scale, views, two_clips, backend
     )
     opts.check()
     if root is None:
@@ -244,7 +248,7 @@ def davis(
         )
     items = [(base / "JPEGImages" / resolution / name, -1) for name in train_names]
     skipping = SkipBadFiles(skip_bad)
-    train = scan_sources(items, skipping)
+    train = scan_sources(items, skipping, backend)
     return DataBundle(
         pretrain=opts.pretrain(train),
         num_classes=0,

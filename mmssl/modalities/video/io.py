@@ -49,6 +49,15 @@ _ENCODERS: dict[str, tuple[str, ...]] = {
 }
 
 Size = tuple[int, int]
+# Which library decodes video files: decord (the default; its last release is from 2021) or TorchCodec
+# (PyTorch's decoder, which torchvision now points to; needs FFmpeg's shared libraries).
+VIDEO_BACKENDS: tuple[str, ...] = ("decord", "torchcodec")
+
+
+def check_backend(backend: str) -> str:
+    if backend not in VIDEO_BACKENDS:
+        raise DataError(f"unknown video backend {backend!r}; choose one of {', '.join(VIDEO_BACKENDS)}")
+    return backend
 
 
 def is_video_file(path: str | Path) -> bool:
@@ -92,9 +101,15 @@ def _first_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {lines[-1] if lines else ''}"
 
 
-def video_info(path: str | Path) -> VideoInfo:
-    """Frame count, frame size and average frame rate of a video file (opens it with decord)."""
+def video_info(path: str | Path, backend: str = "decord") -> VideoInfo:
+    """Frame count, frame size and average frame rate of a video file (opened with ``backend``: the
+    decoders may count a file's frames differently, so scan with the one that will read it)."""
     path = Path(path)
+    if check_backend(backend) == "torchcodec":
+        meta = _torchcodec_decoder(path, None, 1).metadata
+        return VideoInfo(
+            int(meta.num_frames), int(meta.height), int(meta.width), float(meta.average_fps or 0.0)
+        )
     reader = _open(path)
     try:
         height, width = reader[0].shape[:2]
@@ -117,15 +132,20 @@ def read_video(
     *,
     size: Size | None = None,
     num_threads: int = 1,
+    backend: str = "decord",
 ) -> torch.Tensor:
     """Decode frames of a video file: uint8 ``[T, H, W, 3]`` (RGB).
 
     ``indices``: which frames (any order, repeats allowed); None reads them all. ``size=(h, w)``
     scales frames while decoding (ffmpeg's scaler). ``num_threads``: decoder threads (one keeps
-    data-loader workers from competing for cores). Raises :class:`~mmssl.errors.CorruptFileError`
-    naming the file when it cannot be opened or a frame cannot be decoded.
+    data-loader workers from competing for cores). ``backend``: ``decord`` or ``torchcodec`` (its scaler
+    is bilinear with antialiasing; decord's is FFmpeg's bicubic). Raises
+    :class:`~mmssl.errors.CorruptFileError` naming the file when it cannot be opened or a frame cannot be
+    decoded.
     """
     path = Path(path)
+    if check_backend(backend) == "torchcodec":
+        return _read_torchcodec(path, indices, size, num_threads)
     reader = _open(path, size, num_threads)
     idx = list(range(len(reader))) if indices is None else _check_indices(indices, len(reader), path)
     try:
@@ -138,6 +158,43 @@ def read_video(
     except Exception as err:
         raise CorruptFileError(path, _first_line(err)) from err
     return torch.from_numpy(np.ascontiguousarray(frames))
+
+
+def _torchcodec_decoder(path: Path, size: Size | None, num_threads: int):
+    """A TorchCodec ``VideoDecoder`` (frames ``[T, H, W, 3]``, scaled to ``size`` while decoding); every
+    failure -> CorruptFileError naming the file."""
+    try:
+        from torchcodec.decoders import VideoDecoder
+        from torchcodec.transforms import Resize
+    except (ImportError, RuntimeError, OSError) as err:  # e.g. FFmpeg's shared libraries are missing
+        raise DataError(f"data.backend=torchcodec cannot load TorchCodec: {_first_line(err)}") from err
+    if not path.is_file():
+        raise DataError(f"video file not found: {path}")
+    try:
+        decoder = VideoDecoder(
+            str(path),
+            dimension_order="NHWC",
+            num_ffmpeg_threads=num_threads,
+            seek_mode="exact",
+            transforms=[Resize((int(size[0]), int(size[1])))] if size is not None else None,
+        )
+    except (RuntimeError, ValueError) as err:
+        raise CorruptFileError(path, _first_line(err)) from err
+    if not decoder.metadata.num_frames:
+        raise CorruptFileError(path, "no decodable video frames")
+    return decoder
+
+
+def _read_torchcodec(
+    path: Path, indices: Sequence[int] | None, size: Size | None, num_threads: int
+) -> torch.Tensor:
+    decoder = _torchcodec_decoder(path, size, num_threads)
+    n = int(decoder.metadata.num_frames)
+    idx = list(range(n)) if indices is None else _check_indices(indices, n, path)
+    try:
+        return decoder.get_frames_at(idx).data.contiguous()
+    except (RuntimeError, ValueError, IndexError) as err:
+        raise CorruptFileError(path, _first_line(err)) from err
 
 
 def _read_padded_frames(reader, idx: list[int]) -> np.ndarray:

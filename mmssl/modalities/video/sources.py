@@ -42,7 +42,7 @@ def is_frame_folder(path: Path) -> bool:
     return path.is_dir() and any(p.suffix.lower() in exts for p in path.iterdir() if p.is_file())
 
 
-def scan_one(path: Path, label: int) -> VideoSource:
+def scan_one(path: Path, label: int, backend: str = "decord") -> VideoSource:
     """Open one video (a frame folder: its first frame's header) for its frame count and size."""
     if path.is_dir():
         files = list_frames(path)
@@ -54,12 +54,12 @@ def scan_one(path: Path, label: int) -> VideoSource:
         except (OSError, ValueError, SyntaxError) as err:
             raise CorruptFileError(files[0], f"{type(err).__name__}: {err}") from err
         return VideoSource(path, label, len(files), height, width, "frames")
-    info = video_info(path)
+    info = video_info(path, backend)
     return VideoSource(path, label, info.num_frames, info.height, info.width, "file")
 
 
 def scan_sources(
-    items: Sequence[tuple[Path, int]], skipping: SkipBadFiles | None = None
+    items: Sequence[tuple[Path, int]], skipping: SkipBadFiles | None = None, backend: str = "decord"
 ) -> list[VideoSource]:
     """Open every ``(path, label)`` once; the readable sources, in order.
 
@@ -69,7 +69,7 @@ def scan_sources(
     skipping = skipping if skipping is not None else SkipBadFiles()
     start = time.perf_counter()
     kept = skipping.keep_readable(
-        items, lambda item: Path(item[0]), lambda item: scan_one(Path(item[0]), item[1])
+        items, lambda item: Path(item[0]), lambda item: scan_one(Path(item[0]), item[1], backend)
     )
     log.debug("scanned %d videos in %.1fs", len(items), time.perf_counter() - start)
     return [source for _, source in kept]

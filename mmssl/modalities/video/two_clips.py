@@ -207,8 +207,11 @@ class TwoClipDataset(VideoClipDataset):
         options: TwoClipOptions,
         short: str = "pad",
         skip_bad: bool = False,
+        backend: str = "decord",
     ) -> None:
-        super().__init__(sources, clip_len, frame_stride, "random", frame_size, None, short, skip_bad)
+        super().__init__(
+            sources, clip_len, frame_stride, "random", frame_size, None, short, skip_bad, backend=backend
+        )
         self.options = options
 
     def clip_indices(self, source: VideoSource) -> tuple[list[int], list[int]]:
