@@ -88,13 +88,20 @@ def evaluate(
     data: DataBundle,
     device: torch.device,
     figures_dir: Path | None = None,
+    split_over_ranks: bool = False,
 ) -> dict[str, float]:
     """Run every evaluator named in ``cfg.eval`` on ``method.encoder``; merged metric dict.
 
     Each is called as ``fn(encoder, data, ctx, **options)`` with one :class:`EvalContext` (device, seed,
-    the method, where figures may go).
+    the method, where figures may go, whether every rank is evaluating: :func:`ranks_share_evaluation`).
     """
-    ctx = EvalContext(device=device, seed=cfg.train.seed, method=method, figures_dir=figures_dir)
+    ctx = EvalContext(
+        device=device,
+        seed=cfg.train.seed,
+        method=method,
+        figures_dir=figures_dir,
+        split_over_ranks=split_over_ranks,
+    )
     results: dict[str, float] = {}
     for name, options in cfg.eval.items():
         if name in EVAL_RESERVED:
@@ -103,6 +110,19 @@ def evaluate(
         opts = builder_options(fn, options or {}, f"eval.{name}", kind="evaluator", name=name)
         results.update(fn(method.encoder, data, ctx, **opts))
     return results
+
+
+def ranks_share_evaluation(cfg: RecipeConfig) -> bool:
+    """Whether every rank of a torchrun launch takes part in the evaluation after pretraining, each
+    extracting ``1 / world_size`` of the frozen features: under DDP (each rank holds the whole model), with
+    no retrained baseline, when every evaluator of the recipe declares ``splits_over_ranks`` (kNN, linear,
+    few-shot). Otherwise rank 0 evaluates alone, as in a one-process run."""
+    if not dist.is_distributed() or dist.get_world_size() < 2 or cfg.train.strategy != "ddp":
+        return False
+    if retrain_baselines(cfg):
+        return False
+    names = [name for name in cfg.eval if name not in EVAL_RESERVED]
+    return all(getattr(EVALUATORS.get(name), "splits_over_ranks", False) for name in names)
 
 
 def preflight(cfg: RecipeConfig, data: DataBundle) -> None:
@@ -220,13 +240,16 @@ def report(
     data: DataBundle,
     run_dir: Path,
     result: TrainResult | None,
+    split_over_ranks: bool = False,
 ) -> dict[str, Any]:
     """Evaluate the trained method and the baselines, write metrics.json and figures, print a table.
 
     Baselines: ``random_init`` evaluates the same architecture untrained; a mapping
     ``{name: [overrides]}`` retrains the recipe with those overrides (e.g. supervised-only).
+    ``split_over_ranks``: every rank runs this (see :func:`ranks_share_evaluation`); rank 0 writes.
     """
     device = _device(cfg)
+    main = dist.is_main_process()
     t0 = time.perf_counter()
     metrics: dict[str, Any] = {
         "recipe": cfg.name,
@@ -238,13 +261,22 @@ def report(
         "train_seconds": round(result.seconds, 2) if result else None,
         "train_samples_per_s": round(result.samples_per_s, 1) if result else None,
         "data": dict(data.stats),
-        "eval": evaluate(cfg, method.to(device), data, device, figures_dir=run_dir / "figures"),
+        "eval": evaluate(
+            cfg,
+            method.to(device),
+            data,
+            device,
+            figures_dir=run_dir / "figures" if main else None,
+            split_over_ranks=split_over_ranks,
+        ),
         "baselines": {},
     }
     if untrained is not None and "random_init" in cfg.eval.get("baselines", []):
         seed_everything(cfg.train.seed)
         baseline = build_method(cfg, untrained, data).to(device)
-        metrics["baselines"]["random_init"] = evaluate(cfg, baseline, data, device)
+        metrics["baselines"]["random_init"] = evaluate(
+            cfg, baseline, data, device, split_over_ranks=split_over_ranks
+        )
     for name, bcfg in retrain_baselines(cfg).items():
         bcfg.out_dir = str(run_dir / "baselines" / name)
         print(f"baseline '{name}': retraining with its overrides")
@@ -252,6 +284,8 @@ def report(
         bmethod, _, _, _ = train(bcfg, bdata)
         metrics["baselines"][name] = evaluate(bcfg, bmethod.to(device), bdata, device)
     metrics["eval_seconds"] = round(time.perf_counter() - t0, 2)
+    if not main:
+        return metrics
     # Methods with pictures to show (reconstructions, colourisations ...) save them here.
     method.save_figures(run_dir / "figures", data, device)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -273,12 +307,15 @@ def run(cfg: RecipeConfig) -> dict[str, Any] | None:
     data = build_data(cfg)
     preflight(cfg, data)
     method, untrained, result, run_dir = train(cfg, data)
-    if not dist.is_main_process():
+    shared = ranks_share_evaluation(cfg)
+    if not dist.is_main_process() and not shared:
         dist.cleanup_distributed()
         return None
-    metrics = report(cfg, method, untrained, data, run_dir, result)
+    if shared:  # every rank evaluates the encoder rank 0 saved (BN statistics differ after DDP)
+        dist.broadcast_state(method)
+    metrics = report(cfg, method, untrained, data, run_dir, result, split_over_ranks=shared)
     dist.cleanup_distributed()
-    return metrics
+    return metrics if dist.is_main_process() else None
 
 
 def eval_checkpoint(cfg: RecipeConfig) -> dict[str, Any]:

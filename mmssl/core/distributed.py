@@ -100,6 +100,17 @@ def all_gather_object(obj: Any) -> list[Any]:
     return out
 
 
+@torch.no_grad()
+def broadcast_state(module: nn.Module, src: int = 0) -> None:
+    """Copy rank ``src``'s parameters and buffers into every rank's ``module`` (in place); no-op in a single
+    process. After DDP training the ranks' BatchNorm running statistics differ (each rank's last forward
+    updated its own): ranks that evaluate together must first hold the module rank 0 saves."""
+    if not is_distributed():
+        return
+    for tensor in [*module.parameters(), *module.buffers()]:
+        dist.broadcast(tensor.data, src=src)
+
+
 def all_reduce_mean(t: Tensor) -> Tensor:
     """Mean of ``t`` over processes, as a new tensor (no gradient); ``t`` itself is left unchanged."""
     out = t.detach().clone()

@@ -23,12 +23,15 @@ from mmssl.errors import ConfigError
 class EvalContext:
     """``device`` to evaluate on; ``seed`` of the run (probes and draws derive theirs from it); ``method``:
     the trained method (or the baseline's), for evaluators of a method's own outputs (a classifier head,
-    a language-model head, cross-modal towers); ``figures_dir``: where PNG figures may go (None: none)."""
+    a language-model head, cross-modal towers); ``figures_dir``: where PNG figures may go (None: none);
+    ``split_over_ranks``: every process of a torchrun launch runs this evaluation together, so frozen
+    features may be extracted a part per rank (evaluators that declare ``splits_over_ranks``)."""
 
     device: torch.device = torch.device("cpu")
     seed: int = 0
     method: Any = None
     figures_dir: Path | None = None
+    split_over_ranks: bool = False
 
     @classmethod
     def on(cls, device: torch.device | str = "cpu", **kwargs: Any) -> EvalContext:

@@ -47,10 +47,16 @@ def _labelled_splits(data: DataBundle, evaluator: str) -> tuple:
 
 
 def _features(
-    encoder: nn.Module, data: DataBundle, evaluator: str, device: torch.device, options: FeatureOptions
+    encoder: nn.Module, data: DataBundle, evaluator: str, ctx: EvalContext, options: FeatureOptions
 ) -> tuple:
     train_set, test_set, num_classes = _labelled_splits(data, evaluator)
-    kw = dict(batch_size=options.batch_size, num_workers=options.num_workers, cache=options.cache)
+    device = torch.device(ctx.device)
+    kw = dict(
+        batch_size=options.batch_size,
+        num_workers=options.num_workers,
+        cache=options.cache,
+        split_over_ranks=ctx.split_over_ranks,
+    )
     x_train, y_train = cached_features(encoder, train_set, device=device, **kw)
     x_test, y_test = cached_features(encoder, test_set, device=device, **kw)
     # Small probes and kNN run where the encoder ran (the GPU when there is one).
@@ -67,7 +73,7 @@ def knn_evaluator(
 
     Deterministic: ``ctx.seed`` is unused.
     """
-    x_tr, y_tr, x_te, y_te, num_classes = _features(encoder, data, "knn", torch.device(ctx.device), options)
+    x_tr, y_tr, x_te, y_te, num_classes = _features(encoder, data, "knn", ctx, options)
     accuracy = knn_accuracy(x_tr, y_tr, x_te, y_te, num_classes, k=options.k, temperature=options.temperature)
     return {"knn_top1": accuracy}
 
@@ -79,9 +85,7 @@ def linear_evaluator(
     options: Annotated[ProbeOptions, WHOLE_SECTION] = ProbeOptions(),
 ) -> dict[str, float]:
     """Linear probe on frozen standardised features (Adam, cosine, L2 ``weight_decay``) -> ``linear_top1``."""
-    x_tr, y_tr, x_te, y_te, num_classes = _features(
-        encoder, data, "linear", torch.device(ctx.device), options
-    )
+    x_tr, y_tr, x_te, y_te, num_classes = _features(encoder, data, "linear", ctx, options)
     acc = linear_probe_accuracy(
         x_tr,
         y_tr,
@@ -131,9 +135,7 @@ def few_shot_metrics(
     data (``where``, default: ``eval_train`` of the bundle's dataset) for its messages; the evaluators
     that run the same protocol on other splits (``modality_few_shot``) call it with theirs."""
     names, where = few_shot_preflight(data, options, key=key, where=where)
-    x_tr, y_tr, x_te, y_te, num_classes = _features(
-        encoder, data, "few_shot", torch.device(ctx.device), options
-    )
+    x_tr, y_tr, x_te, y_te, num_classes = _features(encoder, data, "few_shot", ctx, options)
     return few_shot_linear(
         x_tr,
         y_tr,
@@ -201,6 +203,10 @@ def class_names_of(dataset: Dataset) -> Sequence[str] | None:
 
 # The runner calls an evaluator's ``preflight(data, **options)`` before pretraining (mmssl.pipeline).
 few_shot_evaluator.preflight = few_shot_preflight  # type: ignore[attr-defined]
+# These three only read frozen features (then fit small probes identically on every rank): under torchrun
+# every rank may extract a part of them (EvalContext.split_over_ranks).
+for _evaluator in (knn_evaluator, linear_evaluator, few_shot_evaluator):
+    _evaluator.splits_over_ranks = True  # type: ignore[attr-defined]
 
 
 def finetune_evaluator(

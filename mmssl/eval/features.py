@@ -27,8 +27,9 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
+from mmssl.core import distributed as dist
 from mmssl.data.device import move_to
 
 CACHE_SIZE = 4
@@ -78,14 +79,31 @@ def extract_features(
     device: torch.device | str = "cpu",
     num_workers: int = 0,
     collate_fn: Callable | None = None,
+    split_over_ranks: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """Encode a labelled dataset with a frozen encoder.
 
     Runs in eval mode under ``no_grad`` (bf16 autocast on CUDA) and returns float32 CPU tensors
     ``features [N, D]`` and ``labels [N]`` (int64) in dataset order. The encoder is moved to ``device``
     (and stays there, like ``encoder.to(device)``); its previous training mode is restored.
+
+    ``split_over_ranks`` (every process of a torchrun launch calls this together): rank ``r`` of ``R``
+    encodes samples ``r, r + R, ...`` and the parts are all-gathered, so every rank returns the whole,
+    in dataset order, after ``1 / R`` of the work.
     """
     device = torch.device(device)
+    world = dist.get_world_size()
+    if split_over_ranks and world > 1 and len(dataset) >= world:  # type: ignore[arg-type]
+        part = Subset(dataset, range(dist.get_rank(), len(dataset), world))  # type: ignore[arg-type]
+        feats, labels = extract_features(
+            encoder,
+            part,
+            batch_size=batch_size,
+            device=device,
+            num_workers=num_workers,
+            collate_fn=collate_fn,
+        )
+        return _gather_strided(feats, labels, len(dataset), device)  # type: ignore[arg-type]
     loader = DataLoader(
         dataset,
         batch_size=batch_size,
@@ -108,6 +126,22 @@ def extract_features(
     if not feats:
         raise ValueError("cannot extract features from an empty dataset")
     return torch.cat(feats), torch.cat(labels)
+
+
+def _gather_strided(feats: Tensor, labels: Tensor, total: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    """Every rank's ``r::R`` part (padded to one length for ``all_gather``) put back in dataset order."""
+    world = dist.get_world_size()
+    rows = -(-total // world)
+    packed = torch.zeros(rows, feats.shape[1] + 1, device=device)  # labels ride in the last column
+    packed[: len(feats), :-1] = feats.to(device)
+    packed[: len(feats), -1] = labels.to(device).float()
+    parts = [torch.empty_like(packed) for _ in range(world)]
+    torch.distributed.all_gather(parts, packed)
+    full = torch.empty(total, packed.shape[1])
+    for rank, part in enumerate(parts):
+        count = len(range(rank, total, world))
+        full[rank::world] = part[:count].cpu()
+    return full[:, :-1].contiguous(), full[:, -1].round().long()
 
 
 def parameter_stamp(module: nn.Module) -> tuple | None:
@@ -137,6 +171,7 @@ def cached_features(
     device: torch.device | str = "cpu",
     num_workers: int = 0,
     cache: bool = True,
+    split_over_ranks: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """:func:`extract_features`, memoised as described in the module docstring.
 
@@ -148,7 +183,12 @@ def cached_features(
 
     def extract() -> tuple[Tensor, Tensor]:
         return extract_features(
-            encoder, dataset, batch_size=batch_size, device=device, num_workers=num_workers
+            encoder,
+            dataset,
+            batch_size=batch_size,
+            device=device,
+            num_workers=num_workers,
+            split_over_ranks=split_over_ranks,
         )
 
     if not cache:
