@@ -118,6 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from mmssl.train.checkpoint import CheckpointWriteError
+    from mmssl.train.preemption import Preempted
     from mmssl.train.trainer import NonFiniteLossError
 
     args = build_parser().parse_args(argv)
@@ -132,6 +134,12 @@ def main(argv: list[str] | None = None) -> int:
     except (CorruptFileError, DataError, FileNotFoundError) as err:
         print(f"mmssl: data error: {err}", file=sys.stderr)
         return 1
+    except CheckpointWriteError as err:
+        print(f"mmssl: training stopped: {err}", file=sys.stderr)
+        return 1
+    except Preempted as err:
+        print(f"mmssl: stopped: {err}", file=sys.stderr)
+        return err.exit_code
     except KeyboardInterrupt:
         print("mmssl: interrupted (resume with resume=auto)", file=sys.stderr)
         return 130

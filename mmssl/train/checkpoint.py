@@ -22,12 +22,16 @@ import torch
 FORMAT = "mmssl-checkpoint-v1"
 
 
-def atomic_save(obj: Any, path: str | Path) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename over ``path``.
+PREVIOUS_NAME = "previous.pt"
 
-    A run killed mid-write leaves the previous file intact (``os.replace`` is atomic on POSIX).
-    """
-    path = Path(path)
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (e.g. the disk is full); the checkpoints already there are intact."""
+
+
+def _write_complete(obj: Any, path: Path) -> str:
+    """``obj`` saved and fsynced to a new temporary file next to ``path``; its name. Nothing is left behind
+    when writing fails."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -35,11 +39,38 @@ def atomic_save(obj: Any, path: str | Path) -> None:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    return tmp
+
+
+def atomic_save(obj: Any, path: str | Path) -> None:
+    """Write to a temporary file in the same folder, fsync, then rename over ``path``.
+
+    A run killed mid-write leaves the previous file intact (``os.replace`` is atomic on POSIX).
+    """
+    path = Path(path)
+    os.replace(_write_complete(obj, path), path)
+
+
+def save_keeping_previous(obj: Any, path: str | Path) -> None:
+    """Write ``obj`` to ``path`` as :func:`atomic_save` does, and keep the file it replaces as
+    ``previous.pt`` next to it: a ``last.pt`` found unreadable later (a disk error, a truncated copy) still
+    has a fallback. The new file is complete before either rename (renames need no space), so a full
+    disk raises :class:`CheckpointWriteError` with ``last.pt`` and ``previous.pt`` untouched."""
+    path = Path(path)
+    try:
+        tmp = _write_complete(obj, path)
+    except OSError as err:
+        raise CheckpointWriteError(
+            f"could not write checkpoint {path} ({err.strerror or err}); {path.name} and {PREVIOUS_NAME} "
+            "there are unchanged"
+        ) from err
+    if path.exists():
+        os.replace(path, path.with_name(PREVIOUS_NAME))
+    os.replace(tmp, path)
 
 
 def rng_state() -> dict[str, Any]:
@@ -90,7 +121,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # truncated or not a torch file
-        raise ValueError(f"cannot read checkpoint {path}: {err}") from err
+        raise ValueError(f"cannot read checkpoint {path}: {type(err).__name__}: {err}") from err
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise ValueError(f"{path} is not an mmssl checkpoint (expected format '{FORMAT}')")
     return ckpt

@@ -18,6 +18,7 @@ import copy
 import json
 import math
 import os
+import sys
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -35,7 +36,14 @@ from mmssl.core.method import Method
 from mmssl.data.device import move_to, to_channels_last
 from mmssl.data.seeded import SeededDataset
 from mmssl.data.shards import ShardStream
-from mmssl.train.checkpoint import FORMAT, atomic_save, load_checkpoint, rng_state, set_rng_state
+from mmssl.train.checkpoint import (
+    FORMAT,
+    PREVIOUS_NAME,
+    load_checkpoint,
+    rng_state,
+    save_keeping_previous,
+    set_rng_state,
+)
 from mmssl.train.config import TrainConfig
 from mmssl.train.data import ResumableSampler
 from mmssl.train.fsdp import (
@@ -47,6 +55,7 @@ from mmssl.train.fsdp import (
     shard_method,
 )
 from mmssl.train.optim import build_optimizer, build_scheduler
+from mmssl.train.preemption import Preempted, StopSignals
 
 
 class NonFiniteLossError(RuntimeError):
@@ -222,6 +231,9 @@ class Trainer:
             if self.ckpt_dir is None:
                 return None
             last = self.ckpt_dir / (SHARDED_NAME if self.cfg.strategy == "fsdp" else "last.pt")
+            previous = self.ckpt_dir / PREVIOUS_NAME  # a run stopped between the two renames of a save
+            if not last.exists() and self.cfg.strategy != "fsdp" and previous.is_file():
+                return previous
             return last if last.exists() else None
         return Path(self.resume)
 
@@ -246,8 +258,21 @@ class Trainer:
             return None
         state = {**meta, "model": self.method.state_dict(), "optimizer": self.optimizer.state_dict()}
         path = self.ckpt_dir / "last.pt"
-        atomic_save(state, path)
+        save_keeping_previous(state, path)
         return path
+
+    def _load_or_previous(self, path: Path) -> dict[str, Any]:
+        """The checkpoint at ``path``; with ``resume=auto``, ``previous.pt`` when ``path`` is unreadable
+        (named in a warning), so a damaged ``last.pt`` costs one checkpoint interval, not the run."""
+        try:
+            return load_checkpoint(path)
+        except ValueError as err:
+            previous = path.with_name(PREVIOUS_NAME)
+            if self.resume != "auto" or path == previous or not previous.is_file():
+                raise
+            if self.is_main:
+                print(f"warning: {err}; resuming from {previous} instead", file=sys.stderr)
+            return load_checkpoint(previous)
 
     def _data_position(self, sampler: ResumableSampler | None, done: int) -> dict[str, int]:
         """Where this rank's data order stands after ``done`` optimizer steps (stored in checkpoints)."""
@@ -338,7 +363,7 @@ class Trainer:
                     f"(checkpoints/{SHARDED_NAME}), not a single-file one"
                 )
             else:
-                ckpt = load_checkpoint(resume_path)
+                ckpt = self._load_or_previous(resume_path)
                 method.load_state_dict(ckpt["model"])
                 self.optimizer.load_state_dict(ckpt["optimizer"])
             self.scheduler.load_state_dict(ckpt["scheduler"])
@@ -389,6 +414,10 @@ class Trainer:
         t_start = t_window = time.perf_counter()
         window_steps = 0
         model.train()
+        stop = StopSignals()
+        # Agreeing on a signal reads a value back from the device: every step on CPU, at log steps on CUDA.
+        stop_check_every = 1 if self.device.type != "cuda" else cfg.log_every
+        stop.install()
         try:
             for step in range(start, cfg.steps):
                 logs: dict[str, torch.Tensor | float] = {}
@@ -455,7 +484,17 @@ class Trainer:
                 if ckpt_now:
                     ckpt_path = self.save_checkpoint(done, self._data_position(sampler, done)) or ckpt_path
                     dist.barrier()
+                if done < cfg.steps and done % stop_check_every == 0:  # the last step just finishes
+                    signum = stop.agreed(self.device)
+                    if signum:
+                        if not ckpt_now:
+                            self._check_finite(unchecked)  # never checkpoint a non-finite state
+                            unchecked.clear()
+                            ckpt_path = self.save_checkpoint(done, self._data_position(sampler, done))
+                            dist.barrier()
+                        raise Preempted(signum, done, str(ckpt_path) if ckpt_path is not None else None)
         finally:
+            stop.restore()
             if progress is not None:
                 progress.close()
             logger.close()
