@@ -52,7 +52,17 @@ def atomic_save(obj: Any, path: str | Path) -> None:
     A run killed mid-write leaves the previous file intact (``os.replace`` is atomic on POSIX).
     """
     path = Path(path)
-    os.replace(_write_complete(obj, path), path)
+    _replace_or_clean(_write_complete(obj, path), path)
+
+
+def _replace_or_clean(tmp: str, path: Path) -> None:
+    """Rename ``tmp`` over ``path``; if even that fails, remove ``tmp`` (``path`` is then unchanged)."""
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 def save_keeping_previous(obj: Any, path: str | Path) -> None:
@@ -69,8 +79,12 @@ def save_keeping_previous(obj: Any, path: str | Path) -> None:
             "there are unchanged"
         ) from err
     if path.exists():
-        os.replace(path, path.with_name(PREVIOUS_NAME))
-    os.replace(tmp, path)
+        try:
+            os.replace(path, path.with_name(PREVIOUS_NAME))
+        except BaseException:
+            os.unlink(tmp)
+            raise
+    _replace_or_clean(tmp, path)  # interrupted just before: resume=auto takes previous.pt
 
 
 def rng_state() -> dict[str, Any]:

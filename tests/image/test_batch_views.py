@@ -24,7 +24,7 @@ from mmssl.registry import DATASETS
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
-def test_images(b: int = 6, size: int = 12, seed: int = 0) -> torch.Tensor:
+def awkward_images(b: int = 6, size: int = 12, seed: int = 0) -> torch.Tensor:
     """Float images in [0, 1] with the awkward cases in them: exact 0 / 1, gray pixels, channel ties."""
     g = torch.Generator().manual_seed(seed)
     x = torch.rand(b, 3, size, size, generator=g)
@@ -35,9 +35,6 @@ def test_images(b: int = 6, size: int = 12, seed: int = 0) -> torch.Tensor:
     return x
 
 
-test_images.__test__ = False  # a helper, not a test
-
-
 def per_sample(fn, x: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     return torch.stack([fn(x[i], float(values[i])) for i in range(x.shape[0])])
 
@@ -46,7 +43,7 @@ def per_sample(fn, x: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
 
 
 def test_colour_ops_match_torchvision() -> None:
-    x = test_images()
+    x = awkward_images()
     # brightness 1.8 and contrast/saturation 1.8 push values past 1: clamping is part of the check.
     factors = torch.tensor([0.0, 0.2, 0.7, 1.0, 1.4, 1.8])
     for ours, theirs in [
@@ -70,7 +67,7 @@ def test_colour_ops_match_torchvision() -> None:
 
 @pytest.mark.parametrize("kernel_size", [3, 7])
 def test_gaussian_blur_matches_torchvision(kernel_size: int) -> None:
-    x = test_images(b=4, size=10)
+    x = awkward_images(b=4, size=10)
     sigma = torch.tensor([0.1, 0.6, 1.3, 2.0])
     ref = torch.stack([TF.gaussian_blur(x[i], [kernel_size] * 2, [float(sigma[i])] * 2) for i in range(4)])
     # Separable (two 1-D passes) vs torchvision's 2-D kernel: the same sum, in another order.
@@ -94,7 +91,7 @@ def crop_reference(x: torch.Tensor, crops: torch.Tensor, size: int) -> torch.Ten
 
 
 def test_resized_crop_matches_torchvision_inside_the_crop() -> None:
-    x = test_images(b=5, size=10)
+    x = awkward_images(b=5, size=10)
     size = 12  # every crop is upsampled, as in the batch pipelines (images stored at the output size)
     crops = torch.tensor([[0, 0, 10, 10], [3, 2, 5, 7], [1, 4, 9, 6], [0, 2, 10, 8], [6, 6, 4, 4]])
     ours = bv.resized_crop(x, crops, size)
@@ -113,7 +110,7 @@ def test_resized_crop_matches_torchvision_inside_the_crop() -> None:
         else:  # and the edge band does differ: the exception above is real
             assert not torch.allclose(ours[i], ref[i], atol=1e-3)
     # A crop of exactly the output size is a plain slice (sample points at pixel centres).
-    x = test_images(b=3, size=20)
+    x = awkward_images(b=3, size=20)
     crops = torch.tensor([[0, 0, 12, 12], [4, 1, 12, 12], [8, 8, 12, 12]])
     out = bv.resized_crop(x, crops, 12)
     for i, (top, left, _, _) in enumerate(crops.tolist()):
@@ -141,7 +138,7 @@ def jitter_reference(x: torch.Tensor, factors: torch.Tensor, order: torch.Tensor
 
 
 def test_color_jitter_honours_per_sample_order() -> None:
-    x = test_images()
+    x = awkward_images()
     g = torch.Generator().manual_seed(1)
     factors = torch.rand(6, 4, generator=g) * 1.2 + 0.4
     factors[:, 3] = torch.rand(6, generator=g) * 0.8 - 0.4
@@ -184,7 +181,7 @@ def tv_view_reference(x: torch.Tensor, p: ViewParams, view: BatchView) -> torch.
 
 def test_apply_with_explicit_params_matches_per_sample_pipeline() -> None:
     b, size = 8, 12
-    x = test_images(b=b, size=20, seed=3)
+    x = awkward_images(b=b, size=20, seed=3)
     spec = ViewSpec(flip_prob=1, jitter_prob=1, grayscale_prob=1, blur_prob=1, solarize_prob=1)
     view = BatchView(size, spec)
     g = torch.Generator().manual_seed(4)
@@ -252,7 +249,7 @@ def test_cuda_matches_cpu_for_the_same_params() -> None:
     view = BatchView(
         16, ViewSpec(flip_prob=0.5, jitter_prob=1, grayscale_prob=0.3, blur_prob=1, solarize_prob=0.5)
     )
-    x = test_images(b=32, size=24)
+    x = awkward_images(b=32, size=24)
     params = view.sample_params(32, 24, 24)
     torch.testing.assert_close(
         view.apply(x.cuda(), params.to("cuda")).cpu(), view.apply(x, params), atol=1e-4, rtol=0

@@ -54,6 +54,30 @@ def coordinate_image(size: int) -> torch.Tensor:
     return torch.stack([rows, cols, rows * size + cols]).unsqueeze(0).float()
 
 
+def quadratic_image(size: int) -> torch.Tensor:
+    """``[1, 3, S, S]`` normalised (ImageNet statistics) so that, in unit RGB, channel 0 is
+    ``(row / S)^2``, channel 1 ``(col / S)^2`` and channel 2 a constant. Any affine rescaling of a crop
+    (mean subtraction, division by a standard deviation) keeps the ratio of its linear and quadratic
+    parts, so a crop's corner can be read back from its pixels (:func:`corner_from_profile`)."""
+    rows, cols = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    unit = torch.stack([(rows / size) ** 2, (cols / size) ** 2, torch.full((size, size), 0.5)])
+    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    return ((unit - mean) / std).unsqueeze(0).float()
+
+
+def corner_from_profile(profile: torch.Tensor) -> torch.Tensor:
+    """First coordinate ``r0`` of crops whose profile ``[..., P]`` is ``a + b (r0 + x)^2`` (any a, b > 0).
+
+    Least squares on ``1, x, x^2``: ``c0 + c1 x + c2 x^2`` with ``c1 / c2 = 2 r0``.
+    """
+    p = profile.shape[-1]
+    x = torch.arange(p, dtype=torch.float64)
+    design = torch.stack([torch.ones(p, dtype=torch.float64), x, x**2], dim=1)  # [P, 3]
+    coef = profile.double() @ torch.linalg.pinv(design).T  # [..., 3]
+    return coef[..., 1] / (2 * coef[..., 2])
+
+
 def test_pretext_methods_registered() -> None:
     assert set(PRETEXT) <= set(METHODS.names("image"))
 
@@ -114,9 +138,21 @@ def test_rotation_method_trains_on_all_four_rotations() -> None:
     images = torch.randn(4, 3, 6, 6)
     out = method({"image": images, "label": torch.zeros(4), "index": torch.arange(4)})
     out["loss"].backward()
-    assert torch.isfinite(out["loss"]) and 0 <= float(out["acc"]) <= 1
     assert torch.equal(encoder.seen, rotate_batch(images)[0])
     assert encoder.scale.grad is not None
+    # The loss is the 4-way cross-entropy against the rotation each copy was given: rotating copy
+    # k * B + i back by -k quarter turns gives image i again, and its target is k.
+    seen = encoder.seen.view(4, 4, 3, 6, 6)
+    for k in range(4):
+        assert torch.equal(torch.rot90(seen[k], -k, dims=(-2, -1)), images)
+    method.eval()  # fixed BatchNorm statistics: the same logits for a second forward
+    out = method({"image": images, "label": torch.zeros(4), "index": torch.arange(4)})
+    with torch.no_grad():
+        logits = method.head(encoder.seen.mean(dim=(2, 3)) * encoder.scale)
+    targets = torch.arange(4).repeat_interleave(4)
+    expected = -logits.log_softmax(dim=1)[torch.arange(16), targets].mean()
+    torch.testing.assert_close(out["loss"].detach(), expected)
+    assert float(out["acc"]) == (logits.argmax(dim=1) == targets).float().mean().item()
 
 
 # -------------------------------------------------------------------------------------- jigsaw
@@ -186,14 +222,41 @@ def test_shuffle_tiles_and_per_tile_normalisation() -> None:
     torch.testing.assert_close(normed.std(dim=(-2, -1), unbiased=False), torch.ones(2, 9, 3))
 
 
-def test_jigsaw_method_forward() -> None:
+def test_jigsaw_label_names_the_permutation_the_tiles_are_in() -> None:
+    """Read each shuffled tile's position back from its pixels: position i holds cell perms[label, i]."""
+    method = METHODS.build(
+        "jigsaw", encoder=ENCODERS.build("small_cnn", widths=[8, 16]), num_permutations=12, grayscale_prob=0.0
+    )
+    size, n = 64, 24
+    puzzles, labels = method.make_puzzles(quadratic_image(size).expand(n, -1, -1, -1))
+    assert puzzles.shape == (n, 9, 3, 14, 14) and len(set(labels.tolist())) > 3
+    rows = corner_from_profile(puzzles[:, :, 0].mean(dim=-1))  # channel 0 varies along rows only
+    cols = corner_from_profile(puzzles[:, :, 1].mean(dim=-2))  # channel 1 along columns only
+    torch.testing.assert_close(rows, rows.round(), atol=1e-3, rtol=0)  # whole pixels: the read-back works
+    cell = size // 3
+    source_cell = (rows.round().long() // cell) * 3 + cols.round().long() // cell  # [n, 9]
+    assert torch.equal(source_cell, method.permutations[labels])
+    # Undoing the permutation puts every tile back in row-major order.
+    unshuffled = torch.empty_like(source_cell).scatter_(1, method.permutations[labels], source_cell)
+    assert torch.equal(unshuffled, torch.arange(9).expand(n, 9))
+
+
+def test_jigsaw_loss_is_the_cross_entropy_of_the_tiles_concatenated_in_order() -> None:
     method = METHODS.build("jigsaw", encoder=ENCODERS.build("small_cnn", widths=[8, 16]), num_permutations=12)
-    images = torch.randn(4, 3, 64, 64)
+    method.eval()  # BatchNorm on running statistics: tiles can be embedded one position at a time
+    images = torch.randn(5, 3, 64, 64)
+    batch = {"image": images, "label": torch.zeros(5), "index": torch.arange(5)}
+    torch.manual_seed(3)
+    out = method(batch)
+    torch.manual_seed(3)  # the same puzzles again
     puzzles, labels = method.make_puzzles(images)
-    assert puzzles.shape == (4, 9, 3, 14, 14) and labels.max() < 12
-    out = method({"image": images, "label": torch.zeros(4), "index": torch.arange(4)})
-    out["loss"].backward()
-    assert torch.isfinite(out["loss"]) and method.min_hamming >= 7
+    with torch.no_grad():
+        per_tile = [method.tile_fc(method.encoder(puzzles[:, i])["global"]) for i in range(9)]
+        logits = method.classifier(torch.cat(per_tile, dim=1))
+    expected = -logits.log_softmax(dim=1)[torch.arange(5), labels].mean()
+    torch.testing.assert_close(out["loss"].detach(), expected)
+    assert float(out["acc"]) == (logits.argmax(dim=1) == labels).float().mean().item()
+    assert out["chance"] == 1 / 12 and method.min_hamming >= 7
 
 
 # ------------------------------------------------------------------------------------- context
@@ -238,14 +301,43 @@ def test_chromatic_aberration_counter_measures() -> None:
     torch.testing.assert_close(projected.mean(dim=(2, 3)), torch.zeros(6, 3), atol=1e-5, rtol=0)
 
 
-def test_context_method_forward() -> None:
+def test_context_pairs_from_the_method_are_labelled_by_where_the_neighbour_is() -> None:
+    """Read both patches' corners back from their (normalised) pixels: the label is their offset."""
+    method = METHODS.build(
+        "context",
+        encoder=ENCODERS.build("small_cnn", widths=[8, 16]),
+        aberration="none",
+        downsample_prob=0.0,
+    )
+    n = 128  # every one of the 8 directions is drawn (all but surely)
+    pairs, labels = method.make_pairs(quadratic_image(64).expand(n, -1, -1, -1))
+    assert pairs.shape == (n, 2, 3, 14, 14) and set(labels.tolist()) == set(range(8))
+    rows = corner_from_profile(pairs[:, :, 0].mean(dim=-1))  # [n, 2]: first patch, neighbour
+    cols = corner_from_profile(pairs[:, :, 1].mean(dim=-2))
+    torch.testing.assert_close(rows, rows.round(), atol=1e-3, rtol=0)
+    dy, dx = (rows[:, 1] - rows[:, 0]).round(), (cols[:, 1] - cols[:, 0]).round()
+    step = method.patch_size + method.gap
+    for i in range(n):
+        sy, sx = round(float(dy[i]) / step), round(float(dx[i]) / step)
+        assert NEIGHBOUR_OFFSETS[int(labels[i])] == (sy, sx), i
+        assert abs(dy[i] - sy * step) <= method.jitter and abs(dx[i] - sx * step) <= method.jitter
+
+
+def test_context_loss_is_the_cross_entropy_of_the_pair_in_order() -> None:
     method = METHODS.build("context", encoder=ENCODERS.build("small_cnn", widths=[8, 16]))
-    images = torch.randn(5, 3, 64, 64)
+    method.eval()
+    images = torch.randn(6, 3, 64, 64)
+    batch = {"image": images, "label": torch.zeros(6), "index": torch.arange(6)}
+    torch.manual_seed(5)
+    out = method(batch)
+    torch.manual_seed(5)
     pairs, labels = method.make_pairs(images)
-    assert pairs.shape == (5, 2, 3, 14, 14) and labels.shape == (5,)
-    out = method({"image": images, "label": torch.zeros(5), "index": torch.arange(5)})
-    out["loss"].backward()
-    assert torch.isfinite(out["loss"])
+    with torch.no_grad():
+        first, second = (method.patch_fc(method.encoder(pairs[:, j])["global"]) for j in (0, 1))
+        logits = method.classifier(torch.cat([first, second], dim=1))
+    expected = -logits.log_softmax(dim=1)[torch.arange(6), labels].mean()
+    torch.testing.assert_close(out["loss"].detach(), expected)
+    assert float(out["acc"]) == (logits.argmax(dim=1) == labels).float().mean().item()
 
 
 # -------------------------------------------------------------------------------- colorization
