@@ -228,7 +228,8 @@ def main() -> None:
     if not args.no_video:
         rows += video_rows(args)
     cache = "page cache dropped before every pass" if args.cold else "warm page cache"
-    print(f"\n{len(paths)} CIFAR-10 images per pass, best of {args.repeats}; {cache}\n")
+    load = f", load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
+    print(f"\n{len(paths)} CIFAR-10 images per pass, best of {args.repeats}; {cache}{load}\n")
     print("| what | unit | folder | shards | shards / folder |")
     print("|---|---|---:|---:|---:|")
     for what, unit, folder, sharded in rows:
