@@ -47,6 +47,9 @@ class TrainConfig:
     # or fsdp (FSDP2: parameters, gradients and optimizer state sharded over the ranks; sharded DCP
     # checkpoints). See mmssl.train.fsdp.
     strategy: str = "ddp"
+    # Steps whose loss or gradients are not finite are skipped (no update, counted as skipped_steps); this
+    # many in a row stop the run. 0: stop at the first one. See mmssl.train.nonfinite.
+    max_nonfinite_steps: int = 3
 
 
 OPTIMIZERS = ("sgd", "lars", "adamw")

@@ -92,13 +92,19 @@ def effective_lr(cfg: TrainConfig, world_size: int = 1) -> float:
     return cfg.lr
 
 
-def build_optimizer(model: nn.Module, cfg: TrainConfig, world_size: int = 1) -> torch.optim.Optimizer:
+def build_optimizer(
+    model: nn.Module, cfg: TrainConfig, world_size: int = 1, fused: bool = False
+) -> torch.optim.Optimizer:
+    """The recipe's optimizer over :func:`parameter_groups`. ``fused`` (SGD and AdamW; CUDA): one kernel
+    per step, and a step skipped on the device when ``optimizer.found_inf`` is set
+    (:mod:`mmssl.train.nonfinite`)."""
     lr = effective_lr(cfg, world_size)
+    extra = {"fused": True} if fused else {}
     groups = parameter_groups(model, cfg.weight_decay, cfg.exclude_bias_and_norm)
     if cfg.optimizer == "sgd":
         for g in groups:
             g.pop("lars_adapt", None)
-        return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
+        return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, nesterov=cfg.nesterov, **extra)
     if cfg.optimizer == "lars":
         return LARS(
             groups, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=cfg.nesterov
@@ -106,7 +112,7 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig, world_size: int = 1) -> 
     if cfg.optimizer == "adamw":
         for g in groups:
             g.pop("lars_adapt", None)
-        return torch.optim.AdamW(groups, lr=lr, betas=tuple(cfg.betas))
+        return torch.optim.AdamW(groups, lr=lr, betas=tuple(cfg.betas), **extra)
     raise ValueError(f"unknown optimizer '{cfg.optimizer}'")
 
 

@@ -54,6 +54,7 @@ from mmssl.train.fsdp import (
     set_gradient_sync,
     shard_method,
 )
+from mmssl.train.nonfinite import NonFiniteGuard
 from mmssl.train.optim import build_optimizer, build_scheduler
 from mmssl.train.preemption import Preempted, StopSignals
 
@@ -303,6 +304,13 @@ class Trainer:
             )
         return int(pos["batches"])
 
+    def _kept_checkpoint(self) -> str:
+        name = SHARDED_NAME if self.cfg.strategy == "fsdp" else "last.pt"
+        last = self.ckpt_dir / name if self.ckpt_dir is not None else None
+        if last is not None and last.exists():
+            return f"last good checkpoint kept at {last}"
+        return "no checkpoint yet"
+
     def _check_finite(self, losses: list[tuple[int, torch.Tensor]]) -> None:
         """Raise NonFiniteLossError naming the first step whose loss is NaN/Inf."""
         if not losses:
@@ -310,12 +318,8 @@ class Trainer:
         values = torch.stack([torch.as_tensor(v).detach().float().reshape(()) for _, v in losses]).tolist()
         for (step, _), value in zip(losses, values):
             if not math.isfinite(value):
-                last = self.ckpt_dir / "last.pt" if self.ckpt_dir is not None else None
-                kept = (
-                    f"last good checkpoint kept at {last}" if last and last.exists() else "no checkpoint yet"
-                )
                 raise NonFiniteLossError(
-                    f"loss is {value} at step {step}; training stopped ({kept}). "
+                    f"loss is {value} at step {step}; training stopped ({self._kept_checkpoint()}). "
                     "Lower train.lr, set train.clip_grad, or check the data."
                 )
 
@@ -342,7 +346,9 @@ class Trainer:
             model = DistributedDataParallel(method, device_ids=ids)
         forward = torch.compile(model) if cfg.compile else model
 
-        self.optimizer = build_optimizer(method, cfg, self.world_size)
+        # Fused SGD / AdamW on CUDA skip a non-finite step on the device (no host sync per step).
+        fused = self.device.type == "cuda" and not fsdp and cfg.optimizer in ("sgd", "adamw")
+        self.optimizer = build_optimizer(method, cfg, self.world_size, fused=fused)
         self.scheduler = build_scheduler(self.optimizer, cfg)
         stream = self.dataset if isinstance(self.dataset, ShardStream) else None
         sampler = None
@@ -418,9 +424,12 @@ class Trainer:
         # Agreeing on a signal reads a value back from the device: every step on CPU, at log steps on CUDA.
         stop_check_every = 1 if self.device.type != "cuda" else cfg.log_every
         stop.install()
+        guard = NonFiniteGuard(method, self.optimizer, cfg.max_nonfinite_steps, self.device)
         try:
             for step in range(start, cfg.steps):
                 logs: dict[str, torch.Tensor | float] = {}
+                guard.before_forward()
+                step_loss = torch.zeros((), device=self.device)
                 for micro in range(cfg.accumulate):
                     # Gradients are all-reduced once per optimizer step: DDP skips the reduction inside
                     # no_sync() and reduces the accumulated gradients on the last micro-step's backward.
@@ -438,15 +447,20 @@ class Trainer:
                         with autocast_context(self.device, cfg.precision):
                             out = forward(batch)
                         loss = out["loss"]
-                        if check_every_step:
+                        if check_every_step and not guard.enabled:
                             self._check_finite([(step + 1, loss)])
                         (loss / cfg.accumulate).backward()
+                        step_loss = step_loss + loss.detach().float()
                     for k, v in out.items():
                         v = v.detach().float() if torch.is_tensor(v) else float(v)
                         logs[k] = logs.get(k, 0.0) + v / cfg.accumulate
                 if cfg.clip_grad:
                     logs["grad_norm"] = nn.utils.clip_grad_norm_(method.parameters(), cfg.clip_grad)
-                self.optimizer.step()
+                if guard.enabled:
+                    guard.step(guard.check(step_loss))
+                    logs["skipped_steps"] = guard.skipped
+                else:
+                    self.optimizer.step()
                 self.optimizer.zero_grad(set_to_none=True)
                 logs["lr"] = self.optimizer.param_groups[0]["lr"]
                 self.scheduler.step()
@@ -455,12 +469,20 @@ class Trainer:
                 window_steps += 1
                 if progress is not None:
                     progress.update(1)
-                unchecked.append((done, logs["loss"]))
                 log_now = done % cfg.log_every == 0 or done == cfg.steps
                 ckpt_now = bool(cfg.ckpt_every) and (done % cfg.ckpt_every == 0 or done == cfg.steps)
-                if log_now or ckpt_now:
-                    self._check_finite(unchecked)
-                    unchecked.clear()
+                if not guard.enabled:
+                    unchecked.append((done, logs["loss"]))
+                    if log_now or ckpt_now:
+                        self._check_finite(unchecked)
+                        unchecked.clear()
+                elif (check_every_step or log_now or ckpt_now) and guard.too_many():
+                    raise NonFiniteLossError(
+                        f"{cfg.max_nonfinite_steps} steps in a row up to step {done} had a non-finite "
+                        f"loss or gradient and were skipped; training stopped ({self._kept_checkpoint()}). "
+                        "Lower train.lr, set train.clip_grad, or check the data "
+                        "(train.max_nonfinite_steps: how many bad steps in a row are skipped)"
+                    )
                 monitored = {}
                 if self.is_main:
                     for monitor in self.monitors:

@@ -1,0 +1,83 @@
+"""A step whose loss or gradients are not finite is skipped: no parameter, optimizer-state or buffer change,
+counted as ``skipped_steps``; ``train.max_nonfinite_steps`` bad steps in a row stop the run with the last
+(finite) checkpoint kept."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from mmssl.core.method import Method
+from mmssl.train.checkpoint import load_checkpoint
+from mmssl.train.trainer import NonFiniteLossError, Trainer
+from tests.train.test_trainer import NoisyPairs, _cfg
+
+
+class BadSteps(Method):
+    """A linear encoder behind a BatchNorm (whose running statistics a NaN forward would poison); the
+    inputs of the steps in ``bad`` are made NaN. Records parameters, momentum and buffers after each step."""
+
+    def __init__(self, bad: set[int]) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.norm = nn.BatchNorm1d(8)
+        self.encoder = nn.Linear(8, 4)
+        self.bad, self.calls, self.after = bad, 0, {}
+
+    def forward(self, batch):
+        self.calls += 1
+        a, b = batch["views"]
+        if self.calls in self.bad:
+            a = a * float("nan")
+        za, zb = self.encoder(self.norm(a)), self.encoder(self.norm(b))
+        return {"loss": (za - zb).pow(2).mean() + 0.01 * za.pow(2).mean()}
+
+    def on_train_step_end(self, step: int, total_steps: int) -> None:
+        self.after[step] = {k: v.detach().clone() for k, v in self.state_dict().items()}
+
+
+def test_a_bad_step_changes_nothing_and_is_counted(tmp_path):
+    method = BadSteps(bad={5})
+    trainer = Trainer(_cfg(steps=8), method, NoisyPairs(), run_dir=tmp_path)
+    trainer.fit()
+    for key, value in method.after[5].items():  # parameters and BatchNorm statistics as after step 4
+        assert torch.equal(value, method.after[4][key]), key
+    assert not torch.equal(method.after[6]["encoder.weight"], method.after[5]["encoder.weight"])  # goes on
+    assert all(torch.isfinite(v.float()).all() for v in method.state_dict().values())
+    logged = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [row["skipped_steps"] for row in logged] == [0, 0, 0, 0, 1, 1, 1, 1]
+
+
+def test_a_skipped_step_leaves_the_optimizer_state_alone():
+    method = BadSteps(bad={5})
+    trainer = Trainer(_cfg(steps=6), method, NoisyPairs())
+    momentum = {}
+
+    def record(step: int, total: int) -> None:
+        state = trainer.optimizer.state_dict()["state"]
+        momentum[step] = [entry["momentum_buffer"].clone() for _, entry in sorted(state.items())]
+
+    method.on_train_step_end = record
+    trainer.fit()
+    assert all(torch.equal(a, b) for a, b in zip(momentum[5], momentum[4]))  # untouched by the bad step
+    assert not all(torch.equal(a, b) for a, b in zip(momentum[6], momentum[5]))  # the next one updates
+
+
+def test_too_many_bad_steps_in_a_row_stop_with_the_last_checkpoint(tmp_path):
+    method = BadSteps(bad=set(range(5, 100)))
+    with pytest.raises(
+        NonFiniteLossError, match=r"3 steps in a row up to step 7 .*last good checkpoint kept"
+    ):
+        Trainer(_cfg(steps=10, ckpt_every=2), method, NoisyPairs(), run_dir=tmp_path).fit()
+    ckpt = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    assert ckpt["step"] == 6  # written after two skipped steps: the state of step 4, finite
+    for key, value in ckpt["model"].items():
+        assert torch.equal(value, method.after[4][key]), key
+
+
+def test_zero_keeps_the_stop_at_the_first_bad_step(tmp_path):
+    with pytest.raises(NonFiniteLossError, match="loss is nan at step 5"):
+        Trainer(_cfg(steps=8, max_nonfinite_steps=0), BadSteps(bad={5}), NoisyPairs(), run_dir=tmp_path).fit()
