@@ -97,6 +97,18 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from mmssl.export import ExportError, export_run
+
+    try:
+        result = export_run(args.run_dir, args.format, args.out, allow_mismatch=args.allow_mismatch)
+    except ExportError as err:
+        print(f"mmssl: export error: {err}", file=sys.stderr)
+        return 2
+    print(result.summary())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mmssl", description="Self-supervised learning beyond still images."
@@ -114,6 +126,16 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(fn=fn)
     p = sub.add_parser("list", help="recipes, methods, encoders, datasets and evaluators")
     p.set_defaults(fn=cmd_list)
+    p = sub.add_parser("export", help="write a run's encoder as safetensors, timm, torchvision or onnx")
+    p.add_argument("run_dir", help="a run directory (holds encoder.pt, config.yaml, metrics.json)")
+    p.add_argument("--format", required=True, choices=("safetensors", "timm", "torchvision", "onnx"))
+    p.add_argument("--out", default=None, help="output directory (default: RUN_DIR/export/FORMAT)")
+    p.add_argument(
+        "--allow-mismatch",
+        action="store_true",
+        help="timm/torchvision: write an encoder that differs from the library model (the card says how)",
+    )
+    p.set_defaults(fn=cmd_export)
     return parser
 
 

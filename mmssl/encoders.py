@@ -3,8 +3,9 @@
 ``encoder.pt`` (and ``encoders/<key>.pt`` for the extra towers of a cross-modal run) hold
 ``{"format": "mmssl-encoder-v1", "name", "kwargs", "state_dict"}``: plain tensors and primitives, read with
 ``torch.load(..., weights_only=True)``. :func:`load_encoder` also reads the encoder out of a training
-checkpoint (``checkpoints/last.pt``, whose ``encoder_spec`` names it). Rebuilding goes through the
-registry, so it imports only the module of that encoder.
+checkpoint (``checkpoints/last.pt``, whose ``encoder_spec`` names it) and out of a safetensors export
+(``mmssl export RUN_DIR --format safetensors``: a folder, or its ``model.safetensors``). Rebuilding goes
+through the registry, so it imports only the module of that encoder.
 """
 
 from __future__ import annotations
@@ -42,12 +43,17 @@ def save_encoder(encoder: nn.Module, spec: dict[str, Any], path: str | Path) -> 
 
 
 def load_encoder(path: str | Path, map_location: str | torch.device = "cpu") -> nn.Module:
-    """Rebuild a pretrained encoder from ``encoder.pt`` (or a training checkpoint) for downstream use.
+    """Rebuild a pretrained encoder from ``encoder.pt`` (or a training checkpoint, or a safetensors export
+    folder / ``.safetensors`` file) for downstream use.
 
     >>> encoder = load_encoder("runs/quickstart/encoder.pt")
     >>> features = encoder(images)["global"]
     """
     path = Path(path)
+    if path.is_dir() or path.suffix == ".safetensors":
+        from mmssl.export.safetensors import load_safetensors_encoder
+
+        return load_safetensors_encoder(path, map_location)
     raw = torch.load(path, map_location=map_location, weights_only=True)
     if isinstance(raw, dict) and raw.get("format") == FORMAT:
         spec = raw["encoder_spec"]
