@@ -2,7 +2,8 @@
 
 ``encoder.pt`` (and ``encoders/<key>.pt`` for the extra towers of a cross-modal run) hold
 ``{"format": "mmssl-encoder-v1", "name", "kwargs", "state_dict"}``: plain tensors and primitives, read with
-``torch.load(..., weights_only=True)``. :func:`load_encoder` also reads the encoder out of a training
+``torch.load(..., weights_only=True)`` (:func:`~mmssl.safe_load.load_weights`: a file that would run code
+is refused, naming it). :func:`load_encoder` also reads the encoder out of a training
 checkpoint (``checkpoints/last.pt``, whose ``encoder_spec`` names it) and out of a safetensors export
 (``mmssl export RUN_DIR --format safetensors``: a folder, or its ``model.safetensors``). Rebuilding goes
 through the registry, so it imports only the module of that encoder.
@@ -18,6 +19,7 @@ from torch import nn
 
 from mmssl.options import builder_options
 from mmssl.registry import ENCODERS
+from mmssl.safe_load import load_weights
 from mmssl.train.checkpoint import FORMAT, atomic_save
 
 ENCODER_FORMAT = "mmssl-encoder-v1"
@@ -54,7 +56,7 @@ def load_encoder(path: str | Path, map_location: str | torch.device = "cpu") -> 
         from mmssl.export.safetensors import load_safetensors_encoder
 
         return load_safetensors_encoder(path, map_location)
-    raw = torch.load(path, map_location=map_location, weights_only=True)
+    raw = load_weights(path, map_location)  # weights only: a file that would run code is refused, named
     if isinstance(raw, dict) and raw.get("format") == FORMAT:
         spec = raw["encoder_spec"]
         state = {k[len("encoder.") :]: v for k, v in raw["model"].items() if k.startswith("encoder.")}

@@ -41,6 +41,7 @@ from mmssl.eval.monitor import KNNMonitor, MonitorOptions
 from mmssl.options import build_dataclass, builder_options
 from mmssl.registry import DATASETS, EVALUATORS, METHODS
 from mmssl.report import format_table, plot_loss_curve
+from mmssl.safe_load import load_weights
 from mmssl.train.checkpoint import load_checkpoint
 from mmssl.train.fsdp import load_sharded
 from mmssl.train.trainer import Trainer, TrainResult, pick_device, seed_everything
@@ -328,7 +329,7 @@ def eval_checkpoint(cfg: RecipeConfig) -> dict[str, Any]:
     data = build_data(cfg)
     seed_everything(cfg.train.seed)
     path = Path(cfg.ckpt)
-    raw = torch.load(path, map_location="cpu", weights_only=True) if path.is_file() else None
+    raw = load_weights(path) if path.is_file() else None
     encoder = build_encoder(cfg)
     method = build_method(cfg, encoder, data)
     if isinstance(raw, dict) and raw.get("format") == encoders.ENCODER_FORMAT:

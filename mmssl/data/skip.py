@@ -3,12 +3,19 @@
 By default a bad file raises :class:`~mmssl.errors.CorruptFileError` naming it. With ``skip=True`` it is
 logged once (a warning naming the file and the reason), remembered in ``bad_files`` and left out;
 ``num_skipped`` counts distinct bad files seen by this process (each DataLoader worker keeps its own).
+
+Datasets check their files when they are built (:meth:`SkipBadFiles.keep_readable`), so that a bad file
+leaves the index instead of another sample standing in for it (counted twice), and the bundle's
+``stats`` list them (``num_skipped``, ``bad_files``; the runner writes them to metrics.json).
+:meth:`SkipBadFiles.next_readable` (substitution) is left only where checking every file up front would
+decode the whole data set (video clips: :class:`~mmssl.modalities.video.clips.VideoClipDataset`).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
@@ -17,6 +24,13 @@ from mmssl.errors import CorruptFileError, DataError
 log = logging.getLogger(__name__)
 Item = TypeVar("Item")
 Loaded = TypeVar("Loaded")
+
+
+def _attempt(loader: Callable[[Item], Loaded], item: Item) -> Loaded | CorruptFileError:
+    try:
+        return loader(item)
+    except CorruptFileError as err:
+        return err
 
 
 class SkipBadFiles:
@@ -50,14 +64,37 @@ class SkipBadFiles:
             return None
 
     def keep_readable(
-        self, items: Iterable[Item], path_of: Callable[[Item], str | Path], loader: Callable[[Item], Loaded]
+        self,
+        items: Iterable[Item],
+        path_of: Callable[[Item], str | Path],
+        loader: Callable[[Item], Loaded],
+        workers: int = 1,
     ) -> list[tuple[Item, Loaded]]:
-        """Load every item up front; returns ``(item, loaded)`` for the readable ones, the rest recorded."""
+        """Load every item up front; returns ``(item, loaded)`` for the readable ones, in order, the rest
+        recorded. ``workers`` > 1: the loads run in that many threads (for decoders that release the GIL);
+        bad files are still recorded in order, and without ``skip`` the first one raises."""
+        items = list(items)
+        if workers <= 1 or len(items) <= 1:
+            results: Iterable[Loaded | CorruptFileError] = map(lambda item: _attempt(loader, item), items)
+            return self._collect(items, path_of, results)
+        pool = ThreadPoolExecutor(max_workers=workers)
+        try:
+            return self._collect(items, path_of, pool.map(lambda item: _attempt(loader, item), items))
+        finally:  # a bad file raised (skip off): the loads not started yet are cancelled
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _collect(
+        self,
+        items: list[Item],
+        path_of: Callable[[Item], str | Path],
+        results: Iterable[Loaded | CorruptFileError],
+    ) -> list[tuple[Item, Loaded]]:
         kept = []
-        for item in items:
-            loaded = self.load(path_of(item), lambda item=item: loader(item))
-            if loaded is not None:
-                kept.append((item, loaded))
+        for item, result in zip(items, results):
+            if isinstance(result, CorruptFileError):
+                self.record(result, path_of(item))
+            elif result is not None:
+                kept.append((item, result))
         return kept
 
     def next_readable(

@@ -10,6 +10,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from mmssl.safe_load import load_weights
+
 FORMATS = ("safetensors", "timm", "torchvision", "onnx")
 
 
@@ -72,7 +74,7 @@ def read_run(run_dir: str | Path) -> RunInfo:
         )
         raise ExportError(f"{encoder_path} not found{hint}")
     try:
-        raw = torch.load(encoder_path, map_location="cpu", weights_only=True)
+        raw = load_weights(encoder_path)
     except Exception as err:  # unpickling errors come in many types
         raise ExportError(f"{encoder_path} could not be read ({type(err).__name__}: {err})") from err
     if not isinstance(raw, dict) or raw.get("format") != ENCODER_FORMAT:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from mmssl.cache import cache_folder
+from mmssl.cache import NPZ_ERRORS, cache_folder
 from mmssl.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -191,17 +191,19 @@ def sample_rng(seed: int, split: str, index: int) -> np.random.Generator:
 
 
 def load_cached_images(path: Path | None, shape: tuple[int, ...]) -> np.ndarray | None:
-    """A uint8 array of ``shape`` cached at ``path``, or None (no path, no file, unreadable or wrong shape:
-    the caller re-renders, and a warning says why)."""
+    """A uint8 array of ``shape`` cached at ``path`` (an ``.npz``: its CRC-32 is checked as it is read),
+    or None (no path, no file, unreadable, damaged or of another shape: the caller re-renders, and a
+    warning names the file and says why)."""
     if path is None or not path.is_file():
         return None
     try:
-        array = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as err:
-        log.warning("ignoring unreadable cache %s (%s); re-rendering", path, err)
+        with np.load(path, allow_pickle=False) as z:
+            array = z["images"]
+    except NPZ_ERRORS as err:
+        log.warning("ignoring unreadable cache %s (%s: %s); re-rendering", path, type(err).__name__, err)
         return None
     if array.shape != tuple(shape) or array.dtype != np.uint8:
-        log.warning("ignoring cache %s with shape %s; re-rendering", path, array.shape)
+        log.warning("ignoring cache %s with shape %s %s; re-rendering", path, array.shape, array.dtype)
         return None
     return array
 
@@ -215,7 +217,7 @@ def save_cached_images(path: Path | None, array: np.ndarray) -> None:
         # Write-then-rename: a reader (another process) never sees a half-written file.
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
-            np.save(f, array, allow_pickle=False)
+            np.savez(f, images=array)
         os.replace(tmp, path)
     except OSError as err:
         log.warning("could not write cache %s (%s); continuing without it", path, err)
@@ -226,8 +228,9 @@ class ProceduralShapes(Dataset):
 
     Sample ``i`` has label ``i % num_classes`` (classes balanced in every prefix) and is drawn from
     a generator seeded by ``(seed, split, i)``, so a sample does not depend on ``num_per_class``
-    and train/test are disjoint draws. The rendered split is cached as ``.npy`` under
-    ``cache_dir`` (default: :func:`default_cache_dir`), keyed by every parameter.
+    and train/test are disjoint draws. The rendered split is cached as ``.npz`` (CRC-32 checked when
+    read: a damaged file is rendered again) under ``cache_dir`` (default: :func:`default_cache_dir`),
+    keyed by every parameter.
 
     Items: ``(uint8 tensor [3, H, W], int label)``.
     """
@@ -254,7 +257,7 @@ class ProceduralShapes(Dataset):
         n = num_per_class * num_classes
         self.cache_path: Path | None = None
         if use_cache:
-            key = f"v{RENDER_VERSION}_seed{seed}_{split}_n{num_per_class}_k{num_classes}_px{image_size}.npy"
+            key = f"v{RENDER_VERSION}_seed{seed}_{split}_n{num_per_class}_k{num_classes}_px{image_size}.npz"
             self.cache_path = Path(cache_dir if cache_dir is not None else default_cache_dir()) / key
         array = load_cached_images(self.cache_path, (n, 3, self.image_size, self.image_size))
         if array is None:

@@ -128,7 +128,9 @@ def read_labelled(
     reads; the first ``max_per_class`` samples of each class when set), ``holdout`` carved from them
     before decoding (so a bad file in it is left out, not replaced), decoded; ``classes``: the classes it
     must have (those of the labelled set)."""
-    data = open_split(path, split, skip_bad=skipping.skip, where=where)
+    # Opened without skip_bad: decode_split below decodes every file once (bad ones to ``skipping``);
+    # an ImageFolderDataset opened with skip_bad would decode them all a first time to check them.
+    data = open_split(path, split, skip_bad=False, where=where)
     if classes is not None and list(data.classes) != classes:
         raise DataError(
             f"class folders of {data.source} ({', '.join(data.classes)}) differ from the labelled "

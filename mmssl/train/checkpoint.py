@@ -19,6 +19,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from mmssl.errors import CorruptFileError
+from mmssl.safe_load import load_weights
+
 FORMAT = "mmssl-checkpoint-v1"
 
 
@@ -133,9 +136,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # truncated or not a torch file
-        raise ValueError(f"cannot read checkpoint {path}: {type(err).__name__}: {err}") from err
+        ckpt = load_weights(path, map_location)
+    except CorruptFileError as err:  # truncated, not a torch file, or a pickle that would run code
+        raise ValueError(f"cannot read checkpoint {path}: {err.reason}") from err
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise ValueError(f"{path} is not an mmssl checkpoint (expected format '{FORMAT}')")
     return ckpt

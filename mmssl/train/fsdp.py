@@ -37,6 +37,7 @@ from torch.distributed.fsdp import FSDPModule, fully_shard
 
 from mmssl.core import distributed as dist
 from mmssl.core.transformer import Block
+from mmssl.safe_load import load_weights
 
 SHARDED_NAME = "last_sharded"
 META_NAME = "meta.pt"
@@ -115,10 +116,10 @@ def load_sharded(
         with _one_process_is_intended():
             dcp.load(state, checkpoint_id=str(folder), no_dist=not dist.is_distributed())
         set_model_state_dict(method, state["model"])
-        return torch.load(meta_path, map_location="cpu", weights_only=True)
+        return load_weights(meta_path)
     model_state, optim_state = get_state_dict(method, optimizer)
     state = {"model": model_state, "optimizer": optim_state}
     with _one_process_is_intended():
         dcp.load(state, checkpoint_id=str(folder), no_dist=not dist.is_distributed())
     set_state_dict(method, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"])
-    return torch.load(meta_path, map_location="cpu", weights_only=True)
+    return load_weights(meta_path)

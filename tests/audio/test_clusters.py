@@ -87,3 +87,29 @@ def test_ambient_targets_cached_and_separate_steady_from_modulated(tmp_path: Pat
     assert codes.targets.shape == (12, 3) and codes.num_outputs == 3
     with pytest.raises(ValueError, match="unknown ambient target kind"):
         ambient_targets(clips, "regression", cache_dir=tmp_path)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "flipped", "garbage"])
+def test_damaged_texture_statistics_cache_is_named_and_recomputed(
+    tmp_path: Path, caplog, damage: str
+) -> None:
+    from mmssl.modalities.audio.clusters import cached_feature_groups
+
+    clips = _Clips(n=4)
+    config = TextureConfig(num_bands=6, num_mod_bands=4)
+    first = cached_feature_groups(clips.clip_audio, 4, clips.sample_rate, config, "damaged", tmp_path)
+    (path,) = tmp_path.glob("damaged_*.npz")
+    data = bytearray(path.read_bytes())
+    if damage == "truncated":
+        data = data[: len(data) // 2]
+    elif damage == "flipped":  # one byte of a group's values: same size, headers intact
+        data[data.index(first["envelope_mean"].numpy().tobytes()[:8]) + 2] ^= 0xFF
+    else:
+        data = bytearray(b"PK\x03\x04" + bytes(200))
+    path.write_bytes(bytes(data))
+    calls = []
+    again = cached_feature_groups(
+        lambda i: calls.append(i) or clips.clip_audio(i), 4, clips.sample_rate, config, "damaged", tmp_path
+    )
+    assert f"ignoring unreadable texture-statistics cache {path}" in caplog.text and calls == [0, 1, 2, 3]
+    assert all(torch.equal(first[g], again[g]) for g in first)

@@ -181,3 +181,23 @@ def test_fsdd_split_without_training_files_names_test_speakers_and_the_folder(tm
     # one name written without a list is that speaker (not the letters of a string)
     bundle = fsdd(str(tmp_path), sample_rate=8000, test_speakers="bob")  # type: ignore[arg-type]
     assert (len(bundle.eval_train), len(bundle.eval_test)) == (2, 2)
+
+
+def test_skip_bad_leaves_bad_clips_out_and_lists_them_in_the_stats(tmp_path: Path) -> None:
+    """A bad clip is found when the bundle is built (each file decoded once), never replaced by the next
+    clip (of another class), and named in ``stats`` (the runner's metrics.json ``data`` section)."""
+    root = tmp_path / "esc"
+    (root / "audio").mkdir(parents=True)
+    (root / "meta").mkdir()
+    rows = []
+    for i, (category, fold) in enumerate([("dog", 1), ("rain", 1), ("dog", 2), ("rain", 2), ("rain", 2)]):
+        name = f"{fold}-{i}.wav"
+        sf.write(str(root / "audio" / name), np.sin(np.arange(4000) / (3.0 + i)).astype(np.float32), 8000)
+        rows.append([name, fold, ["dog", "rain"].index(category), category])
+    full = (root / "audio" / "2-2.wav").read_bytes()
+    (root / "audio" / "2-2.wav").write_bytes(full[: len(full) // 2])  # a dog clip cut short
+    with (root / "meta" / "esc50.csv").open("w", newline="") as f:
+        csv.writer(f).writerows([["filename", "fold", "target", "category"], *rows])
+    bundle = audio_folder_csv(str(root), test_folds=[1], sample_rate=8000, clip_seconds=0.25, skip_bad=True)
+    assert bundle.stats["num_skipped"] == 1 and bundle.stats["bad_files"] == [str(root / "audio" / "2-2.wav")]
+    assert len(bundle.eval_train) == 2 and [bundle.eval_train[i]["label"] for i in range(2)] == [1, 1]

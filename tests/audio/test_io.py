@@ -128,8 +128,10 @@ def test_skip_bad_counts_and_keeps_good_files(tmp_path: Path) -> None:
         AudioClips([(good, 0), (bad, 1)], 8000, preload=True)
     clips = AudioClips([(good, 0), (bad, 1)], 8000, preload=True, skip_bad=True)
     assert len(clips) == 1 and clips.num_skipped == 1 and clips.targets == [0]
-    lazy = AudioClips([(bad, 1), (good, 0)], 8000, skip_bad=True)
-    wave, label = lazy[0]  # the bad file is skipped on access: the next readable clip
+    lazy = AudioClips([(bad, 1), (good, 0)], 8000, skip_bad=True)  # checked once here, not kept
+    assert lazy._waves is None and lazy.bad_files == [bad] and lazy.num_skipped == 1
+    assert len(lazy) == 1 and lazy.targets == [0]  # left out of the index: no other clip stands in
+    wave, label = lazy[0]
     assert label == 0 and wave.shape == (4000,) and lazy.num_skipped == 1
 
 

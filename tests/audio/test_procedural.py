@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import pickle
 import shutil
 from pathlib import Path
@@ -99,6 +100,24 @@ def test_cache_is_reused_and_keyed_by_parameters(tiny_set: Path) -> None:
     assert not [p for p in tiny_set.parent.iterdir() if p.name.startswith(".")]  # no temporary leftovers
     other = {**TINY, "duration_s": 0.25}
     assert generate_audio_visual_set(**other, num_classes=3, seed=0, cache_dir=tiny_set.parent) != tiny_set
+
+
+@pytest.mark.parametrize("damage", ["truncated_wav", "altered_mp4"])
+def test_damaged_set_is_named_and_generated_again(tmp_path: Path, caplog, damage: str) -> None:
+    tiny = dict(TINY, train_per_class=1, test_per_class=1, duration_s=0.25)
+    folder = generate_audio_visual_set(**tiny, num_classes=2, seed=0, cache_dir=tmp_path)
+    victim = folder / ("train/0001.wav" if damage == "truncated_wav" else "test/0000.mp4")
+    original = victim.read_bytes()
+    if damage == "truncated_wav":
+        victim.write_bytes(original[: len(original) // 2])
+    else:  # same size, one byte in the middle
+        victim.write_bytes(original[:500] + bytes([original[500] ^ 0xFF]) + original[501:])
+    with caplog.at_level(logging.WARNING):
+        assert generate_audio_visual_set(**tiny, num_classes=2, seed=0, cache_dir=tmp_path) == folder
+    assert (
+        f"ignoring damaged procedural audio-visual set {folder}" in caplog.text and str(victim) in caplog.text
+    )
+    assert victim.read_bytes() == original and [p.name for p in tmp_path.iterdir()] == [folder.name]
 
 
 def test_bundle_items_follow_the_contract(tiny_set: Path) -> None:

@@ -130,5 +130,5 @@ def test_rendering_and_tokenizer_are_cached(tmp_path):
     again = procedural_image_text(train_size=12, test_size=6, image_size=16, cache_dir=str(tmp_path))
     assert not first.stats["tokenizer_cache_hit"] and again.stats["tokenizer_cache_hit"]
     assert first.stats["tokenizer_dir"] == again.stats["tokenizer_dir"]
-    assert len(list(tmp_path.glob("*.npy"))) == 2  # train and held-out pictures, rendered once
+    assert len(list(tmp_path.glob("*.npz"))) == 2  # train and held-out pictures, rendered once
     torch.testing.assert_close(first.pretrain.pictures.images, again.pretrain.pictures.images)

@@ -99,7 +99,39 @@ def test_procedural_cache_location_and_corrupt_cache(tmp_path: Path, monkeypatch
     ds.cache_path.write_bytes(b"not a numpy file")
     again = ProceduralShapes(2)  # re-rendered, and identical
     assert torch.equal(again.images, reference)
-    assert np.load(ds.cache_path).shape == (20, 3, 32, 32)  # and the cache was repaired
+    with np.load(ds.cache_path) as z:  # and the cache was repaired
+        assert z["images"].shape == (20, 3, 32, 32)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "flipped", "pickle"])
+def test_procedural_damaged_cache_is_named_and_rendered_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog, damage: str
+) -> None:
+    """Cut short, one byte of the pixels altered (header intact, same size: the zip CRC-32 tells), or a
+    pickle that would run code in its place: never used, never executed."""
+    ds = ProceduralShapes(2, cache_dir=tmp_path)
+    reference = ds.images.clone()
+    data = bytearray(ds.cache_path.read_bytes())
+    marker = tmp_path / "pwned"
+    if damage == "truncated":
+        data = data[: len(data) // 2]
+    elif damage == "flipped":
+        data[len(data) // 2] ^= 0xFF
+    else:
+        import pickle
+
+        class RunsCode:
+            def __reduce__(self):
+                return (exec, (f"open({str(marker)!r}, 'w').write('x')",))
+
+        data = bytearray(pickle.dumps(RunsCode()))
+    ds.cache_path.write_bytes(bytes(data))
+    rendered = []
+    monkeypatch.setattr(ProceduralShapes, "render", lambda self, n: rendered.append(n) or reference.numpy())
+    with caplog.at_level(logging.WARNING):
+        again = ProceduralShapes(2, cache_dir=tmp_path)
+    assert rendered == [20] and torch.equal(again.images, reference) and not marker.exists()
+    assert f"ignoring unreadable cache {ds.cache_path}" in caplog.text and "re-rendering" in caplog.text
 
 
 # ------------------------------------------------------------------------------------ ImageFolder
@@ -124,17 +156,21 @@ def _jpeg_bytes(colour: tuple[int, int, int]) -> bytes:
     return buf.getvalue()
 
 
+def write_folder_with_bad_files(root: Path) -> Path:
+    (root / "cat").mkdir(parents=True)
+    (root / "dog").mkdir()
+    (root / "cat" / "a_good.jpg").write_bytes(_jpeg_bytes((200, 10, 10)))
+    (root / "cat" / "b_garbage.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not a jpeg")
+    good = _jpeg_bytes((10, 200, 10))
+    (root / "dog" / "a_truncated.jpg").write_bytes(good[: len(good) // 2])
+    Image.new("RGB", (16, 16), (10, 10, 200)).save(root / "dog" / "b_good.png")
+    (root / "dog" / "notes.txt").write_text("not an image, not listed")
+    return root
+
+
 @pytest.fixture
 def folder_with_bad_files(tmp_path: Path) -> Path:
-    (tmp_path / "cat").mkdir()
-    (tmp_path / "dog").mkdir()
-    (tmp_path / "cat" / "a_good.jpg").write_bytes(_jpeg_bytes((200, 10, 10)))
-    (tmp_path / "cat" / "b_garbage.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not a jpeg")
-    good = _jpeg_bytes((10, 200, 10))
-    (tmp_path / "dog" / "a_truncated.jpg").write_bytes(good[: len(good) // 2])
-    Image.new("RGB", (16, 16), (10, 10, 200)).save(tmp_path / "dog" / "b_good.png")
-    (tmp_path / "dog" / "notes.txt").write_text("not an image, not listed")
-    return tmp_path
+    return write_folder_with_bad_files(tmp_path)
 
 
 def test_corrupt_file_raises_naming_it(folder_with_bad_files: Path) -> None:
@@ -148,18 +184,30 @@ def test_corrupt_file_raises_naming_it(folder_with_bad_files: Path) -> None:
         assert info.value.path.name == name
 
 
-def test_skip_bad_returns_next_good_and_counts(folder_with_bad_files: Path, caplog) -> None:
-    ds = ImageFolderDataset(folder_with_bad_files, skip_bad=True)
+def test_skip_bad_leaves_bad_files_out_of_the_index(folder_with_bad_files: Path, caplog) -> None:
     with caplog.at_level(logging.WARNING):
-        items = [ds[i] for i in range(len(ds))]
-    assert ds.num_skipped == 2
+        ds = ImageFolderDataset(folder_with_bad_files, skip_bad=True)  # every file decoded once, here
+    assert ds.num_skipped == 2 and {p.name for p in ds.bad_files} == {"b_garbage.jpg", "a_truncated.jpg"}
     assert "b_garbage.jpg" in caplog.text and "a_truncated.jpg" in caplog.text
-    # a skipped index yields the next readable sample, with that sample's own label
-    blue = items[3][0]
-    assert items[1][1] == 1 and items[2][1] == 1 and torch.equal(items[1][0], blue)
-    assert blue[2].float().mean() > 150  # the blue PNG
-    ds[1]
-    assert ds.num_skipped == 2  # distinct files, not events
+    # no readable sample stands in for a bad one: each index is a distinct file with its own label
+    assert len(ds) == 2 and [p.name for p, _ in ds.samples] == ["a_good.jpg", "b_good.png"]
+    items = [ds[i] for i in range(len(ds))]
+    assert [label for _, label in items] == ds.targets == [0, 1]
+    assert items[0][0][0].float().mean() > 150 and items[1][0][2].float().mean() > 150  # red, blue
+    assert ds.subset([1]).bad_files == ds.bad_files  # a subset reports its folder's bad files
+
+
+def test_image_folder_skip_bad_counts_skips_in_the_bundle_stats(tmp_path: Path) -> None:
+    write_folder_with_bad_files(tmp_path / "train")
+    for cls in ("cat", "dog"):
+        (tmp_path / "test" / cls).mkdir(parents=True)
+        (tmp_path / "test" / cls / "t.jpg").write_bytes(_jpeg_bytes((0, 0, 0)))
+    (tmp_path / "test" / "dog" / "broken.jpg").write_bytes(b"broken")
+    data = DATASETS.get("image_folder")(root=str(tmp_path), views=None, image_size=16, skip_bad=True)
+    assert data.stats["num_skipped"] == 3 and data.stats["num_train"] == 2 and data.stats["num_test"] == 2
+    names = sorted(Path(p).name for p in data.stats["bad_files"])
+    assert names == ["a_truncated.jpg", "b_garbage.jpg", "broken.jpg"]
+    assert [data.eval_train[i]["label"] for i in range(2)] == [0, 1]  # the bad cat is not replaced by a dog
 
 
 def test_image_folder_errors(tmp_path: Path) -> None:

@@ -102,6 +102,53 @@ def test_cache_round_trip_and_unreadable_entry(tmp_path):
     assert cache.load("ef" * 32) is None  # ignored with a warning, recomputed by the caller
 
 
+class _RunsCode:
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (exec, (f"open({self.marker!r}, 'w').write('x')",))
+
+
+def _damage(path, how, marker):
+    import io
+    import pickle
+
+    data = bytearray(path.read_bytes())
+    if how == "truncated":
+        data = data[: len(data) // 2]
+    elif how == "flipped":  # one byte of the vertex data: same size, headers intact, CRC-32 differs
+        with np.load(path) as z:
+            first = z["vertices"].tobytes()[:8]
+        data[data.index(first) + 3] ^= 0xFF
+    elif how == "counts":  # a valid zip whose arrays do not fit together
+        with np.load(path) as z:
+            arrays = {k: z[k] for k in z.files}
+        arrays["vertex_counts"] = arrays["vertex_counts"] + 1
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        data = bytearray(buf.getvalue())
+    else:  # a pickle that would run code, in place of the entry
+        data = bytearray(pickle.dumps(_RunsCode(marker)))
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("how", ["truncated", "flipped", "counts", "pickle"])
+def test_damaged_cache_entry_is_named_and_recomputed(tmp_path, monkeypatch, caplog, how):
+    counter = _CountingCoacd(decompose_module.run_coacd)
+    monkeypatch.setattr(decompose_module, "run_coacd", counter)
+    vertices, faces, _ = two_boxes()
+    job = ACDJob("two boxes", vertices, faces)
+    (first,), _ = decompose_many([job], WHOLE, cache_dir=tmp_path, workers=0, progress=False)
+    entry = ACDCache(tmp_path).path(cache_key(job, WHOLE))
+    marker = tmp_path / "pwned"
+    _damage(entry, how, marker)
+    (again,), stats = decompose_many([job], WHOLE, cache_dir=tmp_path, workers=0, progress=False)
+    assert f"ignoring unreadable ACD cache entry {entry}" in caplog.text and "recomputing" in caplog.text
+    assert counter.calls == 2 and stats.computed == 1 and stats.cached == 0 and not marker.exists()
+    assert len(again) == len(first) and ACDCache(tmp_path).load(cache_key(job, WHOLE)) is not None  # repaired
+
+
 def test_timeout_falls_back_to_connected_components(tmp_path, caplog):
     vertices, faces, labels = two_boxes()
     # 1 ms: the worker process cannot even start CoACD in time, so it is killed and replaced.

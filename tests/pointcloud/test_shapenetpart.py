@@ -137,9 +137,11 @@ def test_bad_files_raise_naming_the_file_or_are_skipped(tmp_path, rows, reason):
     with pytest.raises(CorruptFileError, match=reason) as info:
         ds[0]
     assert info.value.path == bad and str(bad) in str(info.value)
-    skipping = ShapeNetPart(tmp_path, "train", num_points=8, skip_bad=True)
-    item = skipping[0]  # falls through to the next readable shape
-    assert set(item["parts"].tolist()) <= {47, 48, 49} and skipping.num_skipped == 1
+    skipping = ShapeNetPart(tmp_path, "train", num_points=8, skip_bad=True)  # every file read once here
+    assert skipping.num_skipped == 1 and skipping.bad_files == [bad]
+    assert len(skipping) == 1 and skipping.paths == [bad.parent / "good.txt"]  # left out, not replaced
+    item = skipping[0]
+    assert set(item["parts"].tolist()) <= {47, 48, 49} and item["index"] == 0
 
 
 def test_unknown_category_is_a_data_error(tmp_path):
@@ -173,3 +175,21 @@ def test_builder_bundle(root):
     ev = bundle.eval_train[1]
     assert ev["category"] == 1 and ev["label"] == 1 and torch.equal(ev["input"], ev["points"])
     assert len(bundle.eval_train) == 2 and len(bundle.eval_test) == 2
+
+
+def test_builder_skip_bad_leaves_bad_shapes_out_of_every_split_and_lists_them(tmp_path):
+    from mmssl.modalities.pointcloud.acd.options import PointCloudACDOptions
+    from mmssl.registry import DATASETS
+
+    bad = _fake_root(tmp_path, "0 0 0 47\n")  # train: bad, good
+    table = bad.parent
+    (table / "good_test.txt").write_text("0 0 0 0 1 0 47\n1 0 0 0 1 0 48\n")
+    (table / "bad_test.txt").write_text("0 0 0 0 1 0 12\n")  # a Chair part in a Table file
+    split = tmp_path / "train_test_split" / "shuffled_test_file_list.json"
+    split.write_text(json.dumps([f"shape_data/{TABLE}/bad_test", f"shape_data/{TABLE}/good_test"]))
+    bundle = DATASETS.get("shapenetpart")(
+        root=str(tmp_path), num_points=8, skip_bad=True, acd=PointCloudACDOptions(enabled=False)
+    )
+    assert bundle.stats["num_skipped"] == 2
+    assert bundle.stats["bad_files"] == [str(bad), str(table / "bad_test.txt")]
+    assert len(bundle.pretrain) == len(bundle.eval_train) == len(bundle.eval_test) == 1  # none replaced

@@ -114,6 +114,27 @@ def test_builtin_corpus_is_deterministic_and_cached(tmp_path):
     assert split_units(first, 0.2) == split_units(builtin_corpus(["json"], cache_dir=tmp_path), 0.2)
 
 
+@pytest.mark.parametrize("damage", ["cut_at_a_line_end", "edited_text", "garbage"])
+def test_damaged_builtin_corpus_cache_is_named_and_extracted_again(tmp_path, caplog, damage):
+    """A cache cut at the end of a line still parses as a shorter corpus, and an edited docstring as
+    another one: the checksum line tells both apart from what was written."""
+    import logging
+
+    first = builtin_corpus(["json"], cache_dir=tmp_path)
+    (cached,) = tmp_path.glob("stdlib_docstrings_*.jsonl")
+    lines = cached.read_text(encoding="utf-8").splitlines(keepends=True)
+    if damage == "cut_at_a_line_end":
+        cached.write_text("".join(lines[: len(lines) // 2]), encoding="utf-8")
+    elif damage == "edited_text":
+        cached.write_text("".join(lines).replace("JSON", "YAML", 1), encoding="utf-8")
+    else:
+        cached.write_bytes(b"\x80\x81 not text at all")
+    with caplog.at_level(logging.WARNING):
+        assert builtin_corpus(["json"], cache_dir=tmp_path) == first
+    assert f"ignoring unreadable cache {cached}" in caplog.text and "extracting again" in caplog.text
+    assert cached.read_text(encoding="utf-8").splitlines(keepends=True) == lines  # rewritten
+
+
 def test_real_sample_tinyshakespeare():
     if not SHAKESPEARE.is_file():
         pytest.skip(f"tinyshakespeare sample not found: {SHAKESPEARE}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from mmssl.cache import verify_checksums
 from mmssl.errors import DataError
 from mmssl.modalities.text import tokenizer as tokenizer_module
 from mmssl.modalities.text.tokenizer import TokenizerSpec, cached_tokenizer, load_tokenizer, train_tokenizer
@@ -69,3 +70,46 @@ def test_load_tokenizer_from_a_folder_and_a_clear_error_when_missing(tmp_path):
         load_tokenizer(tmp_path / "nowhere")
     with pytest.raises(DataError, match="tokenizer kind"):
         train_tokenizer(TEXTS, TokenizerSpec("sentencepiece"))
+
+
+@pytest.mark.parametrize("damage", ["truncated", "edited_vocab", "bad_structure", "pickle"])
+def test_damaged_tokenizer_cache_is_named_and_trained_again(tmp_path, caplog, damage):
+    """Cut short, a vocabulary entry edited (still valid JSON: only the checksum tells), JSON of the
+    wrong shape, or a pickle that would run code: never used; trained again and the cache replaced."""
+    import logging
+    import pickle
+
+    spec = TokenizerSpec("wordpiece", vocab_size=200, min_frequency=1)
+    first, folder, _ = cached_tokenizer(TEXTS, spec, cache_dir=tmp_path)
+    victim = folder / "tokenizer.json"
+    text = victim.read_text()
+    assert verify_checksums(folder) is None
+    marker = tmp_path / "pwned"
+    if damage == "truncated":
+        victim.write_text(text[: len(text) // 2])
+    elif damage == "edited_vocab":
+        assert '"quick":' in text
+        victim.write_text(text.replace('"quick":', '"quack":'))
+    elif damage == "bad_structure":
+        victim.write_text('{"version": 1}')
+    else:
+
+        class RunsCode:
+            def __reduce__(self):
+                return (exec, (f"open({str(marker)!r}, 'w').write('x')",))
+
+        victim.write_bytes(pickle.dumps(RunsCode()))
+    with caplog.at_level(logging.WARNING):
+        again, folder2, hit = cached_tokenizer(TEXTS, spec, cache_dir=tmp_path)
+    assert not hit and folder2 == folder and not marker.exists()
+    assert f"ignoring damaged tokenizer cache {folder}" in caplog.text and str(victim) in caplog.text
+    # trained again (the trainer breaks ties between merges in no fixed order) and the cache replaced
+    assert again("to be or not")["input_ids"][0] == first.cls_token_id and verify_checksums(folder) is None
+    assert cached_tokenizer(TEXTS, spec, cache_dir=tmp_path)[2]  # and reused from then on
+
+
+def test_a_tokenizer_file_that_is_not_one_is_a_data_error_naming_the_folder(tmp_path):
+    (tmp_path / "tok").mkdir()
+    (tmp_path / "tok" / "tokenizer.json").write_text('{"version": 1}')
+    with pytest.raises(DataError, match=f"cannot load the tokenizer in {tmp_path / 'tok'}"):
+        load_tokenizer(tmp_path / "tok")

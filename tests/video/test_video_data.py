@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import pickle
 import shutil
 from pathlib import Path
@@ -166,6 +167,34 @@ def test_procedural_set_layout_and_cache(tmp_path):
     assert (folder / "meta.json").stat().st_mtime_ns == stamp  # reused, not regenerated
 
 
+@pytest.mark.parametrize("damage", ["truncated_mp4", "altered_jpeg", "garbage_meta", "no_checksums"])
+def test_damaged_procedural_set_is_named_and_generated_again(tmp_path, caplog, damage):
+    spec = ProceduralVideoSpec(num_videos=4, num_heldout=2, num_frames=3, frame_size=16, num_classes=2)
+    folder = build_procedural_videos(spec, tmp_path)
+    victim = {
+        "truncated_mp4": folder / "videos" / "train" / "bounce" / "0000_bounce.mp4",
+        "altered_jpeg": folder / "DAVIS" / "JPEGImages" / "480p" / "0001_orbit" / "00001.jpg",
+        "garbage_meta": folder / "meta.json",
+        "no_checksums": folder / "checksums.sha256",
+    }[damage]
+    original = victim.read_bytes()
+    if damage == "truncated_mp4":
+        victim.write_bytes(original[: len(original) // 2])
+    elif damage == "altered_jpeg":  # same size, still a decodable JPEG: only the checksum tells
+        victim.write_bytes(original[:-40] + bytes(b ^ 1 for b in original[-40:-2]) + original[-2:])
+    elif damage == "garbage_meta":
+        victim.write_text("{not json")
+    else:
+        victim.unlink()
+    with caplog.at_level(logging.WARNING):
+        assert build_procedural_videos(spec, tmp_path) == folder
+    assert f"ignoring damaged procedural video set {folder}" in caplog.text and str(victim) in caplog.text
+    assert victim.read_bytes() == original  # generated again, identical
+    assert [p.name for p in tmp_path.iterdir()] == [spec.key()]  # nothing left aside
+    caplog.clear()
+    assert build_procedural_videos(spec, tmp_path) == folder and not caplog.text  # intact: reused
+
+
 def test_procedural_builder_items_have_documented_shapes(tmp_path):
     data = DATASETS.get("procedural_videos")(
         clip_len=4, frame_stride=1, frame_size=24, cache_dir=str(tmp_path), **TINY
@@ -238,6 +267,26 @@ def test_corrupt_video_named_or_skipped_and_counted(tmp_path):
         video_folder(str(root), clip_len=2, frame_size=16)
     data = video_folder(str(root), clip_len=2, frame_size=16, skip_bad=True, test_fraction=0.5)
     assert data.stats["num_skipped"] == 1 and data.stats["bad_files"][0].endswith("a_truncated.mp4")
+    assert data.stats["num_train"] + data.stats["num_test"] == 5
+
+
+def test_video_cut_at_a_packet_boundary_is_left_out_when_scanning(tmp_path):
+    """Decoders open such a file as a complete, shorter video; the scan compares it with its header."""
+    import av
+
+    from tests.video.test_video_io import smooth_frames
+
+    root = _video_folder(tmp_path)
+    full = write_video(tmp_path / "full.mp4", smooth_frames(t=24, size=32), faststart=True)
+    with av.open(str(full)) as container:
+        ends = [p.pos + p.size for p in container.demux(container.streams.video[0]) if p.pos is not None]
+    data = full.read_bytes()
+    cut = root / "a" / "a_cut.mp4"
+    cut.write_bytes(data[: min(ends, key=lambda end: abs(end - len(data) // 2))])
+    with pytest.raises(CorruptFileError, match="a_cut.mp4 .truncated: container says 24 frames"):
+        video_folder(str(root), clip_len=2, frame_size=16)
+    data = video_folder(str(root), clip_len=2, frame_size=16, skip_bad=True, test_fraction=0.5)
+    assert data.stats["num_skipped"] == 1 and data.stats["bad_files"] == [str(cut)]
     assert data.stats["num_train"] + data.stats["num_test"] == 5
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import av
@@ -144,6 +145,57 @@ def test_truncated_file_error_names_it(tmp_path):
     cut.write_bytes(data[: len(data) // 2])
     with pytest.raises(CorruptFileError, match="cut.mp4"):
         read_video(cut)
+
+
+def _packet_ends(path: Path) -> list[int]:
+    """Byte offsets where the video packets of ``path`` end (a cut there leaves no partial packet)."""
+    with av.open(str(path)) as container:
+        packets = container.demux(container.streams.video[0])
+        return sorted(p.pos + p.size for p in packets if p.pos is not None and p.pos >= 0)
+
+
+@pytest.mark.parametrize("backend", ["decord", "torchcodec"])
+def test_mp4_with_its_index_in_front_cut_in_half_is_named_as_truncated(tmp_path, backend):
+    """The index (moov) at the front, the file cut in half at a packet boundary: both decoders open it
+    as a complete 4-frame video. The header still says 24 frames / 3 s, and that is compared."""
+    good = write_video(tmp_path / "good.mp4", smooth_frames(t=24), fps=8, faststart=True)
+    data = good.read_bytes()
+    assert data.find(b"moov") < data.find(b"mdat")  # faststart: the index comes first
+    half = min(_packet_ends(good), key=lambda end: abs(end - len(data) // 2))
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[:half])
+    expected = (
+        f"corrupt or unreadable file: {cut} (truncated: container says 24 frames / 3.000 s, "
+        "only 4 decodable (up to 0.500 s))"
+    )
+    for read in (video_info, read_video):
+        with pytest.raises(CorruptFileError) as info:
+            read(cut, backend=backend)
+        assert info.value.path == cut and str(info.value) == expected
+    assert (
+        video_info(good, backend).num_frames == 24 and read_video(good, [23], backend=backend).shape[0] == 1
+    )
+    cut.write_bytes(data[: len(data) // 2])  # cut inside a packet: an error naming the file, too
+    with pytest.raises(CorruptFileError, match="cut.mp4"):
+        read_video(cut, backend=backend)
+
+
+@pytest.mark.parametrize(
+    "suffix, says",
+    [
+        (".mkv", "3.000 s, only 20 decodable (up to 2.500 s)"),
+        (".avi", "24 frames / 2.750 s, only 19 decodable"),
+    ],
+)
+def test_other_containers_cut_short_are_named_as_truncated(tmp_path, suffix, says):
+    """Matroska declares no frame count, only a duration: the end of the last frame is compared."""
+    good = write_video(tmp_path / f"good{suffix}", smooth_frames(t=24), fps=8)
+    data = good.read_bytes()
+    cut = tmp_path / f"cut{suffix}"
+    cut.write_bytes(data[: int(len(data) * 0.9)])
+    with pytest.raises(CorruptFileError, match=re.escape(f"truncated: container says {says}")):
+        video_info(cut)
+    assert video_info(good).num_frames == 24
 
 
 def test_truncated_real_clip_error_names_it(tmp_path):

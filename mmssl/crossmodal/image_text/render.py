@@ -11,7 +11,7 @@ names; a pattern alternates that colour with a darker shade (45 %) of it.
 
 A picture is a function of ``(attributes, generator)``; the generator of sample ``i`` of a split is seeded
 by ``(seed, split, i)`` (:func:`picture_rng`), so splits are disjoint draws and a sample does not depend on
-the split's size. Rendered splits are cached as ``.npy`` (:class:`CaptionedPictures`).
+the split's size. Rendered splits are cached as ``.npz`` (:class:`CaptionedPictures`).
 """
 
 from __future__ import annotations
@@ -136,7 +136,7 @@ class CaptionedPictures(Dataset):
         self.cache_path: Path | None = None
         if use_cache:
             digest = _attributes_digest(self.attributes)
-            name = f"v{RENDER_VERSION}_seed{seed}_{split}_n{len(attributes)}_px{image_size}_{digest}.npy"
+            name = f"v{RENDER_VERSION}_seed{seed}_{split}_n{len(attributes)}_px{image_size}_{digest}.npz"
             self.cache_path = (
                 Path(cache_dir if cache_dir is not None else cache_folder("procedural_image_text")) / name
             )

@@ -28,15 +28,21 @@ def num_samples_for(seconds: float, sample_rate: int) -> int:
     return n
 
 
+def _decodes(path: Path) -> bool:
+    """True when ``path`` decodes (at its own rate: a check, nothing kept); CorruptFileError otherwise."""
+    load_audio(path, None, mono=False)
+    return True
+
+
 class AudioClips(Dataset):
     """Audio (or video) files with labels -> ``(wave float32 [S], label)``, mono at ``sample_rate``.
 
     ``preload=True`` decodes every file once at construction (small sets: FSDD, evaluation splits);
     otherwise files are decoded on access. A file that cannot be decoded raises
-    :class:`~mmssl.errors.CorruptFileError` naming it; with ``skip_bad=True`` it is skipped with a
-    warning instead (:class:`~mmssl.data.SkipBadFiles`: when preloading it is dropped from the list; on
-    access the next readable clip is returned) and ``num_skipped`` counts the distinct bad files this
-    process has seen.
+    :class:`~mmssl.errors.CorruptFileError` naming it; with ``skip_bad=True`` every file is decoded once
+    at construction (when not preloading: at its own rate, in ``workers`` threads, nothing kept) and the
+    bad ones are logged (:class:`~mmssl.data.SkipBadFiles`), left out of the index (no other clip ever
+    stands in for one) and listed in ``bad_files`` / counted in ``num_skipped``.
     """
 
     def __init__(
@@ -47,6 +53,7 @@ class AudioClips(Dataset):
         preload: bool = False,
         skip_bad: bool = False,
         class_names: Sequence[str] | None = None,
+        workers: int | None = None,
     ) -> None:
         if not samples:
             raise DataError("no audio files given")
@@ -63,6 +70,15 @@ class AudioClips(Dataset):
                 )
             self.samples = [sample for sample, _ in kept]
             self._waves = [wave for _, wave in kept]
+        elif skip_bad:
+            checked = self.skipping.keep_readable(
+                self.samples, lambda s: s[0], lambda s: _decodes(s[0]), workers or min(8, os.cpu_count() or 1)
+            )
+            if not checked:
+                raise DataError(
+                    f"no readable audio among {len(self.samples)} files (first: {self.samples[0][0]})"
+                )
+            self.samples = [sample for sample, _ in checked]
         self.targets: list[int] = [y for _, y in self.samples]
         self.paths = [p for p, _ in self.samples]
         self.where = os.path.commonpath([str(p) for p in self.paths])
@@ -70,6 +86,10 @@ class AudioClips(Dataset):
     @property
     def num_skipped(self) -> int:
         return self.skipping.num_skipped
+
+    @property
+    def bad_files(self) -> list[Path]:
+        return self.skipping.bad_files
 
     def read(self, path: Path) -> Tensor:
         """The whole clip at ``path``: mono float32 ``[S]`` at ``sample_rate``."""
@@ -85,4 +105,4 @@ class AudioClips(Dataset):
     def __getitem__(self, index: int) -> tuple[Tensor, int]:
         if self._waves is not None:
             return self._waves[index], self.samples[index][1]
-        return self.skipping.next_readable(index, self.paths, self._labelled_wave, self.where)
+        return self._labelled_wave(index)  # a file broken since it was checked raises, naming it

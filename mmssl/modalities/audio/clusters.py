@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from mmssl.cache import cache_folder
+from mmssl.cache import NPZ_ERRORS, cache_folder
 from mmssl.modalities.audio.texture_stats import (
     GROUPS,
     TextureConfig,
@@ -97,7 +97,9 @@ def cached_feature_groups(
 ) -> dict[str, Tensor]:
     """:func:`~mmssl.modalities.audio.texture_stats.texture_feature_groups`, stored as ``.npz`` when
     ``cache_key`` names the clip set (None: always recomputed). Write-then-rename, so concurrent
-    runs never read a half-written file."""
+    runs never read a half-written file; a damaged file (the zip CRC-32 of every member is checked as it
+    is read; a missing group, a row count other than ``count``, non-finite values) is logged, naming it,
+    and recomputed."""
     path = None
     if cache_key is not None:
         folder = Path(cache_dir) if cache_dir is not None else stats_cache_dir()
@@ -106,10 +108,17 @@ def cached_feature_groups(
             try:
                 with np.load(path, allow_pickle=False) as z:
                     groups = {g: torch.from_numpy(z[g]) for g in GROUPS}
-                if all(v.shape[0] == count for v in groups.values()):
-                    return groups
-            except (OSError, ValueError, KeyError) as err:
-                log.warning("ignoring unreadable texture-statistics cache %s (%s)", path, err)
+                for g, v in groups.items():
+                    if v.ndim != 2 or v.shape[0] != count or not torch.isfinite(v).all():
+                        raise ValueError(f"group {g!r} {tuple(v.shape)} is not {count} finite rows")
+                return groups
+            except NPZ_ERRORS as err:
+                log.warning(
+                    "ignoring unreadable texture-statistics cache %s (%s: %s); recomputing it",
+                    path,
+                    type(err).__name__,
+                    err,
+                )
     start = time.perf_counter()
     groups = texture_feature_groups(get_clip, sample_rate, config, count=count)
     log.info("texture statistics of %d clips in %.1fs", count, time.perf_counter() - start)

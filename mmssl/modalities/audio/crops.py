@@ -100,6 +100,7 @@ def audio_bundle(
             "num_train": len(train),
             "num_test": len(test),
             "num_skipped": train.num_skipped + test.num_skipped,
+            "bad_files": [str(p) for d in (train, test) for p in getattr(d, "bad_files", [])],
             "class_names": train.class_names,
             **stats,
         },

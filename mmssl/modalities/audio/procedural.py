@@ -18,7 +18,9 @@ structure: what sound-texture statistics (:mod:`mmssl.modalities.audio.texture_s
 :func:`generate_audio_visual_set` writes each clip as a real mp4 (H.264 or MPEG-4 Part 2 video +
 AAC audio, via PyAV) and a 16-bit wav (the lossless audio used for training), plus ``clips.csv``,
 into one folder per parameter set under the cache dir. The folder is built under a temporary
-name and renamed when complete, so a reader never sees a half-written set.
+name and renamed when complete, so a reader never sees a half-written set; ``checksums.sha256`` lists
+the SHA-256 of every file, checked before the set is used (once per process): a damaged set (a file cut
+short, altered or missing) is logged, naming the file, and generated again.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ import av
 import numpy as np
 import soundfile as sf
 
-from mmssl.cache import cache_folder
+from mmssl.cache import cache_folder, verify_checksums, write_checksums
 from mmssl.errors import DataError
 from mmssl.procedural.shapes import SHAPE_CLASSES, render_shape_image
 
@@ -347,7 +349,12 @@ def generate_audio_visual_set(
     )
     final = root / key
     if (final / MANIFEST).is_file():
-        return final
+        problem = _damage(final)
+        if problem is None:
+            return final
+        log.warning(
+            "ignoring damaged procedural audio-visual set %s (%s); generating it again", final, problem
+        )
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{key}."))
     start = time.perf_counter()
@@ -370,10 +377,15 @@ def generate_audio_visual_set(
             writer = csv.writer(f)
             writer.writerow(["split", "index", "label", "class_name", "video", "audio"])
             writer.writerows(rows)
+        write_checksums(tmp)
+        if final.exists() and _damage(final) is not None:  # damaged: moved aside, then removed
+            stale = Path(tempfile.mkdtemp(dir=root, prefix=f".{key}.stale-"))
+            os.rename(final, stale / "set")
+            shutil.rmtree(stale, ignore_errors=True)
         try:
             os.replace(tmp, final)
         except OSError:  # another process finished the same set first: use theirs
-            if not (final / MANIFEST).is_file():
+            if _damage(final) is not None:
                 raise
             shutil.rmtree(tmp, ignore_errors=True)
     except BaseException:
@@ -383,6 +395,13 @@ def generate_audio_visual_set(
         "generated %d audio-visual clips in %.1fs under %s", len(rows), time.perf_counter() - start, final
     )
     return final
+
+
+def _damage(folder: Path) -> str | None:
+    """What is wrong with a generated set (None: complete and intact)."""
+    if not (folder / MANIFEST).is_file():
+        return f"no {folder / MANIFEST}: incomplete"
+    return verify_checksums(folder)
 
 
 def read_manifest(folder: str | Path) -> list[dict[str, str]]:

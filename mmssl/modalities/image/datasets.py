@@ -224,8 +224,10 @@ def image_folder(
     ``augment="per_sample"`` takes the random resized crop from the full-resolution image; with
     ``augment="batch"`` images are first resized and centre-cropped to ``image_size`` (where their size
     differs) so that they stack into a batch, and the crop is taken from that square (see
-    :class:`~mmssl.modalities.image.items.ImageBatchItems`). ``skip_bad``: skip undecodable files with
-    a warning instead of raising :class:`~mmssl.errors.CorruptFileError`.
+    :class:`~mmssl.modalities.image.items.ImageBatchItems`). ``skip_bad``: every image file is decoded
+    once when the dataset is built (in threads); undecodable ones are logged, left out of the index (no
+    other sample stands in for them) and listed in ``stats["num_skipped"]`` / ``stats["bad_files"]``;
+    without it the first one read raises :class:`~mmssl.errors.CorruptFileError` naming it.
     """
     views = _check_views(views)
     augment = _check_augment(augment)
@@ -261,8 +263,15 @@ def image_folder(
         image_size=image_size,
         augment=augment,
         view_options=_view_options(view_options),
-        stats={"root": str(base), "skip_bad": skip_bad},
+        stats={"root": str(base), "skip_bad": skip_bad, **skipped_stats(train, test)},
     )
+
+
+def skipped_stats(*datasets: Any) -> dict[str, Any]:
+    """``num_skipped`` and ``bad_files`` (each once) of the datasets built with ``skip_bad``: the files
+    left out of their index (the runner writes them to metrics.json under ``data``)."""
+    bad = list(dict.fromkeys(p for d in datasets for p in getattr(d, "bad_files", [])))
+    return {"num_skipped": len(bad), "bad_files": [str(p) for p in bad]}
 
 
 def _image_splits_bundle(
@@ -319,9 +328,10 @@ def image_files(
 
     ``images``: see :mod:`~mmssl.modalities.image.unlabelled` (``.csv`` lists need a ``path`` column;
     paths in lists are relative to the list's folder). ``skip_bad``: undecodable files are found when
-    the dataset is built (each file decoded once), logged, counted in ``stats["num_skipped"]`` and left
-    out of the index; without it the first one read raises :class:`~mmssl.errors.CorruptFileError`
-    naming it. ``views``, ``view_options`` and ``augment`` as for ``image_folder``; pretraining items
+    the dataset is built (each file decoded once), logged, counted in ``stats["num_skipped"]`` (named in
+    ``stats["bad_files"]``, with those of the ``eval`` folders) and left out of the index; without it
+    the first one read raises :class:`~mmssl.errors.CorruptFileError` naming it. ``views``,
+    ``view_options`` and ``augment`` as for ``image_folder``; pretraining items
     carry no ``label``.
 
     ``eval`` (optional): labelled splits for kNN / linear / few-shot, the same section as
@@ -346,13 +356,14 @@ def image_files(
     if samples is not None:
         stats.update(shards=str(samples.manifest.root), num_shards=len(samples.manifest.shards))
     else:
-        stats.update(images=unlabelled.source, num_skipped=unlabelled.num_skipped)
+        stats.update(images=unlabelled.source, **skipped_stats(unlabelled))
     train = test = None
     num_classes = 0
     if splits is not None:
         resolved = resolve_splits(splits, skip_bad=skip_bad, where="data.eval")
         train, test, num_classes = resolved.train, resolved.evaluation, len(resolved.classes)
-        stats.update(resolved.stats())
+        bad = list(dict.fromkeys(stats.get("bad_files", []) + resolved.stats()["bad_files"]))
+        stats.update(resolved.stats(), num_skipped=len(bad), bad_files=bad)
     bundle = image_bundle(
         "image_files",
         train,  # type: ignore[arg-type]

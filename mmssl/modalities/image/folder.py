@@ -2,9 +2,9 @@
 ``(uint8 [3, H, W], label)`` items).
 
 :func:`load_image` decodes one file; :func:`fit_square` gives it the evaluation geometry (shorter side
-resized, central square); :func:`decode_each` decodes a list in threads, bad files going to a
-:class:`~mmssl.data.SkipBadFiles`; :func:`decode_images` decodes a list once into one uint8
-``[K, 3, S, S]`` tensor kept in memory for the rest of the process.
+resized, central square); :func:`decode_each` decodes a list in threads and :func:`keep_readable` keeps
+the files that decode, bad ones going to a :class:`~mmssl.data.SkipBadFiles`; :func:`decode_images`
+decodes a list once into one uint8 ``[K, 3, S, S]`` tensor kept in memory for the rest of the process.
 
 Semi-supervised benchmarks on small images keep the whole training set in memory (the FixMatch and USB
 code bases load CIFAR-10 as one uint8 array): CIFAR-10's 50,000 32x32 training images are 150 MB as
@@ -89,6 +89,18 @@ def decode_each(
                 yield i, result, None
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def keep_readable(paths: Sequence[Path], skipping: SkipBadFiles, workers: int | None = None) -> list[Path]:
+    """The paths that decode, in order; the others recorded with ``skipping`` (which raises on the first
+    when it does not skip). Decoding runs in ``workers`` threads (default: up to 8, :func:`decode_each`)."""
+    kept = []
+    for i, _, err in decode_each(paths, workers=workers):
+        if err is None:
+            kept.append(paths[i])
+        else:
+            skipping.record(err, paths[i])
+    return kept
 
 
 @dataclass(frozen=True)
@@ -189,12 +201,15 @@ class ImageFolderDataset(Dataset):
 
     Items: ``(transform(img), label)`` where ``img`` is a uint8 RGB tensor ``[3, H, W]``
     (``transform=None`` returns it as is). Undecodable files follow :class:`~mmssl.data.SkipBadFiles`:
-    :class:`~mmssl.errors.CorruptFileError` naming the file, or with ``skip_bad=True`` a warning naming
-    it (once) and the next readable sample instead (``num_skipped`` counts distinct bad files seen by
-    this process; each DataLoader worker keeps its own count).
+    :class:`~mmssl.errors.CorruptFileError` naming the file when it is read, or with ``skip_bad=True``
+    every file is decoded once when the dataset is built (in ``workers`` threads, :func:`keep_readable`)
+    and the bad ones are logged (a warning naming each), listed in ``bad_files``, counted in
+    ``num_skipped`` and left out of the index: no other sample ever stands in for them, so every index
+    is a distinct readable image with its own label.
 
     ``source``, :meth:`sample_ids` and :meth:`subset` are the labelled-split interface of
-    :mod:`~mmssl.modalities.image.splits` (a subset substitutes bad files from its own samples only).
+    :mod:`~mmssl.modalities.image.splits` (a subset shares its parent's ``bad_files``: report those of
+    the folder, not of each subset).
     """
 
     def __init__(
@@ -203,6 +218,7 @@ class ImageFolderDataset(Dataset):
         transform: Callable[[torch.Tensor], Any] | None = None,
         extensions: Sequence[str] = IMG_EXTENSIONS,
         skip_bad: bool = False,
+        workers: int | None = None,
     ) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
@@ -222,6 +238,11 @@ class ImageFolderDataset(Dataset):
             self.samples += [(p, self.class_to_idx[c]) for p in files]
         if not self.samples:
             raise DataError(f"no images with extensions {', '.join(exts)} under {self.root}")
+        if skip_bad:
+            readable = set(keep_readable([path for path, _ in self.samples], self.skipping, workers))
+            self.samples = [(path, label) for path, label in self.samples if path in readable]
+            if not self.samples:
+                raise DataError(f"no readable image under {self.root}: all {self.num_skipped} are bad")
         self.targets: list[int] = [label for _, label in self.samples]
         self._paths = [path for path, _ in self.samples]
 
@@ -247,22 +268,18 @@ class ImageFolderDataset(Dataset):
         return [os.path.abspath(path) for path in self._paths]
 
     def subset(self, indices: Sequence[int]) -> ImageFolderDataset:
-        """The samples at ``indices`` (in that order), same classes and options; a bad file is replaced by
-        the next readable sample of the subset, never by one outside it."""
+        """The samples at ``indices`` (in that order), same classes and options (and the same
+        ``skipping``: the folder's bad files, found when it was built)."""
         part = copy.copy(self)
         part.samples = [self.samples[i] for i in indices]
         part.targets = [label for _, label in part.samples]
         part._paths = [path for path, _ in part.samples]
-        part.skipping = SkipBadFiles(self.skip_bad)
         return part
-
-    def _load(self, index: int) -> tuple[torch.Tensor, int]:
-        path, label = self.samples[index]
-        return load_image(path), label
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, index: int) -> tuple[Any, int]:
-        img, label = self.skipping.next_readable(index, self._paths, self._load, where=str(self.root))
+        path, label = self.samples[index]
+        img = load_image(path)  # a file broken since the dataset was built raises, naming it
         return (self.transform(img) if self.transform is not None else img), label

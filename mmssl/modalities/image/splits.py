@@ -33,6 +33,10 @@ labelled evaluation). So ``mmssl eval RECIPE ckpt=... data.splits.test=DIR`` mea
 ``DIR`` with the training data unchanged. ``stats["eval_split"]`` says which split the figures are
 measured on.
 
+With ``skip_bad`` an image folder decodes every file once when it is opened and leaves the bad ones out
+of its index (:class:`~.folder.ImageFolderDataset`); ``stats()`` lists them (``num_skipped``,
+``bad_files``).
+
 Checks: every split has the same class names (in the same order) as ``train``; ``val`` and ``test`` share
 no sample with the train part (same file path, or same CIFAR file and index); unknown keys are named
 when the recipe loads (the dataclasses below).
@@ -42,7 +46,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -208,6 +212,8 @@ class ResolvedSplits:
     test: LabelledImages | None
     train_source: str
     val_source: str | None
+    #: the undecodable files left out of the opened folders (``skip_bad``), each once
+    bad_files: list[Path] = field(default_factory=list)
 
     @property
     def classes(self) -> list[str]:
@@ -234,6 +240,8 @@ class ResolvedSplits:
             "test_split": self.test.source if self.test is not None else None,
             "eval_split": self.eval_split,
             "num_val": len(self.val) if self.val is not None else 0,
+            "num_skipped": len(self.bad_files),
+            "bad_files": [str(p) for p in self.bad_files],
         }
 
 
@@ -279,7 +287,10 @@ def resolve_splits(
         if other is not None:
             _check_classes(train, other, split, where)
             _check_disjoint(train, other, split, where)
-    return ResolvedSplits(train, val, test, full.source, val_source)
+    opened = [full] + ([val] if val is not None and not isinstance(splits.val, HoldOut) else [])
+    opened += [test] if test is not None else []
+    bad = list(dict.fromkeys(p for split in opened for p in getattr(split, "bad_files", [])))
+    return ResolvedSplits(train, val, test, full.source, val_source, bad)
 
 
 __all__ = [

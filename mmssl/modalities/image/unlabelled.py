@@ -32,7 +32,7 @@ from torch.utils.data import Dataset
 from mmssl.data.keys import LABEL
 from mmssl.data.skip import SkipBadFiles
 from mmssl.errors import DataError
-from mmssl.modalities.image.folder import IMG_EXTENSIONS, decode_each, load_image
+from mmssl.modalities.image.folder import IMG_EXTENSIONS, keep_readable, load_image
 
 #: the label an unlabelled item carries in ``(image, label)`` form (dropped from pretraining items)
 NO_LABEL = -1
@@ -85,18 +85,6 @@ def list_images(path: str | Path) -> list[Path]:
             raise DataError(f"image list {location} names no files")
         return paths
     raise DataError(f"images not found: {location} (a folder of images, or a .txt / .csv list of them)")
-
-
-def keep_readable(paths: Sequence[Path], skipping: SkipBadFiles, workers: int | None = None) -> list[Path]:
-    """The paths that decode, in order; the others recorded with ``skipping`` (which raises on the first
-    when it does not skip). Decoding runs in ``workers`` threads (default: up to 8, :func:`.decode_each`)."""
-    kept = []
-    for i, _, err in decode_each(paths, workers=workers):
-        if err is None:
-            kept.append(paths[i])
-        else:
-            skipping.record(err, paths[i])
-    return kept
 
 
 class UnlabelledImages(Dataset):

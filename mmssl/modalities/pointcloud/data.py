@@ -250,8 +250,10 @@ def shapenetpart(
     training shape's surface is first reconstructed from all its points and normals
     (``acd.reconstruction``: ball_pivoting or poisson; logged), then decomposed as in
     ``procedural_parts``, but with a coarser default ``acd.threshold`` (0.2; see
-    :class:`~mmssl.modalities.pointcloud.acd.options.PointCloudACDOptions`). ``skip_bad``: skip
-    unreadable shape files with a warning (counted in ``stats["skipped_files"]``) instead of raising.
+    :class:`~mmssl.modalities.pointcloud.acd.options.PointCloudACDOptions`). ``skip_bad``: every shape
+    file is read once when the splits are opened; unreadable ones are logged, left out (never replaced by
+    another shape) and listed in ``stats["bad_files"]`` (``num_skipped``; ``skipped_files`` counts the
+    training ones), instead of raising.
     ``views: two_view`` (+ ``view_options``): items also carry two random views (two-view methods).
     """
     try:
@@ -262,9 +264,12 @@ def shapenetpart(
     train = ShapeNetPart(root, "trainval", **common)  # type: ignore[arg-type]
 
     shapes = _PretrainShapes()
-    readable = train.skip.keep_readable(
-        range(len(train)), lambda i: train.samples[i][0], lambda i: (train.load_full(i), train.sample(i))
-    )
+
+    def full_and_sample(i: int) -> tuple:
+        full = train.load_full(i)
+        return full, train.sample(i, full)
+
+    readable = train.skip.keep_readable(range(len(train)), lambda i: train.samples[i][0], full_and_sample)
     for i, ((xyz_all, normals_all, _), (xyz, normals, _)) in readable:
         shapes.add(ACDJob(str(train.samples[i][0]), xyz_all, None, normals_all), xyz, normals)
     if not shapes.jobs:
@@ -283,6 +288,7 @@ def shapenetpart(
         support=train if support_split == "trainval" else None,
     )
     split_stats = {k: v for k, v in splits.stats.items() if k.startswith("split_")}
+    bad = list(dict.fromkeys([str(p) for p in train.bad_files] + splits.stats["bad_files"]))
     return DataBundle(
         pretrain=with_views(pretrain, views, view_options),
         eval_train=splits.eval_train,
@@ -297,6 +303,8 @@ def shapenetpart(
             "support_split": support_split,
             "score_split": score_split,
             "skipped_files": train.skip.num_skipped,
+            "num_skipped": len(bad),  # every split's unreadable files, each once
+            "bad_files": bad,
             **split_stats,
             **acd_stats,
         },
@@ -361,6 +369,8 @@ def mesh_folder(
             "num_points": num_points,
             "num_shapes": len(shapes.jobs),
             "skipped_files": skip.num_skipped,
+            "num_skipped": skip.num_skipped,
+            "bad_files": [str(p) for p in skip.bad_files],
             **acd_stats,
         },
         name="mesh_folder",

@@ -80,9 +80,13 @@ def shapenetpart_splits(
     common: dict[str, Any] = dict(
         num_points=options.num_points, categories=options.categories, seed=seed, skip_bad=options.skip_bad
     )
+    opened = []
     if support is None:
         support = ShapeNetPart(options.root, options.support_split, **common)
+        opened.append(support)
     scored = ShapeNetPart(options.root, options.score_split, log_split_report=False, **common)
+    opened.append(scored)
+    bad = list(dict.fromkeys(p for split in opened for p in split.bad_files))
     split_stats = {f"split_{kind}": count for kind, count in support.report.counts().items()}
     return PartSegSplits(
         eval_train=ShapeNetPartItems(support),
@@ -95,6 +99,8 @@ def shapenetpart_splits(
             "num_scored": len(scored),
             "support_split": options.support_split,
             "score_split": options.score_split,
+            "num_skipped": len(bad),  # of the splits opened here (a reused support reports its own)
+            "bad_files": [str(p) for p in bad],
             **split_stats,
         },
     )

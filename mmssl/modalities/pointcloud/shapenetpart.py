@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -240,9 +241,10 @@ class ShapeNetPart(Dataset):
 
     Items: ``{"points": float32 [N, 3], "normals": float32 [N, 3], "parts": int64 [N] (global ids),
     "category": int, "index": int}``. ``targets`` lists the category of every item without loading.
-    A bad file raises :class:`~mmssl.errors.CorruptFileError`; with ``skip_bad=True`` it is logged
-    once, counted in ``num_skipped``, and the next readable shape is returned instead (the policy of
-    :class:`~mmssl.data.skip.SkipBadFiles`, ``self.skip``).
+    A bad file raises :class:`~mmssl.errors.CorruptFileError` when it is read; with ``skip_bad=True``
+    every file is read once when the dataset is built (in ``workers`` threads) and the bad ones are
+    logged, listed in ``bad_files``, counted in ``num_skipped`` and left out of the index (the policy of
+    :class:`~mmssl.data.skip.SkipBadFiles`, ``self.skip``): no other shape ever stands in for one.
     ``report`` (:class:`SplitReport`) holds the split inconsistencies, logged as warnings unless
     ``log_split_report=False``; ``cache_in_memory`` keeps loaded items.
     """
@@ -258,6 +260,7 @@ class ShapeNetPart(Dataset):
         skip_bad: bool = False,
         cache_in_memory: bool = True,
         log_split_report: bool = True,
+        workers: int | None = None,
     ) -> None:
         self.root = Path(root).expanduser()
         if not self.root.is_dir():
@@ -296,22 +299,35 @@ class ShapeNetPart(Dataset):
                 continue  # duplicate, another category, or missing (all reported above)
             seen.add(e)
             self.samples.append((path, synset_to_index[synset]))
+        self.skip = SkipBadFiles(skip_bad)
+        if skip_bad:
+            checked = self.skip.keep_readable(
+                self.samples,
+                lambda sample: sample[0],
+                lambda sample: load_shape(sample[0], self.categories[sample[1]]) is not None,
+                workers or min(8, os.cpu_count() or 1),
+            )
+            self.samples = [sample for sample, _ in checked]
         if not self.samples:
             raise DataError(
                 f"no readable ShapeNetPart shapes for split '{split}' under {self.root} "
-                f"(categories: {', '.join(self.categories)}; split report: {self.report.counts()})"
+                f"(categories: {', '.join(self.categories)}; split report: {self.report.counts()}; "
+                f"{self.num_skipped} unreadable)"
             )
         self.targets: list[int] = [c for _, c in self.samples]
         self.paths: list[Path] = [path for path, _ in self.samples]
         self.parts_per_category: dict[int, list[int]] = {
             i: list(SHAPENETPART_PARTS[n]) for i, n in enumerate(self.categories)
         }
-        self.skip = SkipBadFiles(skip_bad)
         self._memo: dict[int, dict[str, torch.Tensor | int]] = {}
 
     @property
     def num_skipped(self) -> int:
         return self.skip.num_skipped
+
+    @property
+    def bad_files(self) -> list[Path]:
+        return self.skip.bad_files
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -321,9 +337,12 @@ class ShapeNetPart(Dataset):
         path, cat = self.samples[index]
         return load_shape(path, self.categories[cat])
 
-    def sample(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The ``num_points`` rows of item ``index`` in the file's frame (not normalised)."""
-        xyz, normals, parts = self.load_full(index)
+    def sample(
+        self, index: int, full: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The ``num_points`` rows of item ``index`` in the file's frame (not normalised); ``full``: its
+        :meth:`load_full` rows when already read."""
+        xyz, normals, parts = full if full is not None else self.load_full(index)
         rng = np.random.default_rng(np.random.SeedSequence([int(self.seed), int(index)]))
         keep = subsample_indices(len(xyz), self.num_points, rng)
         return xyz[keep], normals[keep], parts[keep]
@@ -349,5 +368,4 @@ class ShapeNetPart(Dataset):
         return item
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | int]:
-        item = self.skip.next_readable(index, self.paths, self._cached_item, f"ShapeNetPart {self.root}")
-        return dict(item, index=index)
+        return dict(self._cached_item(index), index=index)  # a file broken since it was checked raises

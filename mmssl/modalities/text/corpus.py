@@ -40,12 +40,11 @@ import os
 import re
 import sys
 import sysconfig
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from mmssl.cache import cache_folder
+from mmssl.cache import cache_folder, read_checked, write_checked
 from mmssl.data import SkipBadFiles
 from mmssl.errors import CorruptFileError, DataError
 
@@ -53,8 +52,8 @@ log = logging.getLogger(__name__)
 
 PLAIN_EXTENSIONS: tuple[str, ...] = (".txt", ".md", ".rst", ".text")
 JSONL_EXTENSIONS: tuple[str, ...] = (".jsonl",)
-# Bump when the built-in extraction changes, so stale caches are not reused.
-BUILTIN_VERSION = 2
+# Bump when the built-in extraction or its cache format changes, so stale caches are not reused.
+BUILTIN_VERSION = 3
 # Folders of the standard library that hold tests, tools or vendored code rather than documentation.
 _STDLIB_SKIP_DIRS = frozenset(
     {"test", "tests", "idle_test", "site-packages", "dist-packages", "__pycache__", "turtledemo", "ensurepip"}
@@ -264,8 +263,9 @@ def builtin_corpus(
     path = path / f"stdlib_docstrings_{key}.jsonl"
     if use_cache and path.is_file():
         try:
-            return [TextUnit(**json.loads(line)) for line in path.read_text(encoding="utf-8").splitlines()]
-        except (ValueError, TypeError, OSError) as err:
+            lines = read_checked(path).decode("utf-8").splitlines()
+            return [TextUnit(**json.loads(line)) for line in lines]
+        except (ValueError, TypeError, OSError) as err:  # UnicodeDecodeError is a ValueError
             log.warning("ignoring unreadable cache %s (%s); extracting again", path, err)
     units = [u for f in _stdlib_files(root, modules) for u in extract_docstrings(f, root)]
     if not units:
@@ -276,14 +276,11 @@ def builtin_corpus(
 
 
 def _write_jsonl(units: list[TextUnit], path: Path) -> None:
-    """Write-then-rename: another process never reads a half-written cache."""
+    """Write-then-rename (another process never reads a half-written cache), after a line holding the
+    SHA-256 of the rest (:func:`~mmssl.cache.read_checked`: a file cut short or altered is re-extracted)."""
+    lines = "".join(json.dumps({"text": u.text, "source": u.source, "group": u.group}) + "\n" for u in units)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for u in units:
-                f.write(json.dumps({"text": u.text, "source": u.source, "group": u.group}) + "\n")
-        os.replace(tmp, path)
+        write_checked(path, lines.encode("utf-8"))
     except OSError as err:
         log.warning("could not write cache %s (%s); continuing without it", path, err)
 

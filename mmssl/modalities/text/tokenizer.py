@@ -12,7 +12,9 @@ assume this layout; :func:`check_special_ids` verifies it against an encoder):
 
 The result is a transformers fast tokenizer, so ``save_pretrained(folder)`` writes files that
 ``AutoTokenizer.from_pretrained(folder)`` reads without mmssl. Trained tokenizers are cached under
-``$MMSSL_CACHE/text_tokenizers/<key>``, the key hashing the training texts and every setting.
+``$MMSSL_CACHE/text_tokenizers/<key>``, the key hashing the training texts and every setting, with a
+``checksums.sha256`` of the folder's files: a cached tokenizer whose files differ from it (cut short,
+edited, missing) is logged, naming the file, and trained again, never used.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from typing import TYPE_CHECKING
 import tokenizers
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
-from mmssl.cache import cache_folder
+from mmssl.cache import cache_folder, verify_checksums, write_checksums
 from mmssl.errors import DataError
 from mmssl.modalities.text.corpus import corpus_fingerprint
 
@@ -135,22 +137,28 @@ def cached_tokenizer(
     """:func:`train_tokenizer`, or the copy cached for the same texts and ``spec``.
 
     Returns ``(tokenizer, folder, cache_hit)``; ``folder`` holds the tokenizer in transformers'
-    format (default ``$MMSSL_CACHE/text_tokenizers/<key>``).
+    format (default ``$MMSSL_CACHE/text_tokenizers/<key>``). A cached folder is used only when its files
+    match its ``checksums.sha256``; otherwise a warning names what differs and the tokenizer is trained
+    again (and the cache replaced).
     """
     key = spec.cache_key(texts)
     base = Path(cache_dir) if cache_dir is not None else cache_folder("text_tokenizers")
     folder = base / key
     if (folder / "tokenizer.json").is_file():
-        try:
-            return load_tokenizer(folder), folder, True
-        except (DataError, OSError, ValueError) as err:
-            log.warning("ignoring unreadable tokenizer cache %s (%s); training again", folder, err)
+        problem = verify_checksums(folder)
+        if problem is None:
+            try:
+                return load_tokenizer(folder), folder, True
+            except (DataError, OSError, ValueError) as err:
+                problem = str(err)
+        log.warning("ignoring damaged tokenizer cache %s (%s); training again", folder, problem)
     tok = train_tokenizer(texts, spec)
     try:
         base.mkdir(parents=True, exist_ok=True)
         # Save into a fresh folder, then rename it into place: a concurrent reader sees all or nothing.
         tmp = Path(tempfile.mkdtemp(dir=base, prefix=f".{key}."))
         tok.save_pretrained(tmp)
+        write_checksums(tmp)
         if folder.exists():  # an unreadable leftover, or another process won the race
             shutil.rmtree(folder, ignore_errors=True)
         os.replace(tmp, folder)
@@ -168,8 +176,8 @@ def load_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:
         raise DataError(f"no tokenizer in {path} (expected tokenizer.json / tokenizer_config.json)")
     try:
         return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-    except (OSError, ValueError) as err:
-        raise DataError(f"cannot load the tokenizer in {path}: {err}") from err
+    except Exception as err:  # the Rust tokenizers library raises a bare Exception for a bad file
+        raise DataError(f"cannot load the tokenizer in {path}: {type(err).__name__}: {err}") from err
 
 
 def check_special_ids(

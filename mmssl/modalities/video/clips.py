@@ -28,6 +28,14 @@ class VideoClipDataset(Dataset):
     just cover ``frame_size``), then ``transform`` (None: the uint8 frames). A clip that fails to
     decode raises CorruptFileError naming the file; with ``skip_bad`` it is logged once and the next
     source's clip is returned (``num_skipped`` counts those seen by this process).
+
+    That substitution is the one left in the toolkit, on purpose: the sources were scanned when the
+    dataset was built (:func:`~mmssl.modalities.video.sources.scan_sources`: every file opened, its
+    packet index compared with its header, so garbage and truncated files are already left out and
+    listed in the bundle's ``stats``), but decoding every frame of every video up front to find the
+    rare file whose frames fail in the middle would cost as much as a training epoch. Such a file is
+    found only in a data-loader worker; its warning names it, but the count stays in that worker's
+    process and does not reach metrics.json.
     """
 
     def __init__(

@@ -3,8 +3,14 @@
 - Video files (mp4, avi, webm, mkv, mov ...) are decoded with decord, which seeks to the frames asked
   for and can scale them inside ffmpeg (``size=``), much cheaper than decoding at full resolution and
   resizing afterwards. Anything decord cannot open or decode raises
-  :class:`~mmssl.errors.CorruptFileError` naming the file (decord reads the whole packet index when it
-  opens a file, so truncated files usually fail at that point).
+  :class:`~mmssl.errors.CorruptFileError` naming the file.
+- Truncated files: decord and TorchCodec read the packet index when they open a file, and a file cut
+  at a packet boundary opens as a complete, shorter video (an mp4 whose index sits at the front, cut
+  in half, reads as a few frames, decord repeating the last decodable one). Every open therefore
+  compares what the decoder found (frame count, end of the last frame) with what the container's
+  header declares (PyAV, header only: no decoding, once per file and process) and raises
+  :class:`~mmssl.errors.CorruptFileError` "truncated: container says N frames / D s, only M
+  decodable" (:func:`check_complete`).
 - Frame folders hold one image per frame, ordered by natural sort of the file names
   (``2.jpg`` before ``10.jpg``).
 - Videos are written with PyAV (H.264 in mp4/mkv/mov, MPEG-4 part 2 in avi, VP9 in webm).
@@ -80,6 +86,79 @@ class VideoInfo:
     fps: float
 
 
+@dataclass(frozen=True)
+class DeclaredLength:
+    """What a container's header says about its (first) video stream: ``num_frames`` (0: not said, e.g.
+    Matroska) and ``seconds`` (0.0: not said)."""
+
+    num_frames: int
+    seconds: float
+
+
+def _hms_seconds(text: str) -> float:
+    """``"HH:MM:SS.nnnnnnnnn"`` (Matroska's per-track ``DURATION`` tag) -> seconds; 0.0 when unreadable."""
+    try:
+        hours, minutes, seconds = text.strip().split(":")
+        return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    except ValueError:
+        return 0.0
+
+
+#: FFmpeg demuxers whose header declares the video's frame count or duration (MP4 / MOV, Matroska /
+#: WebM, AVI)
+_HEADER_LENGTH = frozenset({"mov", "mp4", "matroska", "webm", "avi"})
+
+
+@functools.lru_cache(maxsize=4096)
+def _declared(path: str, size: int, mtime_ns: int) -> DeclaredLength | None:
+    import av
+
+    try:
+        with av.open(path) as container:
+            # Only containers whose header states the length: for the others (MPEG-PS / TS ...) FFmpeg
+            # estimates it (from timestamps or the bit rate), which says nothing about truncation.
+            if not container.streams.video or not set(container.format.name.split(",")) & _HEADER_LENGTH:
+                return None
+            stream = container.streams.video[0]
+            seconds = 0.0
+            if stream.duration is not None and stream.time_base is not None:
+                seconds = float(stream.duration * stream.time_base)
+            elif "DURATION" in stream.metadata:
+                seconds = _hms_seconds(stream.metadata["DURATION"])
+            elif len(container.streams) == 1 and container.duration:  # the container's is the stream's
+                seconds = container.duration / av.time_base
+            return DeclaredLength(int(stream.frames or 0), max(seconds, 0.0))
+    except (av.FFmpegError, OSError, ValueError):
+        return None  # the decoder's own open is what decides whether the file is readable
+
+
+def declared_length(path: str | Path) -> DeclaredLength | None:
+    """The header's frame count and duration of ``path``'s video stream (PyAV; the header only, nothing
+    decoded; remembered per file, size and modification time), or None when PyAV cannot open it or the
+    container does not declare them (MP4 / MOV, Matroska / WebM and AVI do)."""
+    path = Path(path)
+    st = path.stat()
+    return _declared(str(path), st.st_size, st.st_mtime_ns)
+
+
+def check_complete(path: Path, decodable: int, end_s: float | None, fps: float) -> None:
+    """CorruptFileError naming ``path`` when the decoder found clearly less than the header declares:
+    ``decodable`` frames (its packet index) ending at ``end_s`` seconds against the declared frame count
+    (tolerance 1 %, at least one frame) and duration (tolerance 3 frames or 2 %: an audio track, B-frame
+    delay or rounding never trip it)."""
+    declared = declared_length(path)
+    if declared is None:
+        return
+    frames, seconds = declared.num_frames, declared.seconds
+    frame_s = 1.0 / fps if fps > 0 else (seconds / frames if frames else 0.0)
+    short_count = frames > 0 and decodable < frames - max(1, frames // 100)
+    short_time = seconds > 0 and end_s is not None and end_s < seconds - max(3 * frame_s, 0.02 * seconds)
+    if short_count or short_time:
+        says = f"{frames} frames / {seconds:.3f} s" if frames else f"{seconds:.3f} s"
+        up_to = f" (up to {end_s:.3f} s)" if end_s is not None else ""
+        raise CorruptFileError(path, f"truncated: container says {says}, only {decodable} decodable{up_to}")
+
+
 def _open(path: Path, size: Size | None = None, num_threads: int = 1):
     """A decord ``VideoReader``; every failure (missing codec, truncation, garbage) -> CorruptFileError."""
     import decord  # imported lazily: importing it starts no threads, but keeps `mmssl list` light
@@ -93,6 +172,12 @@ def _open(path: Path, size: Size | None = None, num_threads: int = 1):
         raise CorruptFileError(path, _first_line(err)) from err
     if len(reader) == 0:
         raise CorruptFileError(path, "no decodable video frames")
+    try:
+        end_s = float(reader.get_frame_timestamp(len(reader) - 1)[-1])
+        fps = float(reader.get_avg_fps())
+    except Exception:  # no timestamps: the frame count alone is compared
+        end_s, fps = None, 0.0
+    check_complete(path, len(reader), end_s, fps)
     return reader
 
 
@@ -103,7 +188,9 @@ def _first_line(err: BaseException) -> str:
 
 def video_info(path: str | Path, backend: str = "decord") -> VideoInfo:
     """Frame count, frame size and average frame rate of a video file (opened with ``backend``: the
-    decoders may count a file's frames differently, so scan with the one that will read it)."""
+    decoders may count a file's frames differently, so scan with the one that will read it). A file
+    holding fewer frames than its header declares raises :class:`~mmssl.errors.CorruptFileError`
+    ("truncated: ..."; :func:`check_complete`); only the first frame is decoded."""
     path = Path(path)
     if check_backend(backend) == "torchcodec":
         meta = _torchcodec_decoder(path, None, 1).metadata
@@ -180,8 +267,13 @@ def _torchcodec_decoder(path: Path, size: Size | None, num_threads: int):
         )
     except (RuntimeError, ValueError) as err:
         raise CorruptFileError(path, _first_line(err)) from err
-    if not decoder.metadata.num_frames:
+    meta = decoder.metadata
+    if not meta.num_frames:
         raise CorruptFileError(path, "no decodable video frames")
+    end_s = meta.end_stream_seconds_from_content
+    check_complete(
+        path, int(meta.num_frames), float(end_s) if end_s is not None else None, meta.average_fps or 0.0
+    )
     return decoder
 
 
@@ -217,13 +309,16 @@ def write_video(
     crf: int = 18,
     preset: str = "fast",
     chroma: str = "420",
+    faststart: bool = False,
 ) -> Path:
     """Encode uint8 ``[T, H, W, 3]`` RGB frames to ``path`` with PyAV; the suffix picks the codec.
 
     H.264 (``libx264``) for .mp4/.mkv/.mov, MPEG-4 part 2 for .avi, VP9 for .webm. ``crf``: constant
     quality (0 best .. 51; 18 is visually lossless for natural video); ``preset``: x264's speed/size
     trade-off. ``chroma``: "420" (what cameras and players use; height and width must be even) or
-    "444" (full-resolution colour, H.264/VP9 only: small saturated textures survive it). Returns the path.
+    "444" (full-resolution colour, H.264/VP9 only: small saturated textures survive it). ``faststart``
+    (.mp4/.mov): the index (``moov``) at the front of the file, the streaming layout most downloaded
+    files have, instead of at the end. Returns the path.
     """
     import av
 
@@ -246,8 +341,11 @@ def write_video(
         raise RuntimeError(f"this FFmpeg build has none of the encoders {', '.join(_ENCODERS[suffix])}")
     if chroma == "444" and codec not in ("libx264", "libvpx-vp9"):
         raise ValueError(f"4:4:4 chroma needs H.264 or VP9; '{suffix}' uses {codec}")
+    if faststart and suffix not in (".mp4", ".mov"):
+        raise ValueError(f"faststart applies to .mp4 / .mov files, not '{suffix}'")
     path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), mode="w") as container:
+    options = {"movflags": "+faststart"} if faststart else {}
+    with av.open(str(path), mode="w", options=options) as container:
         stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
         stream.width, stream.height, stream.pix_fmt = w, h, f"yuv{chroma}p"
         if codec == "libx264":

@@ -22,11 +22,14 @@ parameters, in two layouts read by the ordinary loaders::
     <dir>/DAVIS/Annotations/480p/<name>/00000.png  palette masks, 0 = background, 1..K = sprites
     <dir>/DAVIS/ImageSets/2017/{train,val}.txt     val = the held-out videos
     <dir>/meta.json                                parameters, class names, one record per video
+    <dir>/checksums.sha256                         SHA-256 of every file above (mmssl.cache)
 
 ("480p" is the folder name the DAVIS layout uses; the frames are ``frame_size`` pixels.) Colour is
 stored at full resolution (H.264 4:4:4, JPEG without chroma subsampling): 4:2:0 would smear the
 small saturated textures by ~18 grey levels on average, against ~5 (mp4) and ~3 (JPEG) here. The set is
-written into a temporary folder and renamed into place, so concurrent runs never see half a set.
+written into a temporary folder and renamed into place, so concurrent runs never see half a set; before
+a set is used its files are checked against ``checksums.sha256`` (once per process), and a damaged set
+(a file cut short, altered or missing) is logged, naming the file, and generated again.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from mmssl.cache import cache_folder
+from mmssl.cache import cache_folder, verify_checksums, write_checksums
 from mmssl.errors import DataError
 from mmssl.modalities.video.io import write_palette_mask, write_video
 from mmssl.procedural.shapes import random_colour, shape_mask, texture_mask
@@ -334,24 +337,32 @@ def build_procedural_videos(spec: ProceduralVideoSpec, cache_dir: str | Path | N
     """The folder holding the set for ``spec`` (see the module docstring), generated on first use.
 
     The folder is ``<cache_dir>/<spec.key()>`` (``cache_dir`` default: :func:`default_cache_dir`).
-    A folder without ``meta.json`` is incomplete and regenerated.
+    A folder without ``meta.json`` is incomplete, and one whose files differ from its
+    ``checksums.sha256`` damaged: either is generated again (a warning names what was wrong).
     """
     spec.validate()
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     final = root / spec.key()
     if (final / "meta.json").is_file():
-        return final
+        problem = _damage(final)
+        if problem is None:
+            return final
+        log.warning("ignoring damaged procedural video set %s (%s); generating it again", final, problem)
     root.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{spec.key()}.tmp-"))
     try:
         _write_set(spec, tmp)
-        if final.exists() and not (final / "meta.json").is_file():
-            shutil.rmtree(final)  # left over from an interrupted older writer without atomic rename
+        write_checksums(tmp)
+        if final.exists() and _damage(final) is not None:
+            # Incomplete (an interrupted older writer) or damaged: moved aside, then removed.
+            stale = Path(tempfile.mkdtemp(dir=root, prefix=f".{spec.key()}.stale-"))
+            os.rename(final, stale / "set")
+            shutil.rmtree(stale, ignore_errors=True)
         try:
             os.rename(tmp, final)
         except OSError:
-            if not (final / "meta.json").is_file():  # not another process's finished copy: a real error
+            if _damage(final) is not None:  # not another process's finished copy: a real error
                 raise
     finally:
         if tmp.exists():
@@ -360,6 +371,13 @@ def build_procedural_videos(spec: ProceduralVideoSpec, cache_dir: str | Path | N
         "generated %d procedural videos in %s (%.1fs)", spec.num_videos, final, time.perf_counter() - start
     )
     return final
+
+
+def _damage(folder: Path) -> str | None:
+    """What is wrong with a generated set (None: complete and intact)."""
+    if not (folder / "meta.json").is_file():
+        return f"no {folder / 'meta.json'}: incomplete"
+    return verify_checksums(folder)
 
 
 def load_meta(folder: str | Path) -> dict:

@@ -5,7 +5,9 @@ Running CoACD costs seconds per mesh, so its results are kept: the hulls, not pe
 point sample of the shape can be labelled from them), keyed by a hash of the shape's content and every
 setting that changes its decomposition (:func:`cache_key`), one ``.npz`` per shape, written atomically
 (write, then rename) so concurrent runs never read a half-written entry. Fallback decompositions are
-cached too (their ``method`` says so).
+cached too (their ``method`` says so). A damaged entry (cut short, altered: the zip CRC-32 of every member
+is checked as it is read; or arrays that do not describe hulls) is logged, naming the file, and
+recomputed, never used.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmssl.cache import cache_folder
+from mmssl.cache import NPZ_ERRORS, cache_folder
 from mmssl.modalities.pointcloud.acd.job import ACDJob, Decomposition
 from mmssl.modalities.pointcloud.acd.params import ACDParams
 
@@ -50,6 +52,34 @@ def cache_key(job: ACDJob, params: ACDParams) -> str:
     return h.hexdigest()
 
 
+def _hulls(
+    vertices: np.ndarray, faces: np.ndarray, vertex_counts: np.ndarray, face_counts: np.ndarray
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The hulls an entry's arrays describe; ValueError when they do not fit together (counts that do not
+    add up, a face naming a vertex outside its hull, non-finite coordinates)."""
+    if vertices.ndim != 2 or vertices.shape[1] != 3 or faces.ndim != 2 or faces.shape[1] != 3:
+        raise ValueError(f"vertices {vertices.shape} and faces {faces.shape} must be [n, 3]")
+    if vertex_counts.shape != face_counts.shape or vertex_counts.ndim != 1 or len(vertex_counts) == 0:
+        raise ValueError(f"vertex_counts {vertex_counts.shape} and face_counts {face_counts.shape} differ")
+    if (vertex_counts < 0).any() or (face_counts < 0).any():
+        raise ValueError("negative counts")
+    if vertex_counts.sum() != len(vertices) or face_counts.sum() != len(faces):
+        raise ValueError(
+            f"counts add up to {vertex_counts.sum()} vertices / {face_counts.sum()} faces, "
+            f"the arrays hold {len(vertices)} / {len(faces)}"
+        )
+    if not np.isfinite(vertices).all():
+        raise ValueError("non-finite vertex coordinates")
+    if vertex_counts.sum() == 0:  # an empty decomposition is stored with counts [0]
+        return []
+    vs = np.split(vertices, np.cumsum(vertex_counts)[:-1])
+    fs = np.split(faces, np.cumsum(face_counts)[:-1])
+    for i, (v, f) in enumerate(zip(vs, fs)):
+        if f.size and (f.min() < 0 or f.max() >= len(v)):
+            raise ValueError(f"hull {i}: a face names a vertex outside its {len(v)}")
+    return list(zip(vs, fs))
+
+
 class ACDCache:
     """``root/<key[:2]>/<key>.npz`` per decomposition; writes are atomic (temp file + rename), so
     concurrent runs never read a half-written entry. ``root=None`` disables caching."""
@@ -61,21 +91,25 @@ class ACDCache:
         return None if self.root is None else self.root / key[:2] / f"{key}.npz"
 
     def load(self, key: str) -> Decomposition | None:
+        """The cached decomposition, or None (none cached, or a damaged entry: logged, naming the file,
+        and recomputed by the caller)."""
         path = self.path(key)
         if path is None or not path.is_file():
             return None
         try:
             with np.load(path, allow_pickle=False) as z:
-                vertex_counts, face_counts = z["vertex_counts"], z["face_counts"]
-                vs = np.split(z["vertices"], np.cumsum(vertex_counts)[:-1])
-                fs = np.split(z["faces"], np.cumsum(face_counts)[:-1])
+                arrays = {name: z[name] for name in ("vertices", "faces", "vertex_counts", "face_counts")}
                 method = str(z["method"])
-        except (OSError, ValueError, KeyError) as err:
-            log.warning("ignoring unreadable ACD cache entry %s (%s)", path, err)
+            hulls = _hulls(**arrays)
+        except NPZ_ERRORS as err:
+            log.warning(
+                "ignoring unreadable ACD cache entry %s (%s: %s); recomputing it",
+                path,
+                type(err).__name__,
+                err,
+            )
             return None
-        if vertex_counts.sum() == 0:  # an empty decomposition is stored with counts [0]
-            vs, fs = [], []
-        return Decomposition(list(zip(vs, fs)), method)
+        return Decomposition(hulls, method)
 
     def save(self, key: str, decomposition: Decomposition) -> None:
         path = self.path(key)
