@@ -27,6 +27,7 @@ The image shards are what the ``image_files`` dataset streams with ``data.shards
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import random
 import sys
@@ -58,52 +59,28 @@ class SourceItem:
     meta: dict[str, object]
 
 
+# modality -> (module, its extensions constant, its reader: used only to prove a file decodes)
+READERS: dict[str, tuple[str, str, str]] = {
+    "image": ("mmssl.modalities.image.folder", "IMG_EXTENSIONS", "load_image"),
+    "video": ("mmssl.modalities.video.io", "VIDEO_EXTENSIONS", "video_info"),
+    "audio": ("mmssl.modalities.audio.io", "AUDIO_EXTENSIONS", "read_audio"),
+    "points": ("mmssl.modalities.pointcloud.io", "POINT_EXTENSIONS", "read_points"),
+    "mesh": ("mmssl.modalities.pointcloud.io", "MESH_EXTENSIONS", "read_mesh"),
+}
+
+
 def extensions(modality: str) -> tuple[str, ...]:
-    if modality == "image":
-        from mmssl.modalities.image.folder import IMG_EXTENSIONS
-
-        return IMG_EXTENSIONS
-    if modality == "video":
-        from mmssl.modalities.video.io import VIDEO_EXTENSIONS
-
-        return VIDEO_EXTENSIONS
-    if modality == "audio":
-        from mmssl.modalities.audio.io import AUDIO_EXTENSIONS
-
-        return AUDIO_EXTENSIONS
-    if modality == "points":
-        from mmssl.modalities.pointcloud.io import POINT_EXTENSIONS
-
-        return POINT_EXTENSIONS
-    if modality == "mesh":
-        from mmssl.modalities.pointcloud.io import MESH_EXTENSIONS
-
-        return MESH_EXTENSIONS
-    return (".txt", ".jsonl")
+    if modality == "text":
+        return (".txt", ".jsonl")
+    module, constant, _ = READERS[modality]
+    return getattr(importlib.import_module(module), constant)
 
 
-def checker(modality: str) -> Callable[[Path], None]:
+def checker(modality: str) -> Callable[[Path], object]:
     """The toolkit's reader for ``modality``, used only to prove a file decodes (raises CorruptFileError)."""
-    if modality == "image":
-        from mmssl.modalities.image.folder import load_image
-
-        return load_image
-    if modality == "video":
-        from mmssl.modalities.video.io import video_info
-
-        return video_info
-    if modality == "audio":
-        from mmssl.modalities.audio.io import read_audio
-
-        return read_audio
-    if modality == "points":
-        from mmssl.modalities.pointcloud.io import read_points
-
-        return read_points
-    if modality == "mesh":
-        from mmssl.modalities.pointcloud.io import read_mesh
-
-        return read_mesh
+    if modality != "text":
+        module, _, reader = READERS[modality]
+        return getattr(importlib.import_module(module), reader)
 
     def check_text(path: Path) -> None:
         try:

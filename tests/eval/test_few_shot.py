@@ -150,15 +150,19 @@ def _short_class_zero(n: int = 5):
     return x_tr[keep], y_tr[keep], x_te, y_te
 
 
-def test_shot_count_a_class_cannot_supply_is_skipped_and_said(caplog, _fresh_warnings):
-    x_tr, y_tr, x_te, y_te = _short_class_zero()
-    data = DataBundle(
+def _blobs(x_tr, y_tr, x_te, y_te) -> DataBundle:
+    return DataBundle(
         pretrain=None,
         eval_train=_Named(x_tr, y_tr),
         eval_test=_Labelled(x_te, y_te),
         num_classes=5,
         name="blobs",
     )
+
+
+def test_shot_count_a_class_cannot_supply_is_skipped_and_said(caplog, _fresh_warnings):
+    x_tr, y_tr, x_te, y_te = _short_class_zero()
+    data = _blobs(x_tr, y_tr, x_te, y_te)
     with caplog.at_level(logging.WARNING, logger="mmssl.eval.few_shot"):
         out = few_shot_evaluator(
             _Identity(), data, EvalContext(seed=0), FewShotOptions(shots=[1, 5, 10], seeds=2, epochs=20)
@@ -176,13 +180,7 @@ def test_shot_count_a_class_cannot_supply_is_skipped_and_said(caplog, _fresh_war
 
 def test_no_shot_count_fits_fails_before_any_feature_is_extracted(_fresh_warnings):
     x_tr, y_tr, x_te, y_te = _short_class_zero()
-    data = DataBundle(
-        pretrain=None,
-        eval_train=_Named(x_tr, y_tr),
-        eval_test=_Labelled(x_te, y_te),
-        num_classes=5,
-        name="blobs",
-    )
+    data = _blobs(x_tr, y_tr, x_te, y_te)
     message = (
         r"eval\.few_shot\.shots=\[10, 20\]: class 0 \('zero'\) has only 5 samples in eval_train of dataset "
         r"'blobs', fewer than 10 shots; every n in eval\.few_shot\.shots must be <= 5 for this data"
