@@ -105,3 +105,10 @@ def test_cli_show_and_list(capsys):
     out = capsys.readouterr().out
     for word in ("quickstart", "simclr", "moco", "byol", "small_cnn", "procedural_shapes", "knn", "few_shot"):
         assert word in out
+
+
+def test_davis_has_no_classes_so_knn_is_refused_when_the_recipe_loads():
+    # Found running video/simclr on DAVIS frames: the kNN evaluator failed after pretraining.
+    with pytest.raises(ConfigError, match=r"eval\.knn .*dataset 'davis' has none"):
+        load_recipe(resolve_recipe("video/simclr"), ["data.name=davis"])
+    load_recipe(resolve_recipe("video/crw"), ["data.name=davis"])  # label propagation only: fine

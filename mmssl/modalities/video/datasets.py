@@ -204,7 +204,7 @@ def video_folder(
     )
 
 
-@data_source(produces=pretrain_keys)
+@data_source(produces=pretrain_keys, labelled=False)  # no classes: label propagation only
 def davis(
     root: str | None = None,
     resolution: str = "480p",
