@@ -187,6 +187,10 @@ RUNNER_PROVIDED: dict[str, tuple[str, ...]] = {
     "evaluator": ("encoder", "data", "ctx"),
 }
 
+#: options every top-level section of a kind takes, handled by the library rather than its builder:
+#: an encoder's ``weights: PATH`` (initial weights, loaded by :func:`mmssl.encoders.build_encoder`)
+COMMON_OPTIONS: dict[str, dict[str, Any]] = {"encoder": {"weights": str | None}}
+
 
 def builder_options(
     builder: Callable[..., Any],
@@ -211,19 +215,26 @@ def builder_options(
     ]
     target = builder.__init__ if isinstance(builder, type) else builder
     hints = typing.get_type_hints(target, include_extras=True)
+    common = {} if nested else COMMON_OPTIONS.get(kind, {})
+    out: dict[str, Any] = {
+        key: coerce(value, common[key], f"{where}.{key}")
+        for key, value in options.items()
+        if key in common and key not in accepted
+    }
+    options = {key: value for key, value in options.items() if key not in out}
     whole = [key for key in accepted if _marker(hints.get(key), WholeSection) is not None]
     if whole:
         (key,) = whole
-        return {key: build_dataclass(typing.get_args(hints[key])[0], options, where)}
-    out: dict[str, Any] = {}
+        return {**out, key: build_dataclass(typing.get_args(hints[key])[0], options, where)}
     for key, value in options.items():
         if key not in accepted:
             if takes_any and key not in reserved:
                 out[key] = value
                 continue
+            valid = sorted({*accepted, *common})
             raise ConfigError(
-                f"unknown key '{where}.{key}' for {kind} '{name}'{closest(key, accepted)}; "
-                f"valid keys: {', '.join(sorted(accepted))}"
+                f"unknown key '{where}.{key}' for {kind} '{name}'{closest(key, valid)}; "
+                f"valid keys: {', '.join(valid)}"
             )
         hint = hints.get(key)
         marker = _marker(hint, Components)
@@ -249,6 +260,7 @@ __all__ = [
     "WHOLE_SECTION",
     "WholeSection",
     "RUNNER_PROVIDED",
+    "COMMON_OPTIONS",
     "build_dataclass",
     "whole_section_type",
     "builder_options",

@@ -14,6 +14,7 @@ ENCODERS = {
     "resnet18": "mmssl.modalities.image.encoders:resnet18",
     "resnet50": "mmssl.modalities.image.encoders:resnet50",
     "small_cnn": "mmssl.modalities.image.encoders:small_cnn",
+    "timm": "mmssl.modalities.image.timm_encoder:timm_encoder",
     "vit_tiny": "mmssl.modalities.image.encoders:vit_tiny",
     "vit_small": "mmssl.modalities.image.encoders:vit_small",
     "vit_base": "mmssl.modalities.image.encoders:vit_base",
