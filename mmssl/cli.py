@@ -20,9 +20,18 @@ from mmssl.registry import DATASETS, ENCODERS, EVALUATORS, METHODS, RegistryErro
 
 
 def recipe_dirs() -> list[Path]:
-    """Where recipe names are looked up: ./recipes, then the source checkout's recipes/."""
-    here = Path(__file__).resolve().parent.parent / "recipes"
-    dirs = [Path.cwd() / "recipes", here]
+    """Where recipe names are looked up (a path to a file is taken as is before any of these): ./recipes,
+    then the recipes an installed package carries (``mmssl/recipes``, package data built from the
+    checkout's ``recipes/``), then the source checkout's ``recipes/`` (a checkout or editable install)."""
+    from importlib.resources import files
+
+    dirs = [Path.cwd() / "recipes"]
+    packaged = files("mmssl").joinpath("recipes")
+    if isinstance(packaged, Path):  # on disk, as pip installs wheels (not from a zip archive)
+        dirs.append(packaged)
+    checkout = Path(__file__).resolve().parent.parent
+    if (checkout / "pyproject.toml").is_file():
+        dirs.append(checkout / "recipes")
     return [
         d for i, d in enumerate(dirs) if d.is_dir() and d.resolve() not in [x.resolve() for x in dirs[:i]]
     ]
@@ -109,6 +118,22 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from mmssl.compare import CompareError, compare_runs
+
+    try:
+        result = compare_runs(args.run_dirs, args.png)
+    except CompareError as err:
+        print(f"mmssl: compare error: {err}", file=sys.stderr)
+        return 2
+    print(result.table)
+    for label in result.without_curves:
+        print(f"mmssl: {label} has no loss curve (metrics.jsonl); not in the PNG", file=sys.stderr)
+    if result.png is not None:
+        print(f"curves: {result.png}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mmssl", description="Self-supervised learning beyond still images."
@@ -136,6 +161,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="timm/torchvision: write an encoder that differs from the library model (the card says how)",
     )
     p.set_defaults(fn=cmd_export)
+    p = sub.add_parser("compare", help="several runs' final metrics (markdown table) and curves (PNG)")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories (each with metrics.json)")
+    p.add_argument("--png", default="compare.png", help="where the curves go (default: ./compare.png)")
+    p.set_defaults(fn=cmd_compare)
     return parser
 
 
