@@ -52,6 +52,24 @@ def _check_finite(path: Path, array: np.ndarray, what: str) -> None:
         raise CorruptFileError(path, f"{bad} of {len(array)} {what} are NaN or infinite")
 
 
+TEXT_POINT_EXTENSIONS: tuple[str, ...] = (".xyz", ".xyzn", ".xyzrgb", ".pts", ".txt")
+
+
+def _check_last_line(path: Path) -> None:
+    """A text point file cut short mid-line: its last line lacks the newline and has fewer values than the
+    first (a cut inside the last number of a row cannot be told from a shorter file)."""
+    data = path.read_bytes()
+    if not data or data.endswith(b"\n"):
+        return
+    lines = [line.split() for line in data.splitlines() if line.strip()]
+    if len(lines) > 1 and len(lines[-1]) != len(lines[0]):
+        shown = b" ".join(lines[-1]).decode(errors="replace")
+        raise CorruptFileError(
+            path,
+            f"truncated: the last line '{shown}' has {len(lines[-1])} values, the first {len(lines[0])}",
+        )
+
+
 def read_points(path: str | Path) -> torch.Tensor:
     """Read a point cloud: float32 ``[N, 3]``, or ``[N, 6]`` (xyz + normals) when the file has normals.
 
@@ -66,6 +84,8 @@ def read_points(path: str | Path) -> torch.Tensor:
         raise CorruptFileError(
             path, f"unsupported point-cloud extension; use one of {', '.join(POINT_EXTENSIONS)}"
         )
+    if suffix in TEXT_POINT_EXTENSIONS:
+        _check_last_line(path)
     if suffix == ".txt":
         try:
             with warnings.catch_warnings():

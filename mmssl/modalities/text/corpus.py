@@ -72,11 +72,14 @@ class TextUnit:
 
 def _read_text(path: Path) -> str:
     try:
-        return path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as err:
         raise CorruptFileError(path, f"not UTF-8 text: {err}") from err
     except OSError as err:
         raise CorruptFileError(path, f"{type(err).__name__}: {err}") from err
+    if not text.strip():
+        raise CorruptFileError(path, "empty: no text in it")
+    return text
 
 
 def _span_group(offset: int, total: int, num_parts: int) -> str:
