@@ -13,6 +13,7 @@ closest valid key::
     data:    {name: procedural_shapes, views: simclr}
     train:   {steps: 600, batch_size: 256, optimizer: lars, lr: 1.0}
     eval:    {baselines: [random_init], knn: {k: 200}, few_shot: {shots: [1, 5, 10]}}
+    log:     {wandb: {project: mmssl, mode: offline}}   # optional; absent: metrics.jsonl + TensorBoard only
 
 Overrides use dotted paths: ``train.steps=200 data.root=/x eval.knn.k=20``; values are parsed as
 YAML scalars/lists (``[1,5]``, ``true``, ``1e-3``) and then coerced to the field's type.
@@ -37,6 +38,7 @@ from mmssl.option_markers import ScoresLabelledSplits
 from mmssl.options import build_dataclass, builder_options, whole_section_type
 from mmssl.registry import DATASETS, ENCODERS, EVALUATORS, METHODS, RegistryError, closest
 from mmssl.train.config import OPTIMIZERS, PRECISIONS, SCHEDULES, STRATEGIES, TrainConfig
+from mmssl.train.run_logger import WANDB_MODES, LogOptions
 
 
 @dataclass
@@ -50,6 +52,7 @@ class RecipeConfig:
     data: dict[str, Any]
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: dict[str, Any] = field(default_factory=dict)
+    log: LogOptions = field(default_factory=LogOptions)  # optional loggers (log.wandb)
     description: str = ""
     out_dir: str | None = None
     resume: str | None = None  # None | "auto" | path to a checkpoint
@@ -116,13 +119,26 @@ def from_dict(raw: dict[str, Any], source: str = "<recipe>") -> RecipeConfig:
     evals = raw.pop("eval", None) or {}
     _check_eval(evals, source)
     _check_labelled(raw, evals, source)
+    log = _check_log(raw.pop("log", None) or {}, source)
     try:
-        cfg = RecipeConfig(train=train, eval=evals, **raw)
+        cfg = RecipeConfig(train=train, eval=evals, log=log, **raw)
     except TypeError as err:
         raise ConfigError(f"{source}: {err}") from None
     for key in ("name", "modality", "description"):
         setattr(cfg, key, str(getattr(cfg, key)))
     return cfg
+
+
+def _check_log(section: Any, source: str) -> LogOptions:
+    if not isinstance(section, dict):
+        raise ConfigError(f"{source}: section 'log' must be a mapping like {{wandb: {{project: NAME}}}}")
+    try:
+        log = build_dataclass(LogOptions, section, "log")
+        if log.wandb is not None:
+            _check_choice(log.wandb.mode, WANDB_MODES, "log.wandb.mode")
+    except ConfigError as err:
+        raise ConfigError(f"{source}: {err}") from None
+    return log
 
 
 def _check_contract(raw: dict[str, Any], source: str) -> None:

@@ -208,6 +208,7 @@ def train(
         collate_fn=data.collate_fn,
         batch_transform=data.batch_transform,
         monitors=build_monitors(cfg, data),
+        log_options=cfg.log,
     )
     result = trainer.fit()
     if dist.is_main_process():

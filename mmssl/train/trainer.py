@@ -15,7 +15,6 @@ Device: CUDA with bf16 autocast when present, else CPU fp32. Distributed: launch
 from __future__ import annotations
 
 import copy
-import json
 import math
 import os
 import sys
@@ -57,6 +56,7 @@ from mmssl.train.fsdp import (
 from mmssl.train.nonfinite import NonFiniteGuard
 from mmssl.train.optim import build_optimizer, build_scheduler
 from mmssl.train.preemption import Preempted, StopSignals
+from mmssl.train.run_logger import LogOptions, RunLogger
 
 
 class NonFiniteLossError(RuntimeError):
@@ -127,36 +127,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-class RunLogger:
-    """metrics.jsonl + TensorBoard on rank 0; a no-op elsewhere."""
-
-    def __init__(self, run_dir: Path | None, enabled: bool) -> None:
-        self.enabled = enabled and run_dir is not None
-        self.tb = None
-        if self.enabled:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            self.path = run_dir / "metrics.jsonl"
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self.tb = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
-            except ImportError:  # tensorboard is a declared dependency; stay usable without it
-                self.tb = None
-
-    def log(self, step: int, values: dict[str, float]) -> None:
-        if not self.enabled:
-            return
-        with open(self.path, "a") as f:
-            f.write(json.dumps({"step": step, **values}) + "\n")
-        if self.tb is not None:
-            for k, v in values.items():
-                self.tb.add_scalar(f"train/{k}", v, step)
-
-    def close(self) -> None:
-        if self.tb is not None:
-            self.tb.close()
-
-
 class StepMonitor(Protocol):
     """Measures the method every ``every`` optimiser steps while it trains (e.g. an online kNN accuracy);
     the values are logged with the step's losses. It must not change the training state."""
@@ -192,6 +162,8 @@ class Trainer:
             the training device, e.g. batched GPU augmentation.
         monitors: measured every ``monitor.every`` steps on the main process and logged (metrics.jsonl,
             TensorBoard), e.g. :class:`mmssl.eval.monitor.KNNMonitor`.
+        log_options: the recipe's ``log`` section (optional loggers such as W&B,
+            :mod:`mmssl.train.run_logger`).
     """
 
     def __init__(
@@ -205,6 +177,7 @@ class Trainer:
         collate_fn: Callable | None = None,
         batch_transform: Callable | None = None,
         monitors: list[StepMonitor] | None = None,
+        log_options: LogOptions | None = None,
     ) -> None:
         self.cfg = cfg
         self.method = method
@@ -215,6 +188,7 @@ class Trainer:
         self.collate_fn = collate_fn
         self.batch_transform = batch_transform
         self.monitors = [m for m in monitors or [] if m.every > 0]
+        self.log_options = log_options
         launched = int(os.environ.get("WORLD_SIZE", "1")) > 1  # started by torchrun
         self.device = dist.init_distributed() if launched else pick_device(cfg.device)
         self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
@@ -401,7 +375,7 @@ class Trainer:
             )
         loader = pretraining_loader(self.dataset, cfg, sampler, self.collate_fn, self.device)
         batches = iter(loader)
-        logger = RunLogger(self.run_dir, self.is_main)
+        logger = RunLogger(self.run_dir, self.is_main, self.log_options, self.extra_state.get("config"))
         progress = None
         if self.is_main and cfg.progress:
             from tqdm.auto import tqdm
