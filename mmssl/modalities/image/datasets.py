@@ -183,16 +183,28 @@ def procedural_shapes(
     )
 
 
+def _exactly_one(
+    options: Mapping[str, Any], dataset: str, first: tuple[str, str], second: tuple[str, str]
+) -> None:
+    """A :class:`ConfigError` unless exactly one of the two ``(key, what it is)`` options is given."""
+    given = [key for key, _ in (first, second) if options.get(key) is not None]
+    if len(given) != 1:
+        got = "; got both (" + ", ".join(f"{k}: {options[k]}" for k in given) + ")" if given else ""
+        raise ConfigError(
+            f"dataset '{dataset}' needs exactly one of data.{first[0]} ({first[1]}) and "
+            f"data.{second[0]} ({second[1]}){got}"
+        )
+
+
 def image_folder_keys(options: Mapping[str, Any]) -> set[str]:
     """As :func:`pretrain_keys`; also checks, when the recipe loads, that exactly one of ``root`` and
     ``splits`` says where the images are."""
-    has_root, has_splits = options.get("root") is not None, options.get("splits") is not None
-    if has_root == has_splits:
-        raise ConfigError(
-            "dataset 'image_folder' needs exactly one of data.root (a folder with train/ and test/) and "
-            "data.splits ({train: DIR, val: DIR or {last_per_class: N}, test: DIR})"
-            + (f"; got both (root: {options['root']})" if has_root else "")
-        )
+    _exactly_one(
+        options,
+        "image_folder",
+        ("root", "a folder with train/ and test/"),
+        ("splits", "{train: DIR, val: DIR or {last_per_class: N}, test: DIR}"),
+    )
     return pretrain_keys(options)
 
 
@@ -300,13 +312,12 @@ def _image_splits_bundle(
 def unlabelled_keys(options: Mapping[str, Any]) -> set[str]:
     """As :func:`pretrain_keys`, less ``label``: unlabelled images have none. Also checks, when the recipe
     loads, that exactly one of ``images`` and ``shards`` says where they are."""
-    has_images, has_shards = options.get("images") is not None, options.get("shards") is not None
-    if has_images == has_shards:
-        raise ConfigError(
-            "dataset 'image_files' needs exactly one of data.images (a folder or a list of files) and "
-            "data.shards (a shard folder written by data_tools/make_shards.py)"
-            + (f"; got both (images: {options['images']}, shards: {options['shards']})" if has_images else "")
-        )
+    _exactly_one(
+        options,
+        "image_files",
+        ("images", "a folder or a list of files"),
+        ("shards", "a shard folder written by data_tools/make_shards.py"),
+    )
     return pretrain_keys(options) - {LABEL}
 
 
