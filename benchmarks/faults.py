@@ -126,9 +126,7 @@ def main() -> None:
               f"{'identical' if same else 'DIFFERS'}", flush=True)  # fmt: skip
     print()
     print(f"quickstart, {args.steps} steps x batch {args.batch_size}, checkpoint every {args.ckpt_every}")
-    print(
-        "| cycles | SIGKILL | SIGTERM | runs | divergences | uninterrupted (s) | time lost per cycle (s) |"
-    )
+    print("| cycles | SIGKILL | SIGTERM | runs | divergences | uninterrupted (s) | time lost per cycle (s) |")
     print("|---:|---:|---:|---:|---:|---:|---:|")
     print(
         f"| {len(kills)} | {kills.count('SIGKILL')} | {kills.count('SIGTERM')} | {runs} | {divergent} | "
