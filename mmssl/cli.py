@@ -169,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from mmssl.export.common import ExportError
     from mmssl.train.checkpoint import CheckpointWriteError
     from mmssl.train.preemption import Preempted
     from mmssl.train.trainer import NonFiniteLossError
@@ -185,6 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     except (CorruptFileError, DataError, FileNotFoundError) as err:
         print(f"mmssl: data error: {err}", file=sys.stderr)
         return 1
+    except ExportError as err:
+        print(f"mmssl: export error: {err}", file=sys.stderr)
+        return 2
     except CheckpointWriteError as err:
         print(f"mmssl: training stopped: {err}", file=sys.stderr)
         return 1

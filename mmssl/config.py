@@ -53,6 +53,7 @@ class RecipeConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: dict[str, Any] = field(default_factory=dict)
     log: LogOptions = field(default_factory=LogOptions)  # optional loggers (log.wandb)
+    export: list[str] = field(default_factory=list)  # formats `mmssl run` exports the encoder to at the end
     description: str = ""
     out_dir: str | None = None
     resume: str | None = None  # None | "auto" | path to a checkpoint
@@ -120,13 +121,27 @@ def from_dict(raw: dict[str, Any], source: str = "<recipe>") -> RecipeConfig:
     _check_eval(evals, source)
     _check_labelled(raw, evals, source)
     log = _check_log(raw.pop("log", None) or {}, source)
+    export = _check_export(raw.pop("export", None) or [], source)
     try:
-        cfg = RecipeConfig(train=train, eval=evals, log=log, **raw)
+        cfg = RecipeConfig(train=train, eval=evals, log=log, export=export, **raw)
     except TypeError as err:
         raise ConfigError(f"{source}: {err}") from None
     for key in ("name", "modality", "description"):
         setattr(cfg, key, str(getattr(cfg, key)))
     return cfg
+
+
+def _check_export(formats: Any, source: str) -> list[str]:
+    """``export: [safetensors, onnx, ...]``: formats of ``mmssl export``, run at the end of ``mmssl run``."""
+    from mmssl.export.common import FORMATS
+
+    if isinstance(formats, str):
+        formats = [formats]
+    if not isinstance(formats, list):
+        raise ConfigError(f"{source}: 'export' must be a list of formats ({', '.join(FORMATS)})")
+    for fmt in formats:
+        _check_choice(str(fmt), FORMATS, "export")
+    return [str(f) for f in formats]
 
 
 def _check_log(section: Any, source: str) -> LogOptions:

@@ -317,7 +317,13 @@ def run(cfg: RecipeConfig) -> dict[str, Any] | None:
         dist.broadcast_state(method)
     metrics = report(cfg, method, untrained, data, run_dir, result, split_over_ranks=shared)
     dist.cleanup_distributed()
-    return metrics if dist.is_main_process() else None
+    if not dist.is_main_process():
+        return None
+    for fmt in cfg.export:  # after the run's own files are written: a failed export loses nothing
+        from mmssl.export import export_run
+
+        print(export_run(run_dir, fmt).summary())
+    return metrics
 
 
 def eval_checkpoint(cfg: RecipeConfig) -> dict[str, Any]:

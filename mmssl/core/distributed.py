@@ -15,6 +15,7 @@ i.e. the single-process gradient on the whole global batch.
 
 from __future__ import annotations
 
+import gc
 import os
 from typing import Any
 
@@ -80,8 +81,15 @@ def init_distributed(backend: str | None = None) -> torch.device:
 
 
 def cleanup_distributed() -> None:
-    """Destroy the process group if one exists (safe to call in a single process)."""
+    """Destroy the process group if one exists (safe to call in a single process).
+
+    Unreachable objects that may still hold the group (e.g. a DDP module in a reference cycle) are collected
+    first, so that whatever threads they own are joined here, while the interpreter is whole, rather than
+    during interpreter shutdown. The symptom this addresses: a spawned rank aborting at exit with
+    "terminate called without an active exception" (1 pass in 18 of the distributed tests; the mechanism is
+    inferred, not traced)."""
     if is_distributed():
+        gc.collect()
         dist.destroy_process_group()
 
 
