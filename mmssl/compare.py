@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mmssl.figures import save_figure
-from mmssl.report import _fmt
+from mmssl.report import _fmt, metric_rows
 
 
 class CompareError(ValueError):
@@ -62,17 +62,11 @@ def read_run(run_dir: str | Path) -> Run:
 
 
 def _metric_rows(runs: list[Run]) -> list[tuple[str, str, str | None]]:
-    """(label, value key, std key or None) over the union of the runs' eval keys, in first-seen order; as
-    report.format_table, "x_mean" + "x_std" and "x" + "x_std" make one row "x"."""
+    """:func:`mmssl.report.metric_rows` over the union of the runs' eval keys, in first-seen order."""
     rows: list[tuple[str, str, str | None]] = []
     for run in runs:
-        evals = run.metrics["eval"]
-        for k in evals:
-            if k.endswith("_std") and (k[: -len("_std")] in evals or k[: -len("_std")] + "_mean" in evals):
-                continue
-            base = k[: -len("_mean")] if k.endswith("_mean") else k
-            row = (base, k, base + "_std" if base + "_std" in evals else None)
-            if all(r[0] != base for r in rows):
+        for row in metric_rows(run.metrics["eval"]):
+            if all(r[0] != row[0] for r in rows):
                 rows.append(row)
     return rows
 

@@ -49,17 +49,23 @@ def _fmt(value: Any, std: Any = None) -> str:
     return f"{100 * value:.1f}" if isinstance(value, float) and 0 <= value <= 1 else f"{value:.4g}"
 
 
-def format_table(metrics: dict[str, Any]) -> str:
-    """A plain-text table: one row per metric; the method, then each baseline (accuracies in %)."""
-    columns = [(f"{metrics['method']} ({metrics['encoder']})", metrics["eval"])]
-    columns += [(name.replace("_", " "), vals) for name, vals in metrics["baselines"].items()]
-    evals = metrics["eval"]
-    rows = []  # (label, value key, std key or None); "x_mean" + "x_std" and "x" + "x_std" show as "x ± std"
+def metric_rows(evals: dict[str, Any]) -> list[tuple[str, str, str | None]]:
+    """(label, value key, std key or None) per metric of ``evals``: "x_mean" + "x_std" and "x" + "x_std"
+    make one row "x", shown as "x ± std"."""
+    rows = []
     for k in evals:
         if k.endswith("_std") and (k[: -len("_std")] in evals or k[: -len("_std")] + "_mean" in evals):
             continue
         base = k[: -len("_mean")] if k.endswith("_mean") else k
         rows.append((base, k, base + "_std" if base + "_std" in evals else None))
+    return rows
+
+
+def format_table(metrics: dict[str, Any]) -> str:
+    """A plain-text table: one row per metric; the method, then each baseline (accuracies in %)."""
+    columns = [(f"{metrics['method']} ({metrics['encoder']})", metrics["eval"])]
+    columns += [(name.replace("_", " "), vals) for name, vals in metrics["baselines"].items()]
+    rows = metric_rows(metrics["eval"])
     label_width = max([22, *(len(label) + 2 for label, _, _ in rows)])
     widths = [max(16, len(title) + 2) for title, _ in columns]
     header = f"{'metric':<{label_width}}" + "".join(f"{t:>{w}}" for (t, _), w in zip(columns, widths))
