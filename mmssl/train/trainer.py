@@ -81,31 +81,21 @@ def pretraining_loader(
     """The trainer's DataLoader over ``dataset`` (per-sample seeded, resumable order): also what a benchmark
     times when it measures the data pipeline alone. A :class:`~mmssl.data.shards.ShardStream` (configured
     with :meth:`~mmssl.data.shards.ShardStream.configure`) orders itself and takes no sampler."""
-    if isinstance(dataset, ShardStream):
-        return DataLoader(
-            dataset,
-            batch_size=cfg.batch_size,
-            num_workers=cfg.num_workers,
-            pin_memory=device.type == "cuda",
-            persistent_workers=cfg.num_workers > 0,
-            collate_fn=collate_fn,
-            generator=torch.Generator().manual_seed(cfg.seed),  # as below: leave the global RNG alone
-        )
-    if sampler is None:
-        raise ValueError("a map-style pretraining dataset needs a ResumableSampler")
-    return DataLoader(
-        SeededDataset(dataset, cfg.seed),
+    common = dict(
         batch_size=cfg.batch_size,
-        sampler=sampler,
         num_workers=cfg.num_workers,
         pin_memory=device.type == "cuda",
-        drop_last=True,
         persistent_workers=cfg.num_workers > 0,
         collate_fn=collate_fn,
         # Its own generator, so creating the iterator does not draw from the global RNG
         # (a resumed run must see the same global RNG stream as an uninterrupted one).
         generator=torch.Generator().manual_seed(cfg.seed),
     )
+    if isinstance(dataset, ShardStream):
+        return DataLoader(dataset, **common)
+    if sampler is None:
+        raise ValueError("a map-style pretraining dataset needs a ResumableSampler")
+    return DataLoader(SeededDataset(dataset, cfg.seed), sampler=sampler, drop_last=True, **common)
 
 
 def autocast_context(device: torch.device, precision: str):
