@@ -12,15 +12,8 @@ from mmssl.config import from_dict
 from mmssl.errors import ConfigError
 from mmssl.train.run_logger import LogOptions, WandbOptions
 from mmssl.train.trainer import Trainer
+from tests.data.test_contract import RECIPE
 from tests.train.test_trainer import NoisyPairs, TinyMethod, _cfg
-
-RECIPE = {
-    "name": "t",
-    "modality": "image",
-    "method": {"name": "simclr"},
-    "encoder": {"name": "small_cnn"},
-    "data": {"name": "procedural_shapes", "views": "simclr"},
-}
 
 
 class EveryOther:
