@@ -41,7 +41,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--train-per-category", type=int, help="procedural: training shapes per category")
     p.add_argument("--seed", type=int, default=0, help="procedural: generator seed (a recipe's train.seed)")
     p.add_argument("--workers", type=int, default=2, help="worker processes (0: in this process, no timeout)")
-    p.add_argument("--timeout", type=float, default=60.0, help="seconds per shape before the fallback")
+    p.add_argument(
+        "--timeout", type=float, help="seconds per shape before the fallback (default: the builder's)"
+    )
     p.add_argument("--fallback", choices=["connected_components", "single"], default="connected_components")
     p.add_argument("--threshold", type=float, help="CoACD concavity threshold")
     p.add_argument("--resolution", type=int, help="CoACD sampling resolution")
@@ -63,13 +65,9 @@ def recipe_options(args: argparse.Namespace) -> dict[str, Any]:
     """The builder's recipe options for these arguments, as a recipe's ``data:`` section would hold them
     (``seed`` aside); the ``acd:`` section lists only the ACD options given, the rest keep the builder's
     defaults."""
-    acd: dict[str, Any] = {
-        "enabled": True,
-        "workers": args.workers,
-        "timeout_s": args.timeout,
-        "fallback": args.fallback,
-    }
+    acd: dict[str, Any] = {"enabled": True, "workers": args.workers, "fallback": args.fallback}
     optional = {
+        "timeout_s": args.timeout,
         "threshold": args.threshold,
         "resolution": args.resolution,
         "preprocess_mode": args.preprocess_mode,

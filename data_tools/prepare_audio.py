@@ -17,10 +17,13 @@ ESC-50 code paths and protocols can be exercised on real labelled audio when ESC
     .venv/bin/python data_tools/prepare_audio.py fsdd-to-esc50 ../shared/data/audio/fsdd /tmp/fsdd_esc50
 
 ``procedural``: write the built-in audio-visual set (mp4 + wav) and its sound-texture statistics
-into the cache, with the same keys the ``procedural_audio_visual`` dataset and the ``ambient_sound``
-method use::
+into a cache root, with the same keys the ``procedural_audio_visual`` dataset and the ``ambient_sound``
+method use. Everything goes under ``--cache-dir ROOT`` (default ``$MMSSL_CACHE`` or ``~/.cache/mmssl``):
+the clips to ``ROOT/procedural_audio_visual``, the statistics to ``ROOT/audio_texture_stats``, the layout
+a run reads with ``MMSSL_CACHE=ROOT``; nothing is written outside it::
 
     .venv/bin/python data_tools/prepare_audio.py procedural --train-per-class 24 --test-per-class 8
+    .venv/bin/python data_tools/prepare_audio.py procedural --cache-dir /scratch/mmssl_cache
 """
 
 from __future__ import annotations
@@ -52,7 +55,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     proc.add_argument("--sample-rate", type=int, default=16000)
     proc.add_argument("--fps", type=int, default=8)
     proc.add_argument("--seed", type=int, default=0, help="generator seed (a recipe's train.seed)")
-    proc.add_argument("--cache-dir", help="default $MMSSL_CACHE/procedural_audio_visual")
+    proc.add_argument(
+        "--cache-dir",
+        help="cache root: clips to <it>/procedural_audio_visual, statistics to <it>/audio_texture_stats "
+        "(default $MMSSL_CACHE or ~/.cache/mmssl; a run reads them with MMSSL_CACHE=<it>)",
+    )
     proc.add_argument("--no-stats", action="store_true", help="skip the sound-texture statistics")
     return p.parse_args(argv)
 
@@ -128,11 +135,17 @@ def fsdd_to_esc50(src: str, dst: str) -> int:
 
 
 def procedural(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mmssl.cache import cache_folder
     from mmssl.modalities.audio.av_clips import TrainingClips
-    from mmssl.modalities.audio.clusters import cached_feature_groups
+    from mmssl.modalities.audio.clusters import STATS_CACHE_NAME, cached_feature_groups
     from mmssl.modalities.audio.paired import procedural_audio_visual
+    from mmssl.modalities.audio.procedural import AV_CACHE_NAME
     from mmssl.modalities.audio.texture_stats import TextureConfig
 
+    # one root for both caches, so this tool writes only inside the folder it was given
+    root = Path(args.cache_dir).expanduser() if args.cache_dir else cache_folder()
     start = time.perf_counter()
     bundle = procedural_audio_visual(
         num_scenes=args.num_classes,
@@ -143,7 +156,7 @@ def procedural(args: argparse.Namespace) -> int:
         sample_rate=args.sample_rate,
         fps=args.fps,
         seed=args.seed,
-        cache_dir=args.cache_dir,
+        cache_dir=str(root / AV_CACHE_NAME),
     )
     stats = bundle.stats
     print(f"clips: {stats['root']} ({stats['num_train']} train, {stats['num_test']} test) "
@@ -151,10 +164,14 @@ def procedural(args: argparse.Namespace) -> int:
     if not args.no_stats:
         start = time.perf_counter()
         clips = bundle.extra(TrainingClips, needed_by="prepare_audio.py procedural").clips
+        folder = root / STATS_CACHE_NAME
         cached_feature_groups(
-            clips.clip_audio, len(clips), clips.sample_rate, TextureConfig(), clips.cache_key
+            clips.clip_audio, len(clips), clips.sample_rate, TextureConfig(), clips.cache_key, folder
         )
-        print(f"texture statistics (defaults) of {len(clips)} clips in {time.perf_counter() - start:.1f}s")
+        print(
+            f"texture statistics (defaults) of {len(clips)} clips in {time.perf_counter() - start:.1f}s "
+            f"-> {folder}"
+        )
     return 0
 
 

@@ -33,7 +33,7 @@ from mmssl import encoders
 from mmssl.config import EVAL_RESERVED, RecipeConfig, dump, retrain_baselines
 from mmssl.core import distributed as dist
 from mmssl.core.method import Method
-from mmssl.data import DataBundle
+from mmssl.data import DataBundle, SkippedWhileLoading
 from mmssl.encoders import load_encoder, save_encoder
 from mmssl.errors import ConfigError
 from mmssl.eval.context import EvalContext
@@ -111,6 +111,14 @@ def evaluate(
         opts = builder_options(fn, options or {}, f"eval.{name}", kind="evaluator", name=name)
         results.update(fn(method.encoder, data, ctx, **opts))
     return results
+
+
+def data_stats(data: DataBundle) -> dict[str, Any]:
+    """The bundle's ``stats`` as metrics.json gives them: with the files skipped while items were loaded
+    (video clips that fail mid-decode, in any data-loader worker; see
+    :class:`~mmssl.data.SkippedWhileLoading`) added to ``num_skipped`` / ``bad_files``."""
+    skipped = data.find_extra(SkippedWhileLoading)
+    return skipped.add_to(data.stats) if skipped is not None else dict(data.stats)
 
 
 def ranks_share_evaluation(cfg: RecipeConfig) -> bool:
@@ -286,6 +294,7 @@ def report(
         bmethod, _, _, _ = train(bcfg, bdata)
         metrics["baselines"][name] = evaluate(bcfg, bmethod.to(device), bdata, device)
     metrics["eval_seconds"] = round(time.perf_counter() - t0, 2)
+    metrics["data"] = data_stats(data)  # after training and evaluation: files skipped while loading
     if not main:
         return metrics
     # Methods with pictures to show (reconstructions, colourisations ...) save them here.
@@ -309,6 +318,9 @@ def run(cfg: RecipeConfig) -> dict[str, Any] | None:
     data = build_data(cfg)
     preflight(cfg, data)
     method, untrained, result, run_dir = train(cfg, data)
+    skipped = data.find_extra(SkippedWhileLoading)
+    if skipped is not None:  # every rank is here: each rank's workers' finds, merged for rank 0
+        skipped.gather_over_ranks()
     shared = ranks_share_evaluation(cfg)
     if not dist.is_main_process() and not shared:
         dist.cleanup_distributed()

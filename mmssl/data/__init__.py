@@ -7,7 +7,7 @@ Nothing here knows a modality; every modality adapter builds on it.
 from mmssl.data.bundle import DataBundle
 from mmssl.data.keys import BatchKey, batch_key, check_batch_keys
 from mmssl.data.multiview import MultiViewTransform
-from mmssl.data.skip import SkipBadFiles
+from mmssl.data.skip import SkipBadFiles, SkippedWhileLoading
 from mmssl.data.source import DataSource, data_source
 from mmssl.data.wrappers import LabelledItems, MultiViewItems, SingleItems
 
@@ -20,6 +20,7 @@ __all__ = [
     "MultiViewTransform",
     "SingleItems",
     "SkipBadFiles",
+    "SkippedWhileLoading",
     "batch_key",
     "check_batch_keys",
     "data_source",

@@ -8,7 +8,10 @@ Datasets check their files when they are built (:meth:`SkipBadFiles.keep_readabl
 leaves the index instead of another sample standing in for it (counted twice), and the bundle's
 ``stats`` list them (``num_skipped``, ``bad_files``; the runner writes them to metrics.json).
 :meth:`SkipBadFiles.next_readable` (substitution) is left only where checking every file up front would
-decode the whole data set (video clips: :class:`~mmssl.modalities.video.clips.VideoClipDataset`).
+decode the whole data set (video clips: :class:`~mmssl.modalities.video.clips.VideoClipDataset`). Files
+found bad there, possibly in data-loader worker processes, are marked in a :class:`SkippedWhileLoading`
+(one flag per file in shared memory, so a worker's find reaches the main process): the bundle carries
+it as an extra, and the runner adds its files to ``num_skipped`` / ``bad_files`` in metrics.json.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
+
+import torch
 
 from mmssl.errors import CorruptFileError, DataError
 
@@ -33,11 +38,55 @@ def _attempt(loader: Callable[[Item], Loaded], item: Item) -> Loaded | CorruptFi
         return err
 
 
-class SkipBadFiles:
-    """Raise on a corrupt file, or (``skip=True``) log it once, count it and go on without it."""
+class SkippedWhileLoading:
+    """The files of a data set found bad while its items were loaded, in any process.
 
-    def __init__(self, skip: bool = False) -> None:
+    One flag per file in a shared-memory tensor: DataLoader workers (forked or spawned; torch shares the
+    storage either way) set the flag of the file they skipped, and the main process reads them all.
+    Setting a flag is idempotent, so concurrent workers need no lock and a file skipped by two workers
+    counts once. Under torchrun each rank has its own flags: :meth:`gather_over_ranks` (called on every
+    rank) merges them.
+    """
+
+    def __init__(self, paths: Iterable[str | Path]) -> None:
+        self.paths = list(dict.fromkeys(Path(p) for p in paths))
+        self._index = {p: i for i, p in enumerate(self.paths)}
+        self._flags = torch.zeros(len(self.paths), dtype=torch.uint8).share_memory_()
+
+    def mark(self, path: str | Path) -> None:
+        """Record ``path`` as skipped (a path outside the data set is ignored)."""
+        i = self._index.get(Path(path))
+        if i is not None:
+            self._flags[i] = 1
+
+    def files(self) -> list[Path]:
+        """The skipped files, in data-set order."""
+        return [self.paths[i] for i in self._flags.nonzero().flatten().tolist()]
+
+    def gather_over_ranks(self) -> None:
+        """Mark here every file any rank marked (a collective: every rank must call it)."""
+        from mmssl.core import distributed as dist
+
+        if dist.is_distributed():
+            for marked in dist.all_gather_object(self._flags.nonzero().flatten().tolist()):
+                self._flags[marked] = 1
+
+    def add_to(self, stats: dict) -> dict:
+        """``stats`` with the skipped files added to ``bad_files`` / ``num_skipped`` (each file once) and
+        ``skipped_while_loading`` counting those found after the data set was built."""
+        found = [str(p) for p in self.files()]
+        bad = list(dict.fromkeys([*stats.get("bad_files", []), *found]))
+        return {**stats, "num_skipped": len(bad), "bad_files": bad, "skipped_while_loading": len(found)}
+
+
+class SkipBadFiles:
+    """Raise on a corrupt file, or (``skip=True``) log it once, count it and go on without it.
+    ``shared``: also mark each skipped file there (seen by every process, see
+    :class:`SkippedWhileLoading`)."""
+
+    def __init__(self, skip: bool = False, shared: SkippedWhileLoading | None = None) -> None:
         self.skip = skip
+        self.shared = shared
         self.bad_files: list[Path] = []
         self._seen: set[Path] = set()
 
@@ -53,6 +102,8 @@ class SkipBadFiles:
         if path not in self._seen:
             self._seen.add(path)
             self.bad_files.append(path)
+            if self.shared is not None:
+                self.shared.mark(path)
             log.warning("skipping %s", err)
 
     def load(self, path: str | Path, loader: Callable[[], Loaded]) -> Loaded | None:

@@ -306,6 +306,25 @@ def test_video_broken_after_scan_is_skipped_in_getitem(tmp_path, caplog):
     assert base.num_skipped == 1 and victim.name in caplog.text
 
 
+@pytest.mark.parametrize("workers", [0, 2])
+def test_video_broken_after_scan_reaches_metrics_from_loader_workers(tmp_path, workers):
+    """A clip that fails only when decoded, in a data-loader worker, is counted in the stats the run
+    writes to metrics.json (the worker's own count would die with it)."""
+    from mmssl.pipeline import data_stats
+
+    root = _video_folder(tmp_path)
+    data = video_folder(str(root), clip_len=2, frame_size=16, skip_bad=True, test_fraction=0.5)
+    assert data_stats(data)["num_skipped"] == 0
+    victim = next(s.path for s in data.pretrain.base.sources if s.path.is_file())
+    victim.write_bytes(b"broken")
+    loader = DataLoader(data.pretrain, batch_size=2, num_workers=workers)
+    assert sum(len(batch["clip"]) for batch in loader) == len(data.pretrain)
+    assert data.pretrain.base.num_skipped == (1 if workers == 0 else 0)  # the main process's own count
+    stats = data_stats(data)
+    assert stats["bad_files"] == [str(victim)] and stats["num_skipped"] == 1
+    assert stats["skipped_while_loading"] == 1 and data.stats["num_skipped"] == 0  # the bundle is unchanged
+
+
 def test_short_policy_error_is_raised_at_build_time(tmp_path):
     root = _video_folder(tmp_path)
     with pytest.raises(DataError, match="needs 8"):

@@ -82,9 +82,13 @@ def binary_codes(features: Tensor | np.ndarray, num_bits: int, seed: int = 0) ->
     return torch.from_numpy((proj > 0).astype(np.float32)), torch.from_numpy(comps)
 
 
+#: the statistics' folder under the cache root
+STATS_CACHE_NAME = "audio_texture_stats"
+
+
 def stats_cache_dir() -> Path:
     """``$MMSSL_CACHE/audio_texture_stats`` (next to the procedural data caches)."""
-    return cache_folder("audio_texture_stats")
+    return cache_folder(STATS_CACHE_NAME)
 
 
 def cached_feature_groups(

@@ -298,9 +298,13 @@ def write_mp4(path: Path, frames: np.ndarray, fps: int, audio: np.ndarray | None
                 out.mux(packet)
 
 
+#: the clips' folder under the cache root
+AV_CACHE_NAME = "procedural_audio_visual"
+
+
 def default_av_cache_dir() -> Path:
     """``$MMSSL_CACHE/procedural_audio_visual`` (next to the image renderer's cache)."""
-    return cache_folder("procedural_audio_visual")
+    return cache_folder(AV_CACHE_NAME)
 
 
 def set_key(

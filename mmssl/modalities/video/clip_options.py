@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from mmssl.data import LabelledItems, MultiViewItems, SingleItems, SkipBadFiles
+from mmssl.data import LabelledItems, MultiViewItems, SingleItems, SkipBadFiles, SkippedWhileLoading
 from mmssl.data.keys import INDEX, LABEL, VIEWS
 from mmssl.modalities.video.clips import VideoClipDataset
 from mmssl.modalities.video.io import check_backend
@@ -55,6 +55,14 @@ class ClipOptions:
     views: str | None = None
     two_clips: TwoClipOptions = field(default_factory=TwoClipOptions)
     backend: str = "decord"
+    # files found bad while clips are decoded (in any worker); set by :meth:`track_skips`
+    skipped: SkippedWhileLoading | None = None
+
+    def track_skips(self, *source_lists: Sequence[VideoSource]) -> SkippedWhileLoading:
+        """Share one record of the files skipped while decoding over every data set built from now on;
+        the builder puts it in the bundle's ``extras`` so the run counts them in metrics.json."""
+        self.skipped = SkippedWhileLoading(s.path for sources in source_lists for s in sources)
+        return self.skipped
 
     def check(self) -> None:
         """The checks the sampler makes, up front: a typo fails at build time, not in a worker."""
@@ -73,6 +81,7 @@ class ClipOptions:
                 short=self.short,
                 skip_bad=self.skip_bad,
                 backend=self.backend,
+                skipped=self.skipped,
             )
             return MultiViewItems(pairs, ClipPairViews(clip_view_transform(self.frame_size, self.two_clips)))
         transform = train_clip_transform(self.frame_size, crop_scale=self.crop_scale)
@@ -94,6 +103,7 @@ class ClipOptions:
             short=self.short,
             skip_bad=self.skip_bad,
             backend=self.backend,
+            skipped=self.skipped,
         )
 
     def stats(self) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from mmssl.data import SkipBadFiles
+from mmssl.data import SkipBadFiles, SkippedWhileLoading
 from mmssl.errors import DataError
 from mmssl.modalities.video.io import read_frame_folder, read_video
 from mmssl.modalities.video.sources import VideoSource
@@ -27,15 +27,16 @@ class VideoClipDataset(Dataset):
     Frames are decoded at :func:`~mmssl.modalities.video.views.decode_size` (the source scaled to
     just cover ``frame_size``), then ``transform`` (None: the uint8 frames). A clip that fails to
     decode raises CorruptFileError naming the file; with ``skip_bad`` it is logged once and the next
-    source's clip is returned (``num_skipped`` counts those seen by this process).
+    source's clip is returned (``num_skipped`` counts those seen by this process; ``skipped``, when given,
+    records them for every process, and the run adds them to metrics.json).
 
     That substitution is the one left in the toolkit, on purpose: the sources were scanned when the
     dataset was built (:func:`~mmssl.modalities.video.sources.scan_sources`: every file opened, its
     packet index compared with its header, so garbage and truncated files are already left out and
     listed in the bundle's ``stats``), but decoding every frame of every video up front to find the
     rare file whose frames fail in the middle would cost as much as a training epoch. Such a file is
-    found only in a data-loader worker; its warning names it, but the count stays in that worker's
-    process and does not reach metrics.json.
+    found only in a data-loader worker; its warning names it, and ``skipped`` (shared memory) carries it
+    to the main process.
     """
 
     def __init__(
@@ -49,6 +50,7 @@ class VideoClipDataset(Dataset):
         short: str = "pad",
         skip_bad: bool = False,
         backend: str = "decord",
+        skipped: SkippedWhileLoading | None = None,
     ) -> None:
         if not sources:
             raise DataError("no readable videos")
@@ -57,7 +59,7 @@ class VideoClipDataset(Dataset):
         self.frame_size = as_size(frame_size) if frame_size is not None else None
         self.transform = transform
         self.backend = backend
-        self.skipping = SkipBadFiles(skip_bad)
+        self.skipping = SkipBadFiles(skip_bad, shared=skipped)
         self.targets: list[int] = [s.label for s in self.sources]
         self.paths = [s.path for s in self.sources]
         self.where = os.path.commonpath([str(p) for p in self.paths])

@@ -101,13 +101,17 @@ def procedural_videos(
     skipping = SkipBadFiles(skip_bad)
     train = scan_sources(by_split["train"], skipping, backend)
     test = scan_sources(by_split["heldout"], skipping, backend)
+    skipped = opts.track_skips(train, test)
     heldout = [r["name"] for r in meta["videos"] if r["split"] == "heldout"]
     return DataBundle(
         pretrain=opts.pretrain(train),
         eval_train=opts.evaluation(train),
         eval_test=opts.evaluation(test),
         num_classes=len(meta["class_names"]),
-        extras=(propagation_set(folder / "DAVIS", heldout, DAVIS_RESOLUTION, num_propagation_sequences),),
+        extras=(
+            propagation_set(folder / "DAVIS", heldout, DAVIS_RESOLUTION, num_propagation_sequences),
+            skipped,
+        ),
         stats={
             **opts.stats(),
             "dataset": "procedural_videos",
@@ -179,6 +183,7 @@ def video_folder(
     skipping = SkipBadFiles(skip_bad)
     train = scan_sources(train_items, skipping, backend)
     test = scan_sources(test_items, skipping, backend)
+    skipped = opts.track_skips(train, test)
     stats = {
         **opts.stats(),
         "dataset": "video_folder",
@@ -188,11 +193,10 @@ def video_folder(
         "num_test": len(test),
         **skipped_stats(skipping),
     }
-    extras = ()
+    extras: tuple[object, ...] = (skipped,)
     if davis_root is not None:
-        extras = (
-            davis_propagation_set(davis_root, DAVIS_RESOLUTION, davis_split, num_propagation_sequences),
-        )
+        n = num_propagation_sequences
+        extras += (davis_propagation_set(davis_root, DAVIS_RESOLUTION, davis_split, n),)
     labelled = bool(classes) and bool(test)
     return DataBundle(
         pretrain=opts.pretrain(train),
@@ -249,10 +253,11 @@ def davis(
     items = [(base / "JPEGImages" / resolution / name, -1) for name in train_names]
     skipping = SkipBadFiles(skip_bad)
     train = scan_sources(items, skipping, backend)
+    skipped = opts.track_skips(train)
     return DataBundle(
         pretrain=opts.pretrain(train),
         num_classes=0,
-        extras=(propagation_set(base, val_names, resolution, num_propagation_sequences),),
+        extras=(propagation_set(base, val_names, resolution, num_propagation_sequences), skipped),
         stats={
             **opts.stats(),
             "dataset": "davis",

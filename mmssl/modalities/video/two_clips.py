@@ -32,6 +32,7 @@ from typing import Any
 import torch
 from torchvision.transforms import v2
 
+from mmssl.data import SkippedWhileLoading
 from mmssl.errors import DataError
 from mmssl.modalities.video.clips import VideoClipDataset
 from mmssl.modalities.video.sources import VideoSource
@@ -208,9 +209,19 @@ class TwoClipDataset(VideoClipDataset):
         short: str = "pad",
         skip_bad: bool = False,
         backend: str = "decord",
+        skipped: SkippedWhileLoading | None = None,
     ) -> None:
         super().__init__(
-            sources, clip_len, frame_stride, "random", frame_size, None, short, skip_bad, backend=backend
+            sources,
+            clip_len,
+            frame_stride,
+            "random",
+            frame_size,
+            None,
+            short,
+            skip_bad,
+            backend=backend,
+            skipped=skipped,
         )
         self.options = options
 

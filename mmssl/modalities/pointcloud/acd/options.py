@@ -9,7 +9,7 @@ section's keys (``data.acd.treshold`` -> "did you mean 'threshold'") and convert
 
     data:
       name: procedural_parts
-      acd: {workers: 2, timeout_s: 60, fallback: connected_components, threshold: 0.05}
+      acd: {workers: 2, timeout_s: 180, fallback: connected_components, threshold: 0.05}
 
 Each builder's defaults are its class's: meshes (:class:`MeshACDOptions`) and reconstructed point
 clouds (:class:`PointCloudACDOptions`, a coarser ``threshold``: reconstructed surfaces are bumpy).
@@ -58,8 +58,15 @@ class ACDOptions:
 class MeshACDOptions(ACDOptions):
     """For meshes (``procedural_parts``, ``mesh_folder``). ``split_pieces``: decompose each connected
     piece on its own, a closed convex piece being one component without a CoACD call (off: CoACD on
-    every whole mesh)."""
+    every whole mesh).
 
+    ``timeout_s`` defaults to 180, chosen by measuring real meshes (``benchmarks/acd_real_meshes.py``,
+    these settings, one worker with a core to itself): 4-18 s for the odedstein meshes and Spot (0.8-14 k
+    faces), 42 s for the Stanford bunny (69 k faces), and a teapot was reported at ~70 s. A worker that
+    shares its core with another job takes twice as long, so 60 s would send such meshes to the fallback;
+    180 s covers the slowest measured at 4x and still cuts off a CoACD call that hangs."""
+
+    timeout_s: float = 180.0
     split_pieces: bool = True
 
 
@@ -68,7 +75,9 @@ class PointCloudACDOptions(ACDOptions):
     """For point clouds without meshes (``shapenetpart``): each shape's surface is reconstructed first
     (``reconstruction``: ``ball_pivoting`` or ``poisson``). ``threshold`` defaults to 0.2: at 0.05 CoACD
     keeps cutting a bumpy reconstructed surface (over 45 s on a two-box cloud, then timed out) where 0.2
-    takes seconds and still separates a table's top from its legs."""
+    takes seconds and still separates a table's top from its legs. ``timeout_s`` stays 60: real ShapeNetPart
+    shapes, reconstructed, take 2.7-6.6 s each (``benchmarks/acd_real_meshes.py``: 16 shapes of
+    ``shapenetpart_points``, ~240 points, and the full-resolution ones, ~2,600 points)."""
 
     threshold: float = 0.2
     reconstruction: str = "ball_pivoting"
