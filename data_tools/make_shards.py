@@ -21,7 +21,8 @@ back and compared with what was written, and ``OUT/shards.json`` lists them (see
     .venv/bin/python data_tools/make_shards.py mesh MESHES /tmp/mesh_shards --acd-cache ~/.cache/mmssl/acd
     .venv/bin/python data_tools/make_shards.py text ../shared/data/text/tinyshakespeare /tmp/text_shards
 
-The image shards are what the ``image_files`` dataset streams with ``data.shards: OUT``.
+The image shards are what the ``image_files`` dataset streams with ``data.shards: OUT``, the video shards
+what ``video_folder`` streams with ``data.shards: OUT``.
 """
 
 from __future__ import annotations

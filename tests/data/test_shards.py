@@ -319,3 +319,60 @@ def test_image_files_takes_images_or_shards(tmp_path):
     (tmp_path / "x.tar").write_bytes(b"")
     with pytest.raises(DataError, match="this dataset reads 'image'"):
         image_files(shards=str(tmp_path))
+
+
+def _video_shards(tmp_path, max_samples: int = 2):
+    src, out = tmp_path / "videos", tmp_path / "video_shards"
+    _source("video", src)
+    assert make_shards(["video", str(src), str(out), "--max-samples", str(max_samples)]) == 0
+    return src, out
+
+
+@pytest.mark.parametrize("backend", ["decord", "torchcodec"])
+def test_a_video_decodes_the_same_from_a_shard_as_from_its_file(tmp_path, backend):
+    from mmssl.modalities.video.io import read_video, video_info
+
+    src, out = _video_shards(tmp_path)
+    manifest = read_manifest(out, modality="video")
+    record = next(iter_records(manifest.path(manifest.shards[0])))
+    path = src / json.loads(record["json"])["path"]
+    where = f"{manifest.path(manifest.shards[0])}:{record['__key__']}"
+    assert video_info(where, backend, data=record["mp4"]) == video_info(path, backend)
+    from_memory = read_video(where, [3, 0, 2], size=(8, 12), backend=backend, data=record["mp4"])
+    assert torch.equal(from_memory, read_video(path, [3, 0, 2], size=(8, 12), backend=backend))
+    with pytest.raises(CorruptFileError, match=r"video_shards/shard-000000.tar:000000000"):
+        read_video(where, [0], backend=backend, data=record["mp4"][:100])
+
+
+@pytest.mark.parametrize("views", [None, "two_clips"])
+def test_video_folder_streams_shards_once_per_epoch_over_workers(tmp_path, views):
+    from mmssl.modalities.video.datasets import video_folder
+
+    _, out = _video_shards(tmp_path, max_samples=3)  # 6 videos in 2 shards: one per worker and epoch
+    data = video_folder(shards=str(out), clip_len=2, frame_size=8, views=views, shuffle_buffer=2)
+    assert (data.eval_train, data.num_classes, data.stats["num_train"]) == (None, 0, 6)
+    stream = data.pretrain
+    stream.configure(rank=0, world_size=1, batch_size=3)
+    loader = DataLoader(stream, batch_size=3, num_workers=2)
+    batches = [b for _, b in zip(range(4), loader)]  # 12 items = 2 epochs
+    indices = torch.cat([b["index"] for b in batches]).tolist()
+    assert sorted(indices[:6]) == sorted(indices[6:]) == list(range(6))
+    if views is None:
+        assert batches[0]["clip"].shape == (3, 2, 3, 8, 8)  # [B, T, C, H, W]
+    else:
+        assert len(batches[0]["views"]) == 2 and batches[0]["views"][0].shape == (3, 2, 3, 8, 8)
+
+
+def test_video_folder_takes_root_or_shards(tmp_path):
+    from mmssl.config import from_dict
+
+    recipe = {
+        "name": "v",
+        "modality": "video",
+        "method": {"name": "simclr"},
+        "encoder": {"name": "video_cnn"},
+        "data": {"name": "video_folder", "root": "a", "shards": "b"},
+        "train": {"steps": 1, "batch_size": 2},
+    }
+    with pytest.raises(ConfigError, match="not both"):
+        from_dict(recipe)

@@ -14,8 +14,6 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from webdataset.tariterators import group_by_keys, tar_file_iterator
-
 from mmssl.errors import CorruptFileError
 
 Record = dict[str, Any]
@@ -33,6 +31,10 @@ def iter_records(shard: str | Path, expected: int | None = None) -> Iterator[Rec
     """The records of ``shard`` in stored order (see the module docstring). ``expected``: the count the
     manifest gives; a shard that ends early (a tar cut at a member boundary reads as a shorter tar) or
     runs long is a :class:`CorruptFileError`."""
+    # imported here, not with the module: importing the toolkit (every video and image dataset imports the
+    # shard reader) must not need webdataset on a machine that reads no shards
+    from webdataset.tariterators import group_by_keys, tar_file_iterator
+
     path = Path(shard)
     count = 0
 

@@ -11,8 +11,7 @@ from __future__ import annotations
 import hashlib
 import zlib
 from pathlib import Path
-
-import webdataset as wds
+from typing import Any
 
 from mmssl.data.shards.manifest import MANIFEST_NAME, ShardInfo, ShardManifest
 from mmssl.data.shards.reader import Record, iter_records
@@ -57,12 +56,14 @@ class ShardSetWriter:
         self.shards: list[ShardInfo] = []
         self.fields: set[str] = set()
         self._written: list[list[tuple[str, dict[str, int]]]] = []
-        self._tar: wds.TarWriter | None = None
+        self._tar: Any = None  # the open webdataset.TarWriter
         self._count = self._payload = 0
         self._keys: set[str] = set()
         self.manifest: ShardManifest | None = None
 
     def _open_next(self) -> None:
+        import webdataset as wds  # only where shards are written (see reader.py)
+
         name = SHARD_NAME.format(len(self.shards))
         self._tar = wds.TarWriter(str(self.folder / name), encoder=False)
         self._name, self._count, self._payload = name, 0, 0

@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import Dataset
 
 from mmssl.data import SkipBadFiles, SkippedWhileLoading
+from mmssl.data.shards import ShardSamples
 from mmssl.errors import DataError
 from mmssl.modalities.video.io import read_frame_folder, read_video
 from mmssl.modalities.video.sources import VideoSource
@@ -30,6 +31,10 @@ class VideoClipDataset(Dataset):
     source's clip is returned (``num_skipped`` counts those seen by this process; ``skipped``, when given,
     records them for every process, and the run adds them to metrics.json).
 
+    ``sources`` may also be a shard set's :class:`~mmssl.data.shards.ShardSamples` whose records decode to
+    in-memory sources (:mod:`mmssl.modalities.video.shards`), read as they stream; there is nothing to
+    substitute then, as ``make_shards.py`` decoded every record it wrote.
+
     That substitution is the one left in the toolkit, on purpose: the sources were scanned when the
     dataset was built (:func:`~mmssl.modalities.video.sources.scan_sources`: every file opened, its
     packet index compared with its header, so garbage and truncated files are already left out and
@@ -41,7 +46,7 @@ class VideoClipDataset(Dataset):
 
     def __init__(
         self,
-        sources: Sequence[VideoSource],
+        sources: Sequence[VideoSource] | ShardSamples,
         clip_len: int,
         frame_stride: int = 1,
         sampling: str = "uniform",
@@ -52,14 +57,19 @@ class VideoClipDataset(Dataset):
         backend: str = "decord",
         skipped: SkippedWhileLoading | None = None,
     ) -> None:
-        if not sources:
+        if not len(sources):
             raise DataError("no readable videos")
-        self.sources = list(sources)
+        # a shard set's samples are VideoSources decoded record by record, as they stream: kept as they are
+        self.streamed = isinstance(sources, ShardSamples)
+        self.sources = sources if self.streamed else list(sources)
         self.clip_len, self.frame_stride, self.sampling, self.short = clip_len, frame_stride, sampling, short
         self.frame_size = as_size(frame_size) if frame_size is not None else None
         self.transform = transform
         self.backend = backend
         self.skipping = SkipBadFiles(skip_bad, shared=skipped)
+        if self.streamed:  # nothing to list up front; a record that fails names its shard and key
+            self.targets, self.paths, self.where = [], [], str(sources.manifest.root)
+            return
         self.targets: list[int] = [s.label for s in self.sources]
         self.paths = [s.path for s in self.sources]
         self.where = os.path.commonpath([str(p) for p in self.paths])
@@ -98,12 +108,15 @@ class VideoClipDataset(Dataset):
             size = None if size == (source.height, source.width) else size
         if source.kind == "frames":
             return read_frame_folder(source.path, idx, size=size)
-        return read_video(source.path, idx, size=size, backend=self.backend)
+        return read_video(source.path, idx, size=size, backend=self.backend, data=source.data)
 
     def _labelled_clip(self, index: int) -> tuple[torch.Tensor, int]:
         source = self.sources[index]
         return self.read_clip(source), source.label
 
     def __getitem__(self, index: int) -> tuple[Any, int]:
-        clip, label = self.skipping.next_readable(index, self.paths, self._labelled_clip, self.where)
+        if self.streamed:  # no substitution in a stream: make_shards.py decoded every record it wrote
+            clip, label = self._labelled_clip(index)
+        else:
+            clip, label = self.skipping.next_readable(index, self.paths, self._labelled_clip, self.where)
         return (self.transform(clip) if self.transform is not None else clip), label

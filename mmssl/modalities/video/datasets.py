@@ -13,12 +13,14 @@ class names, the split sizes and the unreadable files left out with ``skip_bad``
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from mmssl.data import DataBundle, SkipBadFiles
+from mmssl.data.shards import ShardStream
 from mmssl.data.source import data_source
-from mmssl.errors import DataError
+from mmssl.errors import ConfigError, DataError
 from mmssl.modalities.video.clip_options import ClipOptions, pretrain_keys, skipped_stats
 from mmssl.modalities.video.io import davis_split_file, list_davis_sequences
 from mmssl.modalities.video.procedural import (
@@ -28,6 +30,7 @@ from mmssl.modalities.video.procedural import (
     load_meta,
 )
 from mmssl.modalities.video.propagation_set import davis_propagation_set, propagation_set
+from mmssl.modalities.video.shards import video_shard_samples
 from mmssl.modalities.video.sources import find_video_sources, scan_sources, split_per_class
 from mmssl.modalities.video.two_clips import TWO_CLIP_DEFAULTS, TwoClipOptions
 
@@ -124,7 +127,19 @@ def procedural_videos(
     )
 
 
-@data_source(produces=pretrain_keys)
+def video_folder_keys(options: Mapping[str, Any]) -> set[str]:
+    """As :func:`~.clip_options.pretrain_keys`; also refuses, when the recipe loads, both ``root`` and
+    ``shards`` (one says where the videos are; neither: the built-in procedural videos)."""
+    if options.get("root") is not None and options.get("shards") is not None:
+        raise ConfigError(
+            "dataset 'video_folder' takes data.root (a folder of videos) or data.shards (a shard folder "
+            f"written by data_tools/make_shards.py), not both; got root: {options['root']}, "
+            f"shards: {options['shards']}"
+        )
+    return pretrain_keys(options)
+
+
+@data_source(produces=video_folder_keys, labelled=lambda options: options.get("shards") is None)
 def video_folder(
     root: str | None = None,
     clip_len: int = 8,
@@ -144,6 +159,8 @@ def video_folder(
     views: str | None = None,
     two_clips: TwoClipOptions = TWO_CLIP_DEFAULTS,
     backend: str = "decord",
+    shards: str | None = None,
+    shuffle_buffer: int = 100,
 ) -> DataBundle:
     """Any folder of videos (files the ``backend`` decodes, or frame folders); class sub-folders optional.
 
@@ -156,11 +173,23 @@ def video_folder(
     trains on Kinetics and evaluates on DAVIS. ``root`` None: the built-in procedural videos
     (``train``/``heldout`` folders, and their DAVIS copy when ``davis_root`` is None).
     Other options as for ``procedural_videos``.
+
+    ``shards`` (instead of ``root``): a folder of video shards written by ``data_tools/make_shards.py
+    video``, streamed (:class:`~mmssl.data.shards.ShardStream`: split over processes and data-loader
+    workers, block shuffle of ``shuffle_buffer`` videos, exact resume) and decoded from memory; pretraining
+    only (labels in the shards are not used), with label propagation on ``davis_root`` when given. The
+    buffer defaults to 100 (images use 1000) because a block holds its videos' bytes in each worker: a
+    few hundred MB for Kinetics clips.
     """
     opts = ClipOptions(
         clip_len, frame_stride, frame_size, sampling, short, skip_bad, crop_scale, views, two_clips, backend
     )
     opts.check()
+    video_folder_keys({"root": root, "shards": shards, "views": views})
+    if shards is not None:
+        return _streamed_video_bundle(
+            opts, shards, seed, shuffle_buffer, davis_root, davis_split, num_propagation_sequences
+        )
     if root is None:
         folder = build_procedural_videos(ProceduralVideoSpec(seed=seed))
         root, train_subdir, test_subdir = str(folder / "videos"), "train", "heldout"
@@ -205,6 +234,39 @@ def video_folder(
         num_classes=len(classes) if labelled else 0,
         extras=extras,
         stats=stats,
+    )
+
+
+def _streamed_video_bundle(
+    opts: ClipOptions,
+    shards: str,
+    seed: int,
+    shuffle_buffer: int,
+    davis_root: str | None,
+    davis_split: str | None,
+    num_propagation_sequences: int,
+) -> DataBundle:
+    """``video_folder`` over a shard set: clips of the streamed records, no evaluation sets."""
+    samples = video_shard_samples(shards, opts.backend)
+    extras: tuple[object, ...] = ()
+    if davis_root is not None:
+        n = num_propagation_sequences
+        extras = (davis_propagation_set(davis_root, DAVIS_RESOLUTION, davis_split, n),)
+    return DataBundle(
+        pretrain=ShardStream(opts.pretrain(samples), samples, seed=seed, shuffle_buffer=shuffle_buffer),
+        num_classes=0,
+        extras=extras,
+        stats={
+            **opts.stats(),
+            "dataset": "video_folder",
+            "shards": str(samples.manifest.root),
+            "num_shards": len(samples.manifest.shards),
+            "class_names": [],
+            "num_train": len(samples),
+            "num_test": 0,
+            "num_skipped": 0,
+            "bad_files": [],
+        },
     )
 
 

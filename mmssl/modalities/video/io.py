@@ -29,6 +29,7 @@
 from __future__ import annotations
 
 import functools
+import io
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -159,19 +160,23 @@ def check_complete(path: Path, decodable: int, end_s: float | None, fps: float) 
         raise CorruptFileError(path, f"truncated: container says {says}, only {decodable} decodable{up_to}")
 
 
-def _open(path: Path, size: Size | None = None, num_threads: int = 1):
-    """A decord ``VideoReader``; every failure (missing codec, truncation, garbage) -> CorruptFileError."""
+def _open(path: Path, size: Size | None = None, num_threads: int = 1, data: bytes | None = None):
+    """A decord ``VideoReader`` of the file ``path`` or of ``data``, a file's bytes (``path`` then names it);
+    every failure (missing codec, truncation, garbage) -> CorruptFileError."""
     import decord  # imported lazily: importing it starts no threads, but keeps `mmssl list` light
 
-    if not path.is_file():
+    if data is None and not path.is_file():
         raise DataError(f"video file not found: {path}")
     height, width = size if size is not None else (-1, -1)
     try:
-        reader = decord.VideoReader(str(path), width=int(width), height=int(height), num_threads=num_threads)
+        source = str(path) if data is None else io.BytesIO(data)
+        reader = decord.VideoReader(source, width=int(width), height=int(height), num_threads=num_threads)
     except Exception as err:  # decord raises DECORDError / RuntimeError with ffmpeg's message
         raise CorruptFileError(path, _first_line(err)) from err
     if len(reader) == 0:
         raise CorruptFileError(path, "no decodable video frames")
+    if data is not None:  # a shard member: make_shards.py checked the file's length when it wrote it
+        return reader
     try:
         end_s = float(reader.get_frame_timestamp(len(reader) - 1)[-1])
         fps = float(reader.get_avg_fps())
@@ -186,18 +191,20 @@ def _first_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {lines[-1] if lines else ''}"
 
 
-def video_info(path: str | Path, backend: str = "decord") -> VideoInfo:
+def video_info(path: str | Path, backend: str = "decord", data: bytes | None = None) -> VideoInfo:
     """Frame count, frame size and average frame rate of a video file (opened with ``backend``: the
     decoders may count a file's frames differently, so scan with the one that will read it). A file
     holding fewer frames than its header declares raises :class:`~mmssl.errors.CorruptFileError`
-    ("truncated: ..."; :func:`check_complete`); only the first frame is decoded."""
+    ("truncated: ..."; :func:`check_complete`); only the first frame is decoded. ``data``: the file's
+    bytes, read from memory (a shard member; ``path`` names it in errors; the length check is
+    make_shards.py's, at write time)."""
     path = Path(path)
     if check_backend(backend) == "torchcodec":
-        meta = _torchcodec_decoder(path, None, 1).metadata
+        meta = _torchcodec_decoder(path, None, 1, data).metadata
         return VideoInfo(
             int(meta.num_frames), int(meta.height), int(meta.width), float(meta.average_fps or 0.0)
         )
-    reader = _open(path)
+    reader = _open(path, data=data)
     try:
         height, width = reader[0].shape[:2]
     except Exception as err:
@@ -220,6 +227,7 @@ def read_video(
     size: Size | None = None,
     num_threads: int = 1,
     backend: str = "decord",
+    data: bytes | None = None,
 ) -> torch.Tensor:
     """Decode frames of a video file: uint8 ``[T, H, W, 3]`` (RGB).
 
@@ -228,12 +236,12 @@ def read_video(
     data-loader workers from competing for cores). ``backend``: ``decord`` or ``torchcodec`` (its scaler
     is bilinear with antialiasing; decord's is FFmpeg's bicubic). Raises
     :class:`~mmssl.errors.CorruptFileError` naming the file when it cannot be opened or a frame cannot be
-    decoded.
+    decoded. ``data``: the file's bytes, decoded from memory (``path`` names them), as :func:`video_info`.
     """
     path = Path(path)
     if check_backend(backend) == "torchcodec":
-        return _read_torchcodec(path, indices, size, num_threads)
-    reader = _open(path, size, num_threads)
+        return _read_torchcodec(path, indices, size, num_threads, data)
+    reader = _open(path, size, num_threads, data)
     idx = list(range(len(reader))) if indices is None else _check_indices(indices, len(reader), path)
     try:
         try:
@@ -247,19 +255,19 @@ def read_video(
     return torch.from_numpy(np.ascontiguousarray(frames))
 
 
-def _torchcodec_decoder(path: Path, size: Size | None, num_threads: int):
-    """A TorchCodec ``VideoDecoder`` (frames ``[T, H, W, 3]``, scaled to ``size`` while decoding); every
-    failure -> CorruptFileError naming the file."""
+def _torchcodec_decoder(path: Path, size: Size | None, num_threads: int, data: bytes | None = None):
+    """A TorchCodec ``VideoDecoder`` of the file ``path`` or of ``data`` (frames ``[T, H, W, 3]``, scaled
+    to ``size`` while decoding); every failure -> CorruptFileError naming the file."""
     try:
         from torchcodec.decoders import VideoDecoder
         from torchcodec.transforms import Resize
     except (ImportError, RuntimeError, OSError) as err:  # e.g. FFmpeg's shared libraries are missing
         raise DataError(f"data.backend=torchcodec cannot load TorchCodec: {_first_line(err)}") from err
-    if not path.is_file():
+    if data is None and not path.is_file():
         raise DataError(f"video file not found: {path}")
     try:
         decoder = VideoDecoder(
-            str(path),
+            str(path) if data is None else data,
             dimension_order="NHWC",
             num_ffmpeg_threads=num_threads,
             seek_mode="exact",
@@ -270,6 +278,8 @@ def _torchcodec_decoder(path: Path, size: Size | None, num_threads: int):
     meta = decoder.metadata
     if not meta.num_frames:
         raise CorruptFileError(path, "no decodable video frames")
+    if data is not None:  # a shard member: checked when it was written
+        return decoder
     end_s = meta.end_stream_seconds_from_content
     check_complete(
         path, int(meta.num_frames), float(end_s) if end_s is not None else None, meta.average_fps or 0.0
@@ -278,9 +288,9 @@ def _torchcodec_decoder(path: Path, size: Size | None, num_threads: int):
 
 
 def _read_torchcodec(
-    path: Path, indices: Sequence[int] | None, size: Size | None, num_threads: int
+    path: Path, indices: Sequence[int] | None, size: Size | None, num_threads: int, data: bytes | None
 ) -> torch.Tensor:
-    decoder = _torchcodec_decoder(path, size, num_threads)
+    decoder = _torchcodec_decoder(path, size, num_threads, data)
     n = int(decoder.metadata.num_frames)
     idx = list(range(n)) if indices is None else _check_indices(indices, n, path)
     try:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class VideoSource:
-    """One scanned video: ``kind`` is ``"file"`` (decord) or ``"frames"`` (a frame folder)."""
+    """One scanned video: ``kind`` is ``"file"`` (decord) or ``"frames"`` (a frame folder). ``data``: the
+    file's bytes when it is decoded from memory (a shard member; ``path`` then names it)."""
 
     path: Path
     label: int
@@ -35,6 +36,7 @@ class VideoSource:
     height: int
     width: int
     kind: str
+    data: bytes | None = field(default=None, repr=False)
 
 
 def is_frame_folder(path: Path) -> bool:
