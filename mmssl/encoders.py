@@ -101,12 +101,16 @@ def load_initial_weights(
 ) -> None:
     """Load the state dict of ``path`` into ``encoder`` strictly: a key missing on either side or a shape
     that differs is a :class:`ConfigError` naming ``where``, the file and the first offending keys. An
-    encoder may define ``adapt_initial_weights(state) -> state`` to rename a foreign state dict first (the
-    timm encoder accepts a bare timm state dict)."""
+    encoder may define ``adapt_initial_weights(state) -> state`` to rename or resize a foreign state dict
+    first (the timm encoder accepts a bare timm state dict; the ViTs resample a position table trained at
+    another image size); a ``ValueError`` it raises is reported like a mismatch, naming ``where``."""
     state = read_state_dict(path, where)
     adapt = getattr(encoder, "adapt_initial_weights", None)
     if callable(adapt):
-        state = adapt(state)
+        try:
+            state = adapt(state)
+        except ValueError as err:
+            raise ConfigError(f"'{where}': {path} does not match encoder '{name}': {err}") from None
     own = encoder.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]

@@ -19,46 +19,90 @@ class ExportError(ValueError):
     """An export that cannot be done; the message names the file, key or encoder at fault."""
 
 
-@dataclass
-class RunInfo:
-    """A finished run: its directory, ``encoder.pt``'s spec and the run's config and metrics."""
+#: where a cross-modal run keeps its extra towers (``encoders/<key>.pt``) and an export writes them
+TOWERS_DIR = "encoders"
 
-    run_dir: Path
-    encoder_path: Path
-    spec: dict[str, Any]  # {"name", "kwargs"}: the registry spec that rebuilds the encoder
-    config: dict[str, Any]  # config.yaml ({} when absent)
-    metrics: dict[str, Any] | None  # metrics.json (None when absent)
+
+@dataclass
+class Tower:
+    """One encoder file of a run: the run's encoder (``encoder.pt``) or an extra tower of a cross-modal run
+    (``encoders/<key>.pt``, written by the pipeline from the method's ``extra_encoders()``).
+
+    ``key``: the item key the tower reads (``image``, ``audio``, ``text`` ...); ``folder``: where its export
+    goes inside the export folder (``""`` for the run's encoder, ``encoders/<key>`` for an extra tower, as
+    in the run directory); ``spec``: the registry spec that rebuilds it."""
+
+    key: str
+    path: Path
+    spec: dict[str, Any]  # {"name", "kwargs"}
+    folder: str
+    run_modality: str | None = None  # the run's (config.yaml), for an encoder the registry does not know
 
     @property
     def modality(self) -> str | None:
         """The encoder's own modality (the registry's; a cross-modal run's config names a pair), else the
-        run's."""
+        run's (only for the run's own encoder)."""
         from mmssl.registry import ENCODERS, RegistryError
 
         try:
             registered = ENCODERS.modality_of(self.spec["name"])
         except RegistryError:
             registered = None
-        return registered or self.config.get("modality")
+        return registered or self.run_modality
+
+    def encoder(self) -> nn.Module:
+        """The encoder rebuilt from its file in eval mode (on CPU)."""
+        from mmssl.encoders import load_encoder
+
+        try:
+            return load_encoder(self.path).eval()
+        except (RuntimeError, ValueError, TypeError, KeyError) as err:
+            raise ExportError(f"{self.path}: the encoder could not be rebuilt ({err})") from err
+
+
+@dataclass
+class RunInfo:
+    """A finished run: its directory, its towers (``encoder.pt`` first, then a cross-modal run's
+    ``encoders/<key>.pt``) and the run's config and metrics."""
+
+    run_dir: Path
+    towers: list[Tower]
+    config: dict[str, Any]  # config.yaml ({} when absent)
+    metrics: dict[str, Any] | None  # metrics.json (None when absent)
+
+    @property
+    def main(self) -> Tower:
+        """The run's encoder (``encoder.pt``): what the evaluators measured."""
+        return self.towers[0]
+
+    @property
+    def encoder_path(self) -> Path:
+        return self.main.path
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        return self.main.spec
+
+    @property
+    def modality(self) -> str | None:
+        return self.main.modality
+
+    @property
+    def crossmodal(self) -> bool:
+        """True for a run with extra towers, whose export then names each tower."""
+        return len(self.towers) > 1
 
     def data_options(self) -> dict[str, Any]:
         data = self.config.get("data")
         return dict(data) if isinstance(data, dict) else {}
 
     def encoder(self) -> nn.Module:
-        """The encoder rebuilt from ``encoder.pt`` in eval mode (on CPU)."""
-        from mmssl.encoders import load_encoder
-
-        try:
-            return load_encoder(self.encoder_path).eval()
-        except (RuntimeError, ValueError, TypeError, KeyError) as err:
-            raise ExportError(f"{self.encoder_path}: the encoder could not be rebuilt ({err})") from err
+        """The run's encoder rebuilt from ``encoder.pt`` in eval mode (on CPU)."""
+        return self.main.encoder()
 
 
 def read_run(run_dir: str | Path) -> RunInfo:
     """The run at ``run_dir``; :class:`ExportError` naming the missing or unreadable file otherwise."""
-    from mmssl.encoders import ENCODER_FORMAT
-
     run_dir = Path(run_dir)
     if not run_dir.exists():
         raise ExportError(f"run directory {run_dir} does not exist")
@@ -73,25 +117,40 @@ def read_run(run_dir: str | Path) -> RunInfo:
             else " (a run writes it when training finishes)"
         )
         raise ExportError(f"{encoder_path} not found{hint}")
-    try:
-        raw = load_weights(encoder_path)
-    except Exception as err:  # unpickling errors come in many types
-        raise ExportError(f"{encoder_path} could not be read ({type(err).__name__}: {err})") from err
-    if not isinstance(raw, dict) or raw.get("format") != ENCODER_FORMAT:
-        found = raw.get("format") if isinstance(raw, dict) else type(raw).__name__
-        raise ExportError(
-            f"{encoder_path} is not an mmssl encoder file (format {found!r}, not {ENCODER_FORMAT!r})"
-        )
-    for key in ("name", "kwargs", "state_dict"):
-        if key not in raw:
-            raise ExportError(f"{encoder_path} has no '{key}' entry")
+    config = _read_config(run_dir / "config.yaml")
+    spec = _read_spec(encoder_path)
+    method = config.get("method") if isinstance(config.get("method"), dict) else {}
+    run_modality = config.get("modality")
+    main = Tower("encoder", encoder_path, spec, "", run_modality if isinstance(run_modality, str) else None)
+    # The run's encoder reads method.encoder_key in a cross-modal run; else it is named by its modality.
+    main.key = str(method.get("encoder_key") or main.modality or main.key)
+    extras = [
+        Tower(path.stem, path, _read_spec(path), f"{TOWERS_DIR}/{path.stem}")
+        for path in sorted((run_dir / TOWERS_DIR).glob("*.pt"))
+    ]
     return RunInfo(
         run_dir=run_dir,
-        encoder_path=encoder_path,
-        spec={"name": raw["name"], "kwargs": dict(raw["kwargs"])},
-        config=_read_config(run_dir / "config.yaml"),
+        towers=[main, *extras],
+        config=config,
         metrics=_read_metrics(run_dir / "metrics.json"),
     )
+
+
+def _read_spec(path: Path) -> dict[str, Any]:
+    """The registry spec ``{"name", "kwargs"}`` of an mmssl encoder file."""
+    from mmssl.encoders import ENCODER_FORMAT
+
+    try:
+        raw = load_weights(path)
+    except Exception as err:  # unpickling errors come in many types
+        raise ExportError(f"{path} could not be read ({type(err).__name__}: {err})") from err
+    if not isinstance(raw, dict) or raw.get("format") != ENCODER_FORMAT:
+        found = raw.get("format") if isinstance(raw, dict) else type(raw).__name__
+        raise ExportError(f"{path} is not an mmssl encoder file (format {found!r}, not {ENCODER_FORMAT!r})")
+    for key in ("name", "kwargs", "state_dict"):
+        if key not in raw:
+            raise ExportError(f"{path} has no '{key}' entry")
+    return {"name": raw["name"], "kwargs": dict(raw["kwargs"])}
 
 
 def _read_config(path: Path) -> dict[str, Any]:
@@ -150,8 +209,9 @@ class KeyExport:
     ``state_dict``: the renamed tensors; ``builder``: the expression that builds the matching model
     without weights (``model = <builder>``); ``config``: what that library reads (timm's ``config.json``)
     or the builder's arguments; ``drop_head``: the statement that removes ``model``'s classifier, after
-    which ``model(x)`` gives the encoder's ``"global"`` features; ``head_keys``: the classifier's
-    state-dict keys (the only ones the export lacks); ``mismatches``: what differs from the plain library
+    which ``model(x)`` gives the encoder's ``"global"`` features (empty for a model built without one);
+    ``head_keys``: the classifier's state-dict keys (the only ones the export lacks; empty when every key
+    matches, ``strict=True``); ``mismatches``: what differs from the plain library
     model (empty when it matches exactly); ``patch``: Python lines that change ``model`` to match this
     encoder (needed exactly when there are mismatches).
     """

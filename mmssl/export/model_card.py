@@ -1,13 +1,15 @@
 """``MODEL_CARD.md`` beside the exported weights: what was trained, on what, for how long, how it scored
-against the random-init baseline (``metrics.json``), how to load the files, and the export command."""
+against the random-init baseline (``metrics.json``), how to load the files, and the export command; for a
+cross-modal run, a table of its towers and how to load each."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mmssl.export.common import RunInfo
+from mmssl.export.common import RunInfo, Tower
 
 CARD_NAME = "MODEL_CARD.md"
 FILE_ROLES = {
@@ -16,6 +18,16 @@ FILE_ROLES = {
     "encoder.onnx": "the encoder's graph and weights (ONNX)",
     "encoder.onnx.data": "the ONNX weights (external data, beside encoder.onnx)",
 }
+
+
+@dataclass
+class TowerSection:
+    """What the card says about one exported tower: its folder, its table rows and how to load it."""
+
+    tower: Tower
+    folder: Path
+    details: dict[str, Any]  # row label -> value (modality, feature size, parameters, ONNX input ...)
+    usage: list[str]  # Markdown lines: the code that loads it
 
 
 def _fmt(value: Any, std: Any = None) -> str:
@@ -63,21 +75,22 @@ def render_card(
     fmt: str,
     command: str,
     files: list[Path],
-    usage: list[str],
+    sections: list[TowerSection],
     notes: list[str],
     checks: dict[str, float],
-    details: dict[str, Any],
 ) -> str:
-    """The card's Markdown text."""
+    """The card's Markdown text; ``sections``: the exported towers, the run's encoder first."""
     cfg, metrics = info.config, info.metrics or {}
     name = cfg.get("name") or info.run_dir.name
     method = cfg.get("method") if isinstance(cfg.get("method"), dict) else {}
     method_name = metrics.get("method") or method.get("name") or "unknown method"
     encoder = info.spec["name"]
-    out: list[str] = [
-        f"# {name}: {method_name}-pretrained `{encoder}` ({info.modality or 'unknown modality'})",
-        "",
-    ]
+    if info.crossmodal:
+        towers = ", ".join(f"{t.key} `{t.spec['name']}`" for t in info.towers)
+        title = f"# {name}: {method_name}-pretrained towers {towers}"
+    else:
+        title = f"# {name}: {method_name}-pretrained `{encoder}` ({info.modality or 'unknown modality'})"
+    out: list[str] = [title, ""]
     if cfg.get("description"):
         out += [str(cfg["description"]), ""]
     out += [
@@ -90,11 +103,18 @@ def render_card(
         "## Files",
         "",
     ]
-    out += [f"- `{p.name}`" + (f": {FILE_ROLES[p.name]}" if p.name in FILE_ROLES else "") for p in files]
-    out += ["", "## Encoder", "", "| | |", "|---|---|"]
+    root = sections[0].folder if sections else info.run_dir
+    out += [
+        f"- `{_relative(p, root)}`" + (f": {FILE_ROLES[p.name]}" if p.name in FILE_ROLES else "")
+        for p in files
+    ]
+    if info.crossmodal:
+        out += _towers_table(info, sections, root)
+    heading = f"## Encoder: tower `{info.main.key}`" if info.crossmodal else "## Encoder"
+    out += ["", heading, "", "| | |", "|---|---|"]
     out.append(f"| registry name | `{encoder}` |")
     out.append(f"| options | `{json.dumps(info.spec['kwargs'])}` |")
-    for key, value in details.items():
+    for key, value in (sections[0].details if sections else {}).items():
         out.append(f"| {key} | {value} |")
     out += ["", "## Recipe", ""]
     out.append(f"- method: `{method_name}`" + (f" ({_options(method)})" if _options(method) else ""))
@@ -136,11 +156,53 @@ def render_card(
     if checks:
         out += ["", "Export checks:", ""]
         out += [f"- {k}: {v:.3g}" for k, v in checks.items()]
-    out += ["", "## Loading", "", *usage]
+    out += ["", "## Loading", ""]
+    if info.crossmodal:
+        for section in sections:
+            t = section.tower
+            out += [f"Tower `{t.key}` (`{t.spec['name']}`, `{_relative(section.folder, root)}`):", ""]
+            out += [*section.usage, ""]
+    elif sections:
+        out += sections[0].usage
     if notes:
         out += ["", "## Notes", ""]
         out += [f"- {n}" for n in notes]
     return "\n".join(out).rstrip() + "\n"
+
+
+def _relative(path: Path, root: Path) -> str:
+    """``path`` inside the export folder ``root`` as the card shows it (``.`` for the folder itself)."""
+    try:
+        return str(path.relative_to(root)) or "."
+    except ValueError:
+        return path.name
+
+
+def _towers_table(info: RunInfo, sections: list[TowerSection], root: Path) -> list[str]:
+    """One row per tower of the run: the item key it reads, the encoder, where its export is (or why it
+    has none)."""
+    exported = {s.tower.key: s for s in sections}
+    lines = [
+        "",
+        "## Towers",
+        "",
+        "A cross-modal run trains one encoder per modality of its pairs; each tower reads the item key "
+        "it is named by and loads on its own from its folder.",
+        "",
+        "| tower | encoder | options | modality | global feature size | parameters | folder |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for tower in info.towers:
+        section = exported.get(tower.key)
+        details = section.details if section else {}
+        folder = f"`{_relative(section.folder, root)}`" if section else "not exported (see Notes)"
+        role = " (the run's encoder)" if tower is info.main else ""
+        lines.append(
+            f"| `{tower.key}`{role} | `{tower.spec['name']}` | `{json.dumps(tower.spec['kwargs'])}` | "
+            f"{tower.modality or 'unknown'} | {details.get('global feature size', '-')} | "
+            f"{details.get('parameters', '-')} | {folder} |"
+        )
+    return lines
 
 
 def write_card(folder: Path, text: str) -> Path:

@@ -169,8 +169,10 @@ def write_onnx(
     modality: str | None,
     data: dict[str, Any],
     folder: str | Path,
+    extra: dict[str, Any] | None = None,
 ) -> tuple[list[Path], dict[str, float], list[str], dict[str, Any]]:
-    """``folder/encoder.onnx`` + ``config.json``; returns (files, checks, notes, record)."""
+    """``folder/encoder.onnx`` + ``config.json`` (with ``extra``'s entries, e.g. the tower of a cross-modal
+    run); returns (files, checks, notes, record)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     sample = example_input(encoder, modality, data)
@@ -197,6 +199,12 @@ def write_onnx(
     else:
         checks = {"onnx_max_abs_diff": max(diffs.values())}
         record["onnxruntime_max_abs_diff"] = diffs
-    config = {"name": spec["name"], "kwargs": spec.get("kwargs", {}), "modality": modality, **record}
+    config = {
+        "name": spec["name"],
+        "kwargs": spec.get("kwargs", {}),
+        "modality": modality,
+        **(extra or {}),
+        **record,
+    }
     files.append(write_json(folder / "config.json", config))
     return files, checks, notes, record

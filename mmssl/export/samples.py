@@ -52,10 +52,21 @@ def _in_channels(encoder: nn.Module, default: int) -> int:
     return default
 
 
+def fixed_input_size(encoder: nn.Module) -> tuple[int, int] | None:
+    """``(H, W)`` a ViT was built for (the toolkit's ``patch_embed.img_size``, or that of the timm model
+    inside the ``timm`` encoder); None for a model that takes any size."""
+    for module in (encoder, getattr(encoder, "model", None)):
+        size = getattr(getattr(module, "patch_embed", None), "img_size", None)
+        if isinstance(size, int):
+            return size, size
+        if isinstance(size, (tuple, list)) and len(size) == 2:
+            return int(size[0]), int(size[1])
+    return None
+
+
 def _vit_size(encoder: nn.Module) -> int | None:
-    patch_embed = getattr(encoder, "patch_embed", None)
-    size = getattr(patch_embed, "img_size", None)
-    return int(size) if isinstance(size, int) else None
+    size = fixed_input_size(encoder)
+    return size[0] if size is not None and size[0] == size[1] else None
 
 
 def _sample_rate(encoder: nn.Module) -> int:

@@ -20,8 +20,11 @@ from mmssl.export.common import ExportError, KeyExport, write_json
 WEIGHTS_NAME = "model.safetensors"
 
 
-def write_key_export(export: KeyExport, spec: dict[str, Any], folder: Path) -> list[Path]:
-    """``folder/model.safetensors`` (the renamed tensors) and ``folder/config.json``."""
+def write_key_export(
+    export: KeyExport, spec: dict[str, Any], folder: Path, extra: dict[str, Any] | None = None
+) -> list[Path]:
+    """``folder/model.safetensors`` (the renamed tensors) and ``folder/config.json`` (with ``extra``'s
+    entries, e.g. the tower of a cross-modal run; the library reads only its own keys)."""
     from safetensors.torch import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -36,7 +39,7 @@ def write_key_export(export: KeyExport, spec: dict[str, Any], folder: Path) -> l
             "mmssl_encoder": json.dumps({"name": spec["name"], "kwargs": spec.get("kwargs", {})}),
         },
     )
-    config = dict(export.config)
+    config = {**export.config, **(extra or {})}
     config["mmssl"] = {
         "encoder": {"name": spec["name"], "kwargs": spec.get("kwargs", {})},
         "builder": export.builder,
@@ -75,7 +78,8 @@ def check_key_export(export: KeyExport, encoder: nn.Module, sample: torch.Tensor
             f"the {export.library} model ({export.builder}) does not take the exported keys: "
             f"missing {extra_missing[:10]}, unexpected {sorted(unexpected)[:10]}"
         )
-    exec(export.drop_head, {"model": model, "torch": torch})
+    if export.drop_head:
+        exec(export.drop_head, {"model": model, "torch": torch})
     with torch.no_grad():
         got = model(sample)
         want = encoder.eval()(sample)["global"]

@@ -7,6 +7,11 @@
   norm before the mean of the patch tokens, as the encoder does).
 - ResNets: timm's ResNets share torchvision's names (:func:`mmssl.export.torchvision_keys.resnet_keys`);
   ``in_chans`` covers other input channels.
+- The ``timm`` encoder (``encoder: {name: timm, model: ...}``) already holds a timm model: its state dict
+  with the wrapper's ``model.`` prefix stripped, for ``timm.create_model(model, pretrained=False,
+  num_classes=0, **create_args)`` with the arguments the encoder was built with; every key matches
+  (``strict=True``). A model whose head adds a hidden layer of another width (MobileNetV3) is a mismatch:
+  the encoder's ``global`` is the mean of its tokens there (see :mod:`mmssl.modalities.image.timm_encoder`).
 
 The folder (``model.safetensors`` + ``config.json``) loads offline with
 ``timm.create_model('local-dir:FOLDER', pretrained=True)`` (``num_classes=0``: the pooled features).
@@ -18,6 +23,7 @@ import torch
 from torch import nn
 
 from mmssl.export.common import KeyExport
+from mmssl.export.samples import fixed_input_size
 from mmssl.export.torchvision_keys import SUPPORTED, encoder_kind, resnet_keys, unsupported, vit_sizes
 
 #: embed_dim -> the timm ViT whose defaults are closest (model_args override every size)
@@ -71,10 +77,68 @@ def vit_timm(encoder: nn.Module) -> KeyExport:
     )
 
 
+#: the keys of timm's ``pretrained_cfg`` that describe the input (copied into ``config.json``)
+INPUT_CFG_KEYS = ("interpolation", "crop_pct", "crop_mode", "mean", "std", "first_conv")
+
+
+def wrapped_timm(encoder: nn.Module) -> KeyExport:
+    """The ``timm`` encoder's inner model: its own keys and the ``create_model`` call that built it."""
+    prefix = "model."
+    state = {k[len(prefix) :]: v for k, v in encoder.state_dict().items()}
+    arch = str(encoder.model_name)
+    model_args = dict(encoder.create_args)
+    args = "".join(f", {k}={v!r}" for k, v in model_args.items())
+    cfg = dict(getattr(encoder.model, "pretrained_cfg", None) or {})
+    in_chans = int(model_args.get("in_chans", 3))
+    size = fixed_input_size(encoder) or tuple(cfg.get("input_size", (3, 224, 224)))[1:]
+    pretrained_cfg = {k: cfg[k] for k in INPUT_CFG_KEYS if k in cfg}
+    pretrained_cfg.update(
+        num_classes=0,
+        input_size=[in_chans, *size],
+        fixed_input_size=bool(cfg.get("fixed_input_size", False)),
+    )
+    mismatches: list[str] = []
+    patch: list[str] = []
+    if not encoder.own_pooling:
+        head = getattr(encoder.model, "head_hidden_size", "?")
+        mismatches.append(
+            f"the encoder's global feature is the mean of its {encoder.out_dim}-wide tokens where timm's "
+            f"{arch} (num_classes=0) returns its head's {head}-wide hidden layer: the patch replaces "
+            "model.forward by that mean"
+        )
+        cells = "(1, 2)" if encoder.channels_last_output else "(2, 3)"  # [B, h, w, C] or [B, C, h, w]
+        patch += [
+            "def mean_of_tokens(x, m=model):  # the encoder's global feature",
+            "    features = m.forward_features(x)",
+            "    if features.ndim == 3:  # tokens: drop the prefix (class) tokens",
+            f"        return features[:, {encoder.num_prefix_tokens}:].mean(dim=1)",
+            f"    return features.mean(dim={cells})  # the feature map's cells",
+            "model.forward = mean_of_tokens",
+        ]
+    return KeyExport(
+        library="timm",
+        state_dict=state,
+        builder=f"timm.create_model({arch!r}, pretrained=False, num_classes=0{args})",
+        config={
+            "architecture": arch,
+            "num_classes": 0,
+            "num_features": int(encoder.out_dim),
+            "model_args": model_args,
+            "pretrained_cfg": pretrained_cfg,
+        },
+        drop_head="",  # built without a classifier
+        head_keys=[],
+        mismatches=mismatches,
+        patch=patch,
+    )
+
+
 def to_timm(encoder: nn.Module, name: str) -> KeyExport:
     kind = encoder_kind(encoder)
     if kind == "resnet":
         return resnet_keys(encoder, name, "timm")
     if kind == "vit":
         return vit_timm(encoder)
-    raise unsupported(name, "timm", SUPPORTED)
+    if kind == "timm":
+        return wrapped_timm(encoder)
+    raise unsupported(name, "timm", SUPPORTED + " and any timm model (encoder 'timm')")

@@ -45,6 +45,7 @@ NO_COUNTERPART = {
         "it is a transformers model: export it with "
         "mmssl.modalities.text.export.export_pretrained (save_pretrained folder)"
     ),
+    "timm": "it is a timm model: export it with --format timm (timm.create_model loads it as it is)",
 }
 
 
@@ -260,13 +261,17 @@ def vit_torchvision(encoder: nn.Module) -> KeyExport:
 
 
 def encoder_kind(encoder: nn.Module) -> str | None:
-    """``"resnet"``, ``"vit"`` or None (no key mapping), by the encoder's class."""
+    """``"resnet"``, ``"vit"``, ``"timm"`` (the ``timm`` encoder, a timm model already) or None (no key
+    mapping), by the encoder's class."""
     from mmssl.modalities.image.encoders import ResNetEncoder, VisionTransformer
+    from mmssl.modalities.image.timm_encoder import TimmEncoder  # imports timm only to build one
 
     if isinstance(encoder, ResNetEncoder):
         return "resnet"
     if isinstance(encoder, VisionTransformer):
         return "vit"
+    if isinstance(encoder, TimmEncoder):
+        return "timm"
     if type(encoder).__name__ == "VideoResNet18":
         from mmssl.modalities.video.encoders import VideoResNet18
 
@@ -286,4 +291,4 @@ def to_torchvision(encoder: nn.Module, name: str) -> KeyExport:
         return resnet_keys(encoder, name, "torchvision")
     if kind == "vit":
         return vit_torchvision(encoder)
-    raise unsupported(name, "torchvision", SUPPORTED)
+    raise unsupported(name, "torchvision", SUPPORTED)  # a timm encoder too: NO_COUNTERPART says why

@@ -65,3 +65,32 @@ def make_run(
     if metrics:
         (run_dir / "metrics.json").write_text(json.dumps({**METRICS, "encoder": name}))
     return run_dir, encoder.eval()
+
+
+def make_towers_run(
+    root: Path,
+    main: tuple[str, dict[str, Any]],
+    towers: dict[str, tuple[str, dict[str, Any]]],
+    encoder_key: str = "image",
+    data: dict[str, Any] | None = None,
+) -> tuple[Path, dict[str, nn.Module]]:
+    """A fake cross-modal run: :func:`make_run`'s files for the run's encoder ``main`` (reading
+    ``encoder_key``) plus ``encoders/<key>.pt`` for each extra tower, as the pipeline saves what the
+    method's ``extra_encoders()`` returns. Returns the run and every tower by key (eval mode)."""
+    name, kwargs = main
+    run_dir, encoder = make_run(root, name, kwargs, modality="crossmodal", data=data)
+    built = {encoder_key: encoder}
+    for seed, (key, (tower_name, tower_kwargs)) in enumerate(towers.items(), start=1):
+        torch.manual_seed(seed)
+        tower = build_encoder(tower_name, dict(tower_kwargs))
+        randomize_batchnorm_(tower, seed)
+        save_encoder(tower, {"name": tower_name, "kwargs": tower_kwargs}, run_dir / "encoders" / f"{key}.pt")
+        built[key] = tower.eval()
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    config["method"] = {
+        "name": "crossmodal_contrastive",
+        "encoder_key": encoder_key,
+        "towers": {key: {"name": n, **kw} for key, (n, kw) in towers.items()},
+    }
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
+    return run_dir, built

@@ -10,21 +10,28 @@ the tokens are the cells of the final feature map (CNNs) or the patch outputs (V
 - ``small_cnn``: a few conv-BN-ReLU blocks, for CPU demos.
 - ``vit_tiny`` / ``vit_small``: a plain pre-norm ViT with fixed 2-D sin-cos positions (as MAE)
   whose pieces (``patch_embed``, ``pos_embed``, ``cls_token``, ``blocks``, ``norm``,
-  ``forward_tokens``) are exposed so masked image modelling can encode only visible patches.
+  ``forward_tokens``) are exposed so masked image modelling can encode only visible patches. Initial
+  weights (``weights: PATH``) from a ViT of another image size get their position table resampled
+  (:meth:`VisionTransformer.adapt_initial_weights`).
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Sequence
+import logging
+import math
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 from torchvision.models import resnet as tv_resnet
 
 from mmssl.core.masked import init_mae_weights_
 from mmssl.core.transformer import Attention, Block, sincos_pos_embed_2d
+
+log = logging.getLogger(__name__)
 
 
 def _feature_map_outputs(fmap: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -222,6 +229,7 @@ class VisionTransformer(nn.Module):
         if pos_embed not in ("sincos", "learned"):
             raise ValueError(f"pos_embed must be 'sincos' or 'learned', got '{pos_embed}'")
         self.patch_embed = PatchEmbed(img_size, patch_size, in_channels, embed_dim)
+        self.pos_embed_kind = pos_embed
         num_patches = self.patch_embed.num_patches
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         if pos_embed == "sincos":
@@ -264,6 +272,70 @@ class VisionTransformer(nn.Module):
         # MAE evaluates either the CLS token or the mean of patch tokens (He et al. 2022, Sec. A.1).
         pooled = out[:, 0] if self.global_pool == "cls" else out[:, 1:].mean(dim=1)
         return {"global": pooled, "tokens": out[:, 1:]}
+
+    def adapt_initial_weights(self, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``encoder.weights`` from a ViT trained at another image size (same patch size, another grid of
+        patches): only the position table depends on the grid, so it is the one entry changed.
+
+        - ``pos_embed: learned``: the file's table is resampled to this grid (:func:`resample_pos_embed`:
+          CLS position kept, the grid bicubically interpolated), so that the positions keep their learned
+          2-D layout; the same table when the grids already match.
+        - ``pos_embed: sincos``: the table is a fixed function of the grid, not learned, so this ViT's own
+          replaces the file's.
+
+        A table of another width cannot be resized: a ``ValueError`` (reported naming ``encoder.weights``
+        by :func:`mmssl.encoders.load_initial_weights`)."""
+        state = dict(state)
+        table = state.get("pos_embed")
+        if table is None:
+            return state  # reported as a missing key
+        own = self.pos_embed
+        if table.ndim != 3 or table.shape[0] != 1 or table.shape[-1] != own.shape[-1]:
+            raise ValueError(
+                f"pos_embed has shape {tuple(table.shape)} where this ViT's is {tuple(own.shape)} "
+                f"(embed_dim {own.shape[-1]}): a position table of another width cannot be resized; "
+                "the file holds a ViT of another size"
+            )
+        grid = self.patch_embed.grid_size
+        if self.pos_embed_kind == "sincos":
+            if table.shape != own.shape or not torch.equal(table, own.detach()):
+                log.info(
+                    "initial weights: pos_embed %s replaced by this ViT's fixed sin-cos table for its "
+                    "%dx%d grid (pos_embed: sincos is not learned)",
+                    tuple(table.shape),
+                    grid,
+                    grid,
+                )
+            state["pos_embed"] = own.detach().clone()
+        elif table.shape != own.shape:
+            state["pos_embed"] = resample_pos_embed(table, grid)
+            old = math.isqrt(table.shape[1] - 1)
+            log.info(
+                "initial weights: learned pos_embed resampled from a %dx%d to a %dx%d grid (bicubic)",
+                old,
+                old,
+                grid,
+                grid,
+            )
+        return state
+
+
+def resample_pos_embed(table: torch.Tensor, grid: int) -> torch.Tensor:
+    """``[1, 1 + n*n, D]`` (CLS position first) -> ``[1, 1 + grid*grid, D]``: the CLS position kept, the
+    ``n x n`` grid part resampled as a ``D``-channel image, bicubic with ``align_corners=False`` and no
+    antialiasing (timm's ``resample_abs_pos_embed``), so a ViT fine-tuned at a new resolution starts from
+    positions that keep their learned 2-D layout (Dosovitskiy et al. 2021, Sec. 3.2)."""
+    cells = table.shape[1] - 1
+    side = math.isqrt(max(cells, 0))
+    if cells <= 0 or side * side != cells:
+        raise ValueError(
+            f"pos_embed of shape {tuple(table.shape)} is not a CLS position and a square grid of positions"
+        )
+    dim = table.shape[-1]
+    square = table[:, 1:].float().reshape(1, side, side, dim).permute(0, 3, 1, 2)
+    resized = F.interpolate(square, size=(grid, grid), mode="bicubic", align_corners=False, antialias=False)
+    resized = resized.permute(0, 2, 3, 1).reshape(1, grid * grid, dim).to(table.dtype)
+    return torch.cat([table[:, :1], resized], dim=1)
 
 
 # (width, default depth, heads) per size, as in DeiT / timm.
@@ -339,6 +411,7 @@ __all__ = [
     "Block",
     "Attention",
     "sincos_pos_embed_2d",
+    "resample_pos_embed",
     "num_parameters",
     "resnet18",
     "resnet50",

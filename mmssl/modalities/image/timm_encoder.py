@@ -14,12 +14,19 @@ pretrained: nothing is downloaded; initial weights come from a local file with `
   a hidden layer of another width (``head_hidden_size != num_features``, e.g. MobileNetV3) gets the mean of
   its tokens instead, so that ``global`` and ``tokens`` share ``out_dim``.
 
+Initial weights (``weights: PATH``) may be a bare timm state dict; a ViT's position table trained at
+another image size is resampled to this model's grid (:meth:`TimmEncoder.adapt_initial_weights`).
+``mmssl export RUN --format timm`` writes the inner model's own state dict (:mod:`mmssl.export.timm_keys`),
+rebuilt by the same ``timm.create_model`` call (:attr:`TimmEncoder.create_args`).
+
 timm is an optional dependency (``pip install mmssl[timm]``); it is imported only when such an encoder is
 built.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -27,6 +34,8 @@ import torch
 from torch import nn
 
 from mmssl.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 TIMM_EXTRA = "pip install mmssl[timm]"
 
@@ -44,12 +53,17 @@ def import_timm() -> Any:
 
 
 class TimmEncoder(nn.Module):
-    """A timm model (``self.model``, classifier removed) wrapped to return ``{"global", "tokens"}``."""
+    """A timm model (``self.model``, classifier removed) wrapped to return ``{"global", "tokens"}``.
 
-    def __init__(self, model: nn.Module, name: str) -> None:
+    ``create_args``: the keyword arguments ``timm.create_model(name, pretrained=False, num_classes=0,
+    **create_args)`` was called with (``in_chans``, ``img_size``, ...), so that an export rebuilds the very
+    same model."""
+
+    def __init__(self, model: nn.Module, name: str, create_args: Mapping[str, Any] | None = None) -> None:
         super().__init__()
         self.model = model
         self.model_name = name
+        self.create_args: dict[str, Any] = dict(create_args or {})
         self.out_dim: int = int(model.num_features)
         self.num_prefix_tokens: int = int(getattr(model, "num_prefix_tokens", 0) or 0)
         self.channels_last_output = str(getattr(model, "output_fmt", "NCHW")) == "NHWC"
@@ -80,15 +94,56 @@ class TimmEncoder(nn.Module):
 
     def adapt_initial_weights(self, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """A state dict for ``encoder.weights`` as this wrapper names it: a bare timm state dict (keys
-        without the ``model.`` prefix) is prefixed, and the classifier entries of a timm checkpoint saved
-        with its head (``pretrained_cfg["classifier"]``, absent here: ``num_classes=0``) are dropped."""
-        own = set(self.state_dict())
+        without the ``model.`` prefix) is prefixed, the classifier entries of a timm checkpoint saved
+        with its head (``pretrained_cfg["classifier"]``, absent here: ``num_classes=0``) are dropped, and
+        a ViT's absolute position table of another grid (trained at another ``img_size``) is resampled to
+        this model's grid with timm's own ``resample_abs_pos_embed``, as timm does when it loads a
+        checkpoint into a model of another size (bicubic; prefix positions kept; no antialiasing, as
+        the toolkit's ViT)."""
+        own = self.state_dict()
         if not any(k.startswith("model.") for k in state):
             state = {f"model.{k}": v for k, v in state.items()}
         heads = getattr(self.model, "pretrained_cfg", {}).get("classifier") or ()
         heads = (heads,) if isinstance(heads, str) else tuple(heads)
         prefixes = tuple(f"model.{h}." for h in heads)
-        return {k: v for k, v in state.items() if k in own or not k.startswith(prefixes)}
+        state = {k: v for k, v in state.items() if k in own or not k.startswith(prefixes)}
+        key = "model.pos_embed"
+        table, mine = state.get(key), own.get(key)
+        grid = getattr(getattr(self.model, "patch_embed", None), "grid_size", None)
+        if (
+            table is not None
+            and mine is not None
+            and grid is not None
+            and table.ndim == mine.ndim == 3
+            and table.shape[-1] == mine.shape[-1]  # another width: reported as a shape mismatch
+            and table.shape != mine.shape
+        ):
+            state[key] = self._resample_pos_embed(table, tuple(int(g) for g in grid))
+        return state
+
+    def _resample_pos_embed(self, table: torch.Tensor, grid: tuple[int, ...]) -> torch.Tensor:
+        from timm.layers import resample_abs_pos_embed
+
+        # the prefix (class / register) tokens have positions unless the model adds them after the table
+        prefix = 0 if getattr(self.model, "no_embed_class", False) else self.num_prefix_tokens
+        cells = table.shape[1] - prefix
+        side = math.isqrt(max(cells, 0))
+        if cells <= 0 or side * side != cells:
+            raise ValueError(
+                f"{self.model_name}: pos_embed of shape {tuple(table.shape)} is not {prefix} prefix "
+                "position(s) and a square grid, so it cannot be resampled to this model's grid "
+                f"{'x'.join(map(str, grid))}"
+            )
+        log.info(
+            "initial weights: %s pos_embed resampled from a %dx%d to a %s grid (bicubic)",
+            self.model_name,
+            side,
+            side,
+            "x".join(map(str, grid)),
+        )
+        return resample_abs_pos_embed(
+            table, new_size=list(grid), num_prefix_tokens=prefix, interpolation="bicubic", antialias=False
+        )
 
 
 def timm_encoder(
@@ -121,7 +176,7 @@ def timm_encoder(
         net = timm.create_model(model, pretrained=False, num_classes=0, **options)
     except TypeError as err:  # an option the model's constructor does not take
         raise ConfigError(f"encoder 'timm', model '{model}': {err}") from None
-    return TimmEncoder(net, model)
+    return TimmEncoder(net, model, options)
 
 
 __all__ = ["TIMM_EXTRA", "TimmEncoder", "import_timm", "timm_encoder"]
