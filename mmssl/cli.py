@@ -69,11 +69,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from mmssl import pipeline
+    from mmssl.figures import hand_new_figures_to
     from mmssl.report import plot_loss_curve
 
     cfg = _load(args)
-    _, _, result, run_dir = pipeline.train(cfg)
-    plot_loss_curve(run_dir)
+    _, _, result, run_dir = pipeline.train(cfg, keep_logger_open=True)
+    with hand_new_figures_to(result.logger, run_dir):  # the loss curve to TensorBoard and W&B too
+        plot_loss_curve(run_dir)
     print(f"trained {result.steps} steps, final loss {result.final_loss}; run directory: {run_dir}")
     return 0
 

@@ -38,6 +38,7 @@ from mmssl.encoders import load_encoder, save_encoder
 from mmssl.errors import ConfigError
 from mmssl.eval.context import EvalContext
 from mmssl.eval.monitor import KNNMonitor, MonitorOptions
+from mmssl.figures import hand_new_figures_to
 from mmssl.options import build_dataclass, builder_options
 from mmssl.registry import DATASETS, EVALUATORS, METHODS
 from mmssl.report import format_table, plot_loss_curve
@@ -123,10 +124,11 @@ def data_stats(data: DataBundle) -> dict[str, Any]:
 
 def ranks_share_evaluation(cfg: RecipeConfig) -> bool:
     """Whether every rank of a torchrun launch takes part in the evaluation after pretraining, each
-    extracting ``1 / world_size`` of the frozen features: under DDP (each rank holds the whole model), with
-    no retrained baseline, when every evaluator of the recipe declares ``splits_over_ranks`` (kNN, linear,
-    few-shot). Otherwise rank 0 evaluates alone, as in a one-process run."""
-    if not dist.is_distributed() or dist.get_world_size() < 2 or cfg.train.strategy != "ddp":
+    extracting ``1 / world_size`` of the frozen features: under DDP or FSDP (after training each rank holds
+    the whole model, rank 0's weights broadcast to all), with no retrained baseline, when every evaluator of
+    the recipe declares ``splits_over_ranks`` (kNN, linear, few-shot). Otherwise rank 0 evaluates alone, as
+    in a one-process run."""
+    if not dist.is_distributed() or dist.get_world_size() < 2:
         return False
     if retrain_baselines(cfg):
         return False
@@ -188,12 +190,14 @@ def fit_batch_to_data(cfg: RecipeConfig, data: DataBundle) -> RecipeConfig:
 
 
 def train(
-    cfg: RecipeConfig, data: DataBundle | None = None
+    cfg: RecipeConfig, data: DataBundle | None = None, keep_logger_open: bool = False
 ) -> tuple[nn.Module, nn.Module, TrainResult, Path]:
     """Pretrain; returns (method, untrained encoder copy, result, run_dir).
 
     ``train.batch_size`` larger than the pretraining set is lowered to fit (:func:`fit_batch_to_data`);
-    the run directory's ``config.yaml`` records the batch size used.
+    the run directory's ``config.yaml`` records the batch size used. ``keep_logger_open``: the run logger
+    stays open as ``result.logger`` for the figures written next (:func:`~mmssl.figures.hand_new_figures_to`
+    logs them and closes it).
     """
     apply_threads(cfg)
     run_dir = run_dir_for(cfg)
@@ -217,6 +221,7 @@ def train(
         batch_transform=data.batch_transform,
         monitors=build_monitors(cfg, data),
         log_options=cfg.log,
+        keep_logger_open=keep_logger_open,
     )
     result = trainer.fit()
     if dist.is_main_process():
@@ -271,6 +276,7 @@ def report(
         "train_seconds": round(result.seconds, 2) if result else None,
         "train_samples_per_s": round(result.samples_per_s, 1) if result else None,
         "data": dict(data.stats),
+        "eval_ranks": dist.get_world_size() if split_over_ranks else 1,  # processes that extracted features
         "eval": evaluate(
             cfg,
             method.to(device),
@@ -317,7 +323,7 @@ def run(cfg: RecipeConfig) -> dict[str, Any] | None:
     apply_threads(cfg)
     data = build_data(cfg)
     preflight(cfg, data)
-    method, untrained, result, run_dir = train(cfg, data)
+    method, untrained, result, run_dir = train(cfg, data, keep_logger_open=True)
     skipped = data.find_extra(SkippedWhileLoading)
     if skipped is not None:  # every rank is here: each rank's workers' finds, merged for rank 0
         skipped.gather_over_ranks()
@@ -325,9 +331,12 @@ def run(cfg: RecipeConfig) -> dict[str, Any] | None:
     if not dist.is_main_process() and not shared:
         dist.cleanup_distributed()
         return None
-    if shared:  # every rank evaluates the encoder rank 0 saved (BN statistics differ after DDP)
-        dist.broadcast_state(method)
-    metrics = report(cfg, method, untrained, data, run_dir, result, split_over_ranks=shared)
+    if shared:
+        # every rank evaluates the encoder rank 0 saved: after DDP the ranks' BatchNorm statistics differ,
+        # after FSDP only rank 0 gathered the trained weights (on the device: NCCL broadcasts CUDA tensors)
+        dist.broadcast_state(method.to(_device(cfg)))
+    with hand_new_figures_to(result.logger, run_dir):  # every PNG of the evaluation to TensorBoard, W&B too
+        metrics = report(cfg, method, untrained, data, run_dir, result, split_over_ranks=shared)
     dist.cleanup_distributed()
     if not dist.is_main_process():
         return None

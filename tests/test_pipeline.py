@@ -172,9 +172,11 @@ def test_killed_run_resumes_to_identical_weights(tmp_path):
 
 
 @pytest.mark.distributed
-def test_torchrun_two_processes(tmp_path):
-    """The same command under torchrun (2 gloo processes): trains, rank 0 alone writes the run."""
-    out = tmp_path / "ddp"
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_torchrun_two_processes(tmp_path, strategy):
+    """The same command under torchrun (2 gloo processes): trains, rank 0 alone writes the run, both ranks
+    extract the evaluation features (``eval_ranks``), and the metrics are those of the saved encoder."""
+    out = tmp_path / strategy
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -194,16 +196,23 @@ def test_torchrun_two_processes(tmp_path):
         "train.batch_size=12",
         "train.steps=3",
         "train.ckpt_every=3",
+        f"train.strategy={strategy}",
         f"out_dir={out}",
     ]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert load_checkpoint(out / "checkpoints" / "last.pt")["step"] == 3
+    if strategy == "ddp":
+        assert load_checkpoint(out / "checkpoints" / "last.pt")["step"] == 3
+    else:
+        assert (out / "checkpoints" / "last_sharded").is_dir()
     lines = (out / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 3  # one writer: rank 0
     # The kNN accuracy rank 0 reported is that of the encoder it saved, recomputed here from scratch.
-    knn = json.loads((out / "metrics.json").read_text())["eval"]["knn_top1"]
-    assert knn == pytest.approx(reference_knn_top1(load_encoder(out / "encoder.pt"), TINY))
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["eval_ranks"] == 2
+    assert metrics["eval"]["knn_top1"] == pytest.approx(
+        reference_knn_top1(load_encoder(out / "encoder.pt"), TINY)
+    )
 
 
 def test_results_table_pairs_each_metric_with_its_std_and_fits_long_names() -> None:

@@ -134,6 +134,9 @@ class TrainResult:
     seconds: float = 0.0
     samples_per_s: float = 0.0
     checkpoint: Path | None = None
+    # The run's logger, still open, when the trainer was asked to keep it (keep_logger_open): the caller
+    # hands it the run's figures, then closes it (mmssl.figures.hand_new_figures_to).
+    logger: RunLogger | None = field(default=None, repr=False, compare=False)
 
 
 class Trainer:
@@ -154,6 +157,9 @@ class Trainer:
             TensorBoard), e.g. :class:`mmssl.eval.monitor.KNNMonitor`.
         log_options: the recipe's ``log`` section (optional loggers such as W&B,
             :mod:`mmssl.train.run_logger`).
+        keep_logger_open: after a fit that ends normally, leave the run logger open as
+            ``TrainResult.logger`` (the caller closes it), so that the figures written after training go to
+            the same TensorBoard writer and W&B run as the losses.
     """
 
     def __init__(
@@ -168,6 +174,7 @@ class Trainer:
         batch_transform: Callable | None = None,
         monitors: list[StepMonitor] | None = None,
         log_options: LogOptions | None = None,
+        keep_logger_open: bool = False,
     ) -> None:
         self.cfg = cfg
         self.method = method
@@ -179,6 +186,7 @@ class Trainer:
         self.batch_transform = batch_transform
         self.monitors = [m for m in monitors or [] if m.every > 0]
         self.log_options = log_options
+        self.keep_logger_open = keep_logger_open
         launched = int(os.environ.get("WORLD_SIZE", "1")) > 1  # started by torchrun
         self.device = dist.init_distributed() if launched else pick_device(cfg.device)
         self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
@@ -301,9 +309,10 @@ class Trainer:
         fsdp = cfg.strategy == "fsdp"
         unsharded = None
         if fsdp and self.world_size > 1:
-            # Rank 0 evaluates and exports an ordinary module after training: keep one to load the
-            # gathered weights into (host memory for one copy of the parameters).
-            unsharded = copy.deepcopy(method).cpu() if self.is_main else None
+            # After training every rank evaluates (each its part of the frozen features) and rank 0
+            # exports an ordinary module: keep one on every rank to load the weights into (host memory
+            # for one copy of the parameters); rank 0 gathers them, the pipeline broadcasts them.
+            unsharded = copy.deepcopy(method).cpu()
             shard_method(method)
         elif self.world_size > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -365,7 +374,13 @@ class Trainer:
             )
         loader = pretraining_loader(self.dataset, cfg, sampler, self.collate_fn, self.device)
         batches = iter(loader)
-        logger = RunLogger(self.run_dir, self.is_main, self.log_options, self.extra_state.get("config"))
+        logger = RunLogger(
+            self.run_dir,
+            self.is_main,
+            self.log_options,
+            self.extra_state.get("config"),
+            resume_step=start if resume_path is not None else None,  # a resumed run continues its W&B run
+        )
         progress = None
         if self.is_main and cfg.progress:
             from tqdm.auto import tqdm
@@ -389,6 +404,7 @@ class Trainer:
         stop_check_every = 1 if self.device.type != "cuda" else cfg.log_every
         stop.install()
         guard = NonFiniteGuard(method, self.optimizer, cfg.max_nonfinite_steps, self.device)
+        keep_logger = False
         try:
             for step in range(start, cfg.steps):
                 logs: dict[str, torch.Tensor | float] = {}
@@ -479,17 +495,23 @@ class Trainer:
                             ckpt_path = self.save_checkpoint(done, self._data_position(sampler, done))
                             dist.barrier()
                         raise Preempted(signum, done, str(ckpt_path) if ckpt_path is not None else None)
+            keep_logger = self.keep_logger_open
         finally:
             stop.restore()
             if progress is not None:
                 progress.close()
-            logger.close()
+            if keep_logger:
+                logger.flush()
+            else:
+                logger.close()
         seconds = time.perf_counter() - t_start
         if fsdp and self.world_size > 1:
             full = full_state_dict(method)  # collective: every rank sends its shards to rank 0
-            if unsharded is not None:
+            if self.is_main:
                 unsharded.load_state_dict(full)
-                self.method = unsharded
+            # the other ranks' copies still hold the initial weights until the pipeline broadcasts rank 0's
+            # (mmssl.pipeline.run, before the ranks evaluate together); a Trainer used alone reads rank 0's
+            self.method = unsharded
         trained = cfg.steps - start
         return TrainResult(
             steps=cfg.steps,
@@ -498,4 +520,5 @@ class Trainer:
             seconds=seconds,
             samples_per_s=trained * samples_per_step / max(seconds, 1e-9),
             checkpoint=ckpt_path,
+            logger=logger if keep_logger else None,
         )
