@@ -50,11 +50,15 @@ class SkippedWhileLoading:
 
     def __init__(self, paths: Iterable[str | Path]) -> None:
         self.paths = list(dict.fromkeys(Path(p) for p in paths))
-        self._index = {p: i for i, p in enumerate(self.paths)}
         self._flags = torch.zeros(len(self.paths), dtype=torch.uint8).share_memory_()
+        # built on the first skip, in the process that finds it: a worker started by pickling the dataset
+        # (spawn) is not sent a second copy of every path
+        self._index: dict[Path, int] | None = None
 
     def mark(self, path: str | Path) -> None:
         """Record ``path`` as skipped (a path outside the data set is ignored)."""
+        if self._index is None:
+            self._index = {p: i for i, p in enumerate(self.paths)}
         i = self._index.get(Path(path))
         if i is not None:
             self._flags[i] = 1
