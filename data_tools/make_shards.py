@@ -22,7 +22,9 @@ back and compared with what was written, and ``OUT/shards.json`` lists them (see
     .venv/bin/python data_tools/make_shards.py text ../shared/data/text/tinyshakespeare /tmp/text_shards
 
 The image shards are what the ``image_files`` dataset streams with ``data.shards: OUT``, the video shards
-what ``video_folder`` streams with ``data.shards: OUT``.
+what ``video_folder`` streams, the audio shards ``fsdd`` and ``audio_folder_csv`` (``data.root`` then gives
+the evaluation clips), the mesh shards ``mesh_folder`` (ACD labels from ``--acd-cache``) and the text
+shards ``text_corpus``, each with ``data.shards: OUT``; no dataset reads the point-cloud shards yet.
 """
 
 from __future__ import annotations

@@ -376,3 +376,270 @@ def test_video_folder_takes_root_or_shards(tmp_path):
     }
     with pytest.raises(ConfigError, match="not both"):
         from_dict(recipe)
+
+
+def _recipe(modality: str, method: str, encoder: str, data: dict, **eval_section) -> dict:
+    """A recipe for the load-time checks (nothing is built)."""
+    return {
+        "name": "r",
+        "modality": modality,
+        "method": {"name": method},
+        "encoder": {"name": encoder},
+        "data": data,
+        "train": {"steps": 1, "batch_size": 2},
+        **({"eval": eval_section} if eval_section else {}),
+    }
+
+
+def _epochs_over_two_workers(stream, batch_size: int, batches: int) -> list[dict]:
+    """``batches`` batches of ``stream`` read by a 2-worker DataLoader (as the trainer configures it)."""
+    stream.configure(rank=0, world_size=1, batch_size=batch_size)
+    loader = DataLoader(stream, batch_size=batch_size, num_workers=2)
+    return [b for _, b in zip(range(batches), loader)]
+
+
+# ---------------------------------------------------------------------------------------------- audio
+def test_an_audio_clip_decodes_the_same_from_a_shard_as_from_its_file(tmp_path):
+    from mmssl.modalities.audio.clips import AudioClips
+    from mmssl.modalities.audio.shards import decode_audio_record
+
+    src, out = tmp_path / "src", tmp_path / "audio_shards"
+    _source("audio", src)
+    assert make_shards(["audio", str(src), str(out), "--max-samples", "3"]) == 0
+    manifest = read_manifest(out, modality="audio")
+    clips = AudioClips([(p, 0) for p in sorted(src.rglob("*.wav"))], sample_rate=16000)  # resampled from 8k
+    for shard in manifest.shards:
+        for record in iter_records(manifest.path(shard)):
+            where = f"{manifest.path(shard)}:{record['__key__']}"
+            wave, label = decode_audio_record(record, where, sample_rate=16000)
+            path = src / json.loads(record["json"])["path"]
+            assert label == -1 and torch.equal(wave, clips.read(path))
+    cut = {**record, "wav": record["wav"][: len(record["wav"]) // 2]}  # the header declares more frames
+    with pytest.raises(CorruptFileError, match=rf"audio_shards/shard-000001.tar:{record['__key__']}.wav"):
+        decode_audio_record(cut, where, sample_rate=16000)
+
+
+def _fsdd_folder(root) -> None:
+    """Two speakers x two digits x recordings 0 and 5 (index 0: official test, 5: train)."""
+    root.mkdir(parents=True)
+    for n, (digit, speaker, index) in enumerate(
+        (d, s, i) for d in (0, 1) for s in ("ann", "bob") for i in (0, 5)
+    ):
+        wave = np.random.default_rng(n).uniform(-0.5, 0.5, 400 + 50 * n).astype(np.float32)
+        sf.write(root / f"{digit}_{speaker}_{index}.wav", wave, 8000)
+
+
+@pytest.mark.parametrize("views", [None, "crops"])
+def test_audio_datasets_stream_shards_once_per_epoch_over_workers(tmp_path, views):
+    from mmssl.modalities.audio.esc50 import audio_folder_csv
+    from mmssl.modalities.audio.fsdd import fsdd
+
+    _fsdd_folder(tmp_path / "fsdd")
+    out = tmp_path / "audio_shards"
+    assert make_shards(["audio", str(tmp_path / "fsdd"), str(out), "--max-samples", "4"]) == 0  # 8 in 2
+    mixing = {"gain_db": 6.0, "mix_ratio": 0.5} if views else None  # background clips from the block
+    common = dict(shards=str(out), sample_rate=8000, clip_seconds=0.05, views=views, view_options=mixing)
+    data = fsdd(root=str(tmp_path / "fsdd"), shuffle_buffer=3, **common)  # pretrain on shards, eval on root
+    assert (len(data.eval_train), len(data.eval_test), data.num_classes) == (4, 4, 10)
+    stats = data.stats
+    assert (stats["shards"], stats["num_shards"], stats["num_train"]) == (str(out), 2, 8)
+    batches = _epochs_over_two_workers(data.pretrain, batch_size=4, batches=4)  # 16 items = 2 epochs
+    indices = torch.cat([b["index"] for b in batches]).tolist()
+    assert sorted(indices[:8]) == sorted(indices[8:]) == list(range(8))
+    if views is None:
+        from mmssl.modalities.audio.mae import _clip_samples
+
+        assert batches[0]["audio"].shape == (4, 400) and set(batches[0]["label"].tolist()) == {-1}
+        assert _clip_samples(data, None) == 400  # audio_mae sizes its grid from the stream's first item
+    else:
+        assert len(batches[0]["views"]) == 2 and batches[0]["views"][0].shape == (4, 400)
+        again = _epochs_over_two_workers(data.pretrain, batch_size=4, batches=4)  # the same draws, mixing too
+        assert all(torch.equal(a["views"][1], b["views"][1]) for a, b in zip(batches, again))
+    alone = audio_folder_csv(shuffle_buffer=3, **common)  # no root: no evaluation sets
+    assert alone.eval_train is None and alone.stats["num_train"] == 8
+
+
+def test_audio_datasets_need_root_or_shards(tmp_path):
+    from mmssl.config import from_dict
+
+    for name in ("fsdd", "audio_folder_csv"):
+        with pytest.raises(ConfigError, match=f"'{name}' needs data.root .* or data.shards"):
+            from_dict(_recipe("audio", "simclr", "audio_cnn", {"name": name, "views": "crops"}))
+    shards_only = {"name": "fsdd", "shards": str(tmp_path), "views": "crops"}
+    with pytest.raises(ConfigError, match="eval.knn score"):  # shards alone give no labelled clips
+        from_dict(_recipe("audio", "simclr", "audio_cnn", shards_only, knn={}))
+
+
+# ---------------------------------------------------------------------------------------------- meshes
+def _two_piece_meshes(root, count: int = 6) -> None:
+    """Meshes of two disjoint tetrahedra (two convex pieces: ACD labels 0 and 1, no CoACD), OBJ and PLY."""
+    from mmssl.modalities.pointcloud.io import write_mesh
+
+    tet = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]], np.float32)
+    faces = np.array([[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]])
+    for i in range(count):
+        vertices = np.concatenate([tet * (1 + i), tet + np.array([3 + i, 0, 0], np.float32)])
+        write_mesh(root / f"m{i}.{'obj' if i % 2 else 'ply'}", vertices, np.concatenate([faces, faces + 4]))
+
+
+def _mesh_shards(tmp_path, acd: bool = True):
+    """Two-piece meshes, their ACD cache filled by a folder run, and shards (3 per shard) carrying it."""
+    from mmssl.modalities.pointcloud.acd.options import MeshACDOptions
+    from mmssl.modalities.pointcloud.data import mesh_folder
+
+    src, out = tmp_path / "meshes", tmp_path / "mesh_shards"
+    _two_piece_meshes(src)
+    mesh_folder(root=str(src), num_points=32, cache_dir=str(tmp_path), acd=MeshACDOptions(workers=0))
+    extra = ["--acd-cache", str(tmp_path / "acd")] if acd else []
+    assert make_shards(["mesh", str(src), str(out), "--max-samples", "3", *extra]) == 0
+    return src, out
+
+
+def test_a_mesh_decodes_the_same_from_a_shard_as_from_its_file(tmp_path):
+    from mmssl.modalities.pointcloud.acd.assign import assign_points
+    from mmssl.modalities.pointcloud.acd.cache import ACDCache, cache_key
+    from mmssl.modalities.pointcloud.acd.job import ACDJob
+    from mmssl.modalities.pointcloud.acd.options import MESH_ACD_DEFAULTS
+    from mmssl.modalities.pointcloud.io import normalize_unit_sphere, read_and_sample_mesh, read_mesh
+    from mmssl.modalities.pointcloud.shards import decode_mesh_record, shape_rng
+
+    src, out = _mesh_shards(tmp_path)
+    manifest = read_manifest(out, modality="mesh")
+    assert "acd.npz" in manifest.fields
+    cache = ACDCache(tmp_path / "acd")
+    for shard in manifest.shards:
+        for record in iter_records(manifest.path(shard)):
+            where, key = f"{manifest.path(shard)}:{record['__key__']}", record["__key__"]
+            path = src / json.loads(record["json"])["path"]
+            member = path.suffix[1:]
+            v, f = read_mesh(path)
+            v_mem, f_mem = read_mesh(f"{where}.{member}", data=record[member])  # OBJ parsed from memory
+            assert torch.equal(v_mem[f_mem], v[f])  # the same triangles (vertex order may differ)
+            item = decode_mesh_record(record, where, num_points=32, seed=7, with_acd=True)
+            v, f, points, normals = read_and_sample_mesh(path, 32, shape_rng(7, key))
+            decomposition = cache.load(
+                cache_key(ACDJob("", v.numpy(), f.numpy()), MESH_ACD_DEFAULTS.params())
+            )
+            assert torch.equal(item["points"], torch.from_numpy(normalize_unit_sphere(points.numpy())))
+            assert torch.equal(item["normals"], normals)
+            assert item["acd"].tolist() == assign_points(points.numpy(), decomposition).tolist()
+            assert set(item["acd"].tolist()) == {0, 1}  # the two pieces
+    with pytest.raises(CorruptFileError, match=rf"mesh_shards/shard-00000\d.tar:{key}.acd.npz"):
+        decode_mesh_record({**record, "acd.npz": record["acd.npz"][:-30]}, where, 32, 7, with_acd=True)
+    with pytest.raises(CorruptFileError, match=rf"mesh_shards/shard-00000\d.tar:{key}.{member}"):
+        decode_mesh_record({**record, member: record[member][:40]}, where, 32, 7, with_acd=False)
+
+
+@pytest.mark.parametrize("acd_enabled,views", [(True, None), (False, "two_view")])
+def test_mesh_folder_streams_shards_once_per_epoch_over_workers(tmp_path, acd_enabled, views):
+    from mmssl.modalities.pointcloud.acd.options import MeshACDOptions
+    from mmssl.modalities.pointcloud.data import mesh_folder
+
+    _, out = _mesh_shards(tmp_path, acd=acd_enabled)
+    acd = MeshACDOptions(enabled=acd_enabled)
+    data = mesh_folder(shards=str(out), num_points=32, acd=acd, views=views, shuffle_buffer=2)
+    assert (data.stats["shards"], data.stats["num_shards"], data.stats["num_train"]) == (str(out), 2, 6)
+    batches = _epochs_over_two_workers(data.pretrain, batch_size=3, batches=4)  # 12 items = 2 epochs
+    indices = torch.cat([b["index"] for b in batches]).tolist()
+    assert sorted(indices[:6]) == sorted(indices[6:]) == list(range(6))
+    assert batches[0]["points"].shape == batches[0]["normals"].shape == (3, 32, 3)
+    labels = torch.cat([b["acd"] for b in batches])
+    assert set(labels.unique().tolist()) == ({0, 1} if acd_enabled else {-1})  # Point-MAE reads no acd.npz
+    if views:
+        assert len(batches[0]["views"]) == 2
+    from mmssl.modalities.pointcloud.render import figure_items
+
+    drawn = figure_items(data.pretrain)  # what the ACD / Point-MAE figures show: the stream's first shapes
+    assert len(drawn) == 4 and len({int(item["index"]) for item in drawn}) == 4
+
+
+def test_mesh_folder_refuses_root_and_shards_and_shards_without_acd(tmp_path):
+    from mmssl.config import from_dict
+    from mmssl.modalities.pointcloud.acd.options import MeshACDOptions
+    from mmssl.modalities.pointcloud.data import mesh_folder
+
+    for data in ({"root": "a", "shards": "b"}, {}):
+        with pytest.raises(ConfigError, match="'mesh_folder' takes data.root .* or data.shards"):
+            from_dict(
+                _recipe("pointcloud", "point_mae", "point_transformer", {"name": "mesh_folder", **data})
+            )
+    _, out = _mesh_shards(tmp_path, acd=False)
+    with pytest.raises(DataError, match="need an acd.npz member .* --acd-cache"):
+        mesh_folder(shards=str(out), num_points=32)  # acd.enabled by default: the ACD pretext
+    with pytest.raises(ConfigError, match="data.acd.threshold=0.1"):
+        mesh_folder(shards=str(out), num_points=32, acd=MeshACDOptions(threshold=0.1))
+
+
+# ---------------------------------------------------------------------------------------------- text
+def _text_shards(tmp_path):
+    src, out = tmp_path / "texts", tmp_path / "text_shards"
+    _source("text", src)
+    (src / "cat" / "cat0.txt").write_text("First paragraph of cat0.\n\nA second one, about a mat.\n")
+    (src / "lines.jsonl").write_text('{"text": "a line about a dog"}\n{"text": "  another line  "}\n')
+    assert make_shards(["text", str(src), str(out), "--max-samples", "4"]) == 0  # 8 records in 2 shards
+    return src, out
+
+
+def test_a_text_record_decodes_to_the_tokens_of_its_file_in_the_folder_corpus(tmp_path):
+    from mmssl.modalities.text.corpus import read_jsonl, read_plain_file
+    from mmssl.modalities.text.packing import token_stream
+    from mmssl.modalities.text.shards import decode_text_record, paragraph_run
+    from mmssl.modalities.text.tokenizer import TokenizerSpec, encode_texts, train_tokenizer
+
+    src, out = _text_shards(tmp_path)
+    manifest = read_manifest(out, modality="text")
+    records = [(shard, r) for shard in manifest.shards for r in iter_records(manifest.path(shard))]
+    tok = train_tokenizer([r["txt"].decode() for _, r in records], TokenizerSpec(vocab_size=200))
+    lines = [u.text for u in read_jsonl(src / "lines.jsonl")]
+    for shard, record in records:
+        meta = json.loads(record["json"])
+        texts = (
+            [lines[meta["line"] - 1]]
+            if "line" in meta
+            else [u.text for u in read_plain_file(src / meta["path"])]
+        )
+        where = f"{manifest.path(shard)}:{record['__key__']}"
+        assert (
+            decode_text_record(record, where, tok, sep_id=3).tolist()
+            == token_stream(encode_texts(tok, texts), 3).tolist()
+        )
+    assert len(paragraph_run(["ab"] * 10, max_chars=5)) == 2  # a long record is cut to whole paragraphs
+    with pytest.raises(CorruptFileError, match=r"text_shards/shard-00000\d.tar:\d+ \(UnicodeDecodeError"):
+        decode_text_record({**record, "txt": b"\xff\xfe"}, where, tok, sep_id=3)
+
+
+def test_text_corpus_streams_shards_once_per_epoch_over_workers(tmp_path):
+    from mmssl.modalities.text.data import text_corpus
+    from mmssl.modalities.text.shards import decode_text_record
+
+    src, out = _text_shards(tmp_path)
+    data = text_corpus(root=str(src), shards=str(out), cache_dir=str(tmp_path), block_size=48, vocab_size=200)
+    assert (data.stats["shards"], data.stats["num_shards"], data.stats["num_train"]) == (str(out), 2, 8)
+    assert data.stats["tokenizer_records"] == 10_000  # all 8 records: the shards' text, not root's
+    tok = data.extras[0].tokenizer
+    manifest = read_manifest(out)
+    documents = []  # every record fits a block: an epoch gives each one once, whole, as [CLS] doc [SEP]
+    for shard in manifest.shards:
+        for record in iter_records(manifest.path(shard)):
+            ids = [tok.cls_token_id, *decode_text_record(record, "", tok, tok.sep_token_id).tolist()]
+            documents.append(ids + [tok.pad_token_id] * (48 - len(ids)))
+    batches = _epochs_over_two_workers(data.pretrain, batch_size=4, batches=4)  # 16 items = 2 epochs
+    blocks = torch.cat([b["input_ids"] for b in batches]).tolist()
+    assert sorted(blocks[:8]) == sorted(blocks[8:]) == sorted(documents)
+    mask = torch.cat([b["attention_mask"] for b in batches])
+    assert torch.equal(mask.bool(), torch.cat([b["input_ids"] for b in batches]) != tok.pad_token_id)
+
+
+def test_text_corpus_refuses_tokenizer_records_that_cannot_apply(tmp_path):
+    from mmssl.config import from_dict
+    from mmssl.modalities.text.data import text_corpus
+
+    for data, match in (
+        ({"tokenizer_records": 5}, "applies to data.shards only"),
+        ({"shards": "s", "tokenizer": "t", "tokenizer_records": 5}, "not both"),
+    ):
+        with pytest.raises(ConfigError, match=match):
+            from_dict(_recipe("text", "mlm", "bert_small", {"name": "text_corpus", **data}))
+    src, out = _text_shards(tmp_path)
+    with pytest.raises(DataError, match="tokenizer_records must be >= 1"):
+        text_corpus(root=str(src), shards=str(out), cache_dir=str(tmp_path), tokenizer_records=0)

@@ -13,12 +13,14 @@ import csv
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from mmssl.data import DataBundle
 from mmssl.data.source import data_source
 from mmssl.errors import DataError
 from mmssl.modalities.audio.clips import AudioClips
-from mmssl.modalities.audio.crops import audio_bundle, pretrain_keys
+from mmssl.modalities.audio.crops import audio_bundle, has_root, root_or_shards_keys
+from mmssl.modalities.audio.shards import audio_shard_samples
 from mmssl.modalities.audio.views import AudioViewOptions
 
 
@@ -96,9 +98,12 @@ def split_rows(
     return train, test
 
 
-@data_source(produces=pretrain_keys)
+audio_folder_csv_keys = root_or_shards_keys("audio_folder_csv", "a folder with a clip table")
+
+
+@data_source(produces=audio_folder_csv_keys, labelled=has_root)
 def audio_folder_csv(
-    root: str,
+    root: str | None = None,
     csv_file: str = "meta/esc50.csv",
     audio_dir: str = "audio",
     test_folds: Sequence[int | str] = (5,),
@@ -110,6 +115,8 @@ def audio_folder_csv(
     preload: bool = False,
     skip_bad: bool = False,
     seed: int = 0,
+    shards: str | None = None,
+    shuffle_buffer: int = 1000,
 ) -> DataBundle:
     """Labelled clips listed in a CSV: the ESC-50 layout by default (``root/meta/esc50.csv`` +
     ``root/audio/``), or any folder + CSV (``csv_file``, ``audio_dir`` relative to ``root``).
@@ -120,7 +127,26 @@ def audio_folder_csv(
     ``views``: null (single clips) or ``crops`` (two crops, for two-view methods). ``view_options``:
     the crops' gain and background mixing (:class:`~mmssl.modalities.audio.views.AudioViewOptions`).
     ``preload``: decode everything once up front. ``skip_bad``: skip undecodable files with a warning.
+
+    ``shards``: pretrain on an audio shard set (``data_tools/make_shards.py audio``; labels in the shards
+    are not used) instead of the training folds: streamed (:class:`~mmssl.data.shards.ShardStream`: split
+    over processes and data-loader workers, block shuffle of ``shuffle_buffer`` clips, exact resume) and
+    decoded from memory at ``sample_rate``; background clips for ``view_options.mix_ratio`` come from the
+    block being streamed (:mod:`~mmssl.modalities.audio.shards`). ``root`` then gives the evaluation folds
+    only ("pretrain on AudioSet shards, evaluate on ESC-50"); without it there are no evaluation sets.
     """
+    audio_folder_csv_keys({"root": root, "shards": shards, "views": views})  # also when called from Python
+    streamed = audio_shard_samples(shards, sample_rate) if shards is not None else None
+    common_bundle: dict[str, Any] = dict(
+        clip_seconds=clip_seconds,
+        views=views,
+        view_options=view_options,
+        shards=streamed,
+        seed=seed,
+        shuffle_buffer=shuffle_buffer,
+    )
+    if root is None:  # shards only (the recipe loader refused neither): pretraining, no evaluation
+        return audio_bundle(None, None, num_classes=0, stats={"dataset": "audio_folder_csv"}, **common_bundle)
     base = Path(root).expanduser()
     if not base.is_dir():
         raise DataError(f"audio_folder_csv root not found: {base}")
@@ -139,8 +165,6 @@ def audio_folder_csv(
         train,
         test,
         num_classes=len(class_names),
-        clip_seconds=clip_seconds,
-        views=views,
-        view_options=view_options,
         stats={"dataset": "audio_folder_csv", "root": str(base), "test_folds": [str(f) for f in test_folds]},
+        **common_bundle,
     )

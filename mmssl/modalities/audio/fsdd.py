@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from mmssl.data import DataBundle
 from mmssl.data.source import data_source
 from mmssl.errors import DataError
 from mmssl.modalities.audio.clips import AudioClips
-from mmssl.modalities.audio.crops import audio_bundle, pretrain_keys
+from mmssl.modalities.audio.crops import audio_bundle, has_root, root_or_shards_keys
+from mmssl.modalities.audio.shards import audio_shard_samples
 from mmssl.modalities.audio.views import AudioViewOptions
 
 
@@ -66,9 +68,12 @@ def _empty_split_message(
     )
 
 
-@data_source(produces=pretrain_keys)
+fsdd_keys = root_or_shards_keys("fsdd", "the FSDD folder")
+
+
+@data_source(produces=fsdd_keys, labelled=has_root)
 def fsdd(
-    root: str,
+    root: str | None = None,
     sample_rate: int = 16000,
     clip_seconds: float = 1.0,
     test_speakers: Sequence[str] | None = None,
@@ -77,6 +82,8 @@ def fsdd(
     preload: bool = True,
     skip_bad: bool = False,
     seed: int = 0,
+    shards: str | None = None,
+    shuffle_buffer: int = 1000,
 ) -> DataBundle:
     """Free Spoken Digit Dataset (10 digits, 8 kHz mono recordings), resampled to ``sample_rate``.
 
@@ -88,7 +95,22 @@ def fsdd(
     zero-pad length (the recordings are 0.1-2.3 s).
     ``views``, ``view_options``, ``skip_bad`` as for ``audio_folder_csv``; ``preload`` (default on: the
     set is small).
+
+    ``shards``: pretrain on audio shards (``data_tools/make_shards.py audio``) instead of the training
+    split, as ``audio_folder_csv``'s option; ``root`` is then optional and gives the evaluation split only.
     """
+    fsdd_keys({"root": root, "shards": shards, "views": views})  # also when called from Python
+    streamed = audio_shard_samples(shards, sample_rate) if shards is not None else None
+    common_bundle: dict[str, Any] = dict(
+        clip_seconds=clip_seconds,
+        views=views,
+        view_options=view_options,
+        shards=streamed,
+        seed=seed,
+        shuffle_buffer=shuffle_buffer,
+    )
+    if root is None:  # shards only (the recipe loader refused neither): pretraining, no evaluation
+        return audio_bundle(None, None, num_classes=0, stats={"dataset": "fsdd"}, **common_bundle)
     base = Path(root).expanduser()
     folder = base / "recordings" if (base / "recordings").is_dir() else base
     if not folder.is_dir():
@@ -109,8 +131,6 @@ def fsdd(
         train,
         test,
         num_classes=10,
-        clip_seconds=clip_seconds,
-        views=views,
-        view_options=view_options,
         stats={"dataset": "fsdd", "root": str(folder), "test_speakers": list(test_speakers or [])},
+        **common_bundle,
     )

@@ -17,10 +17,12 @@ any length stack into one batch.
 
 from __future__ import annotations
 
+import io
 import math
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import av
 import numpy as np
@@ -76,35 +78,42 @@ class WavHeader:
     channel_mask: int | None
 
 
-def wav_header(path: str | Path) -> WavHeader | None:
+def wav_header(path: str | Path, data: bytes | None = None) -> WavHeader | None:
     """The data chunk and format of a RIFF/RIFX WAVE file, read from its header; None when the file is not
-    one (RF64, another format) or has no data chunk.
+    one (RF64, another format) or has no data chunk. ``data``: the file's bytes (a shard member), read
+    instead of ``path``.
 
     Why: libsndfile (soundfile) takes the frame count of a WAV whose data chunk runs past the end of
     the file from the bytes present, and reads those without an error, so ``sf.info(...).frames`` and
     the decoded length both describe a file cut in half as a complete, shorter one. Only the header
     still says how much audio was written.
     """
+    if data is not None:
+        return _wav_header(io.BytesIO(data), len(data))
     path = Path(path)
-    size = path.stat().st_size
     with path.open("rb") as f:
-        head = f.read(12)
-        if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
-            return None
-        order = "<" if head[:4] == b"RIFF" else ">"
-        pos, block_align, mask = 12, 0, None
-        while pos + 8 <= size:
-            f.seek(pos)
-            chunk_id, chunk_size = struct.unpack(order + "4sI", f.read(8))
-            if chunk_id == b"fmt ":
-                body = f.read(min(chunk_size, 40))
-                if len(body) >= 14:
-                    fmt_tag, _, _, _, block_align = struct.unpack(order + "HHIIH", body[:14])
-                    if fmt_tag == 0xFFFE and len(body) >= 24:
-                        (mask,) = struct.unpack(order + "I", body[20:24])
-            elif chunk_id == b"data":
-                return WavHeader(chunk_size, size - pos - 8, block_align, mask)
-            pos += 8 + chunk_size + (chunk_size & 1)
+        return _wav_header(f, path.stat().st_size)
+
+
+def _wav_header(f: BinaryIO, size: int) -> WavHeader | None:
+    """:func:`wav_header` of an open binary file of ``size`` bytes."""
+    head = f.read(12)
+    if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
+        return None
+    order = "<" if head[:4] == b"RIFF" else ">"
+    pos, block_align, mask = 12, 0, None
+    while pos + 8 <= size:
+        f.seek(pos)
+        chunk_id, chunk_size = struct.unpack(order + "4sI", f.read(8))
+        if chunk_id == b"fmt ":
+            body = f.read(min(chunk_size, 40))
+            if len(body) >= 14:
+                fmt_tag, _, _, _, block_align = struct.unpack(order + "HHIIH", body[:14])
+                if fmt_tag == 0xFFFE and len(body) >= 24:
+                    (mask,) = struct.unpack(order + "I", body[20:24])
+        elif chunk_id == b"data":
+            return WavHeader(chunk_size, size - pos - 8, block_align, mask)
+        pos += 8 + chunk_size + (chunk_size & 1)
     return None
 
 
@@ -170,24 +179,35 @@ def resample(wave: Tensor, orig_sr: int, new_sr: int) -> Tensor:
 
 
 def read_audio(
-    path: str | Path, sample_rate: int | None = None, mono: bool = True, *, allow_silent: bool = False
+    path: str | Path,
+    sample_rate: int | None = None,
+    mono: bool = True,
+    *,
+    allow_silent: bool = False,
+    data: bytes | None = None,
 ) -> tuple[Tensor, int]:
     """Decode a wav / flac / ogg file with soundfile -> ``(float32 [C or 1, S], rate)``.
 
     ``sample_rate``: resample to this rate (None keeps the file's). ``mono``: down-mix the channels
     (:func:`downmix_mono`; 5.1 for six-channel WAV and FLAC). A WAV whose header declares more frames
     than the file holds (cut short) raises :class:`~mmssl.errors.CorruptFileError` naming it.
+    ``data``: the file's bytes, decoded from memory with the same checks (a shard member, see
+    :mod:`mmssl.modalities.audio.shards`); ``path`` then only names them in errors, and its extension
+    says what they are (``shard-000000.tar:000000012.wav``).
     """
     path = Path(path)
-    if not path.is_file():
+    if data is None and not path.is_file():
         raise DataError(f"audio file not found: {path}")
     try:
-        header = wav_header(path) if path.suffix.lower() in (".wav", ".wave") else None
-        data, sr = sf.read(str(path), dtype="float32", always_2d=True)  # [S, C]
+        header = wav_header(path, data) if path.suffix.lower() in (".wav", ".wave") else None
+        source = str(path) if data is None else io.BytesIO(data)
+        samples, sr = sf.read(source, dtype="float32", always_2d=True)  # [S, C]
     except (sf.LibsndfileError, RuntimeError, OSError, ValueError, struct.error) as err:
-        raise CorruptFileError(path, f"{type(err).__name__}: {err}") from err
-    _check_wav_length(path, header, data.shape[0], int(sr))
-    wave = torch.from_numpy(np.ascontiguousarray(data.T))
+        # libsndfile's own words: its message would name a BytesIO object where it read bytes
+        why = err.error_string if isinstance(err, sf.LibsndfileError) and data is not None else err
+        raise CorruptFileError(path, f"{type(err).__name__}: {why}") from err
+    _check_wav_length(path, header, samples.shape[0], int(sr))
+    wave = torch.from_numpy(np.ascontiguousarray(samples.T))
     layout = _file_layout(path, wave.shape[0], header)
     return _finish(wave, int(sr), path, sample_rate, mono, allow_silent, layout)
 

@@ -20,13 +20,17 @@ attention in the decoder; its "global" variant is this one), and the sizes suit 
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
+from torch.utils.data import Dataset
 
 from mmssl.core.masked import MaskedDecoder, MaskedModel
 from mmssl.core.masking import TokenMasker
 from mmssl.core.transformer import sincos_pos_embed_2d
 from mmssl.data import DataBundle
+from mmssl.data.shards import ShardStream
 from mmssl.errors import ConfigError
 from mmssl.modalities.audio.keys import AUDIO
 
@@ -114,6 +118,16 @@ class AudioMAE(MaskedModel):
         return {"loss": self.loss(pred, self.targets(spec), mask)}
 
 
+def _first_item(pretrain: Dataset) -> Any:
+    """The first pretraining item: ``pretrain[0]``, or the first of a streamed shard set (which cannot be
+    read by index; the block read for it is let go, so that data-loader workers do not inherit it)."""
+    if not isinstance(pretrain, ShardStream):
+        return pretrain[0]
+    item = next(iter(pretrain))
+    pretrain.samples.hold({})
+    return item
+
+
 def _clip_samples(data: DataBundle | None, clip_samples: int | None) -> int:
     """Samples per pretraining clip: the option, else the length of the first pretraining item's audio."""
     if clip_samples is not None:
@@ -121,7 +135,7 @@ def _clip_samples(data: DataBundle | None, clip_samples: int | None) -> int:
     if data is None:
         raise ConfigError("audio_mae needs the data (or method.clip_samples) to size its patch grid")
     with torch.random.fork_rng(devices=[]):  # reading an item draws a random crop: leave the stream as it was
-        item = data.pretrain[0]
+        item = _first_item(data.pretrain)
     if not isinstance(item, dict) or AUDIO not in item:
         raise ConfigError(f"audio_mae needs single clips in the batch ('{AUDIO}'): set data.views: null")
     return int(torch.as_tensor(item[AUDIO]).shape[-1])

@@ -11,7 +11,8 @@ views of its clip (``{"views": [v1, v2], "index": i}``), each drawn independentl
    linear fader plays the same role);
 3. **background mixing** (BYOL-A, Niizumi et al., IJCNN 2021, Sec. 3.2 "Mixup"): with
    ``r ~ U[0, mix_ratio]`` and ``n`` a random crop of a clip drawn uniformly from the training clips
-   (the "pool"; it may rarely be the clip itself, probability 1 / N)::
+   (the "pool"; it may rarely be the clip itself, probability 1 / N; a streamed shard set's pool is the
+   block being streamed, see :mod:`~mmssl.modalities.audio.shards`)::
 
        v = (1 - r) * g * crop(x) + r * n
 
@@ -111,8 +112,10 @@ class AudioCropViews:
         )
         if self.num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
-        if self.options.mix_ratio > 0 and (pool is None or len(pool) == 0):  # type: ignore[arg-type]
-            raise ValueError("background mixing (view_options.mix_ratio > 0) needs a non-empty pool of clips")
+        # a pool's length is checked when a clip is drawn: a streamed set's pool (the block being
+        # streamed, mmssl.modalities.audio.shards.HeldBlock) is empty until the stream starts
+        if self.options.mix_ratio > 0 and pool is None:
+            raise ValueError("background mixing (view_options.mix_ratio > 0) needs a pool of clips")
         self.pool = pool
 
     def draw(self, length: int) -> ViewDraw:
@@ -123,6 +126,8 @@ class AudioCropViews:
         if self.options.mix_ratio <= 0:
             return ViewDraw(offset, gain_db)
         ratio = torch.rand(()).item() * self.options.mix_ratio
+        if not len(self.pool):  # type: ignore[arg-type]
+            raise ValueError("background mixing (view_options.mix_ratio > 0) needs a non-empty pool of clips")
         other = self.pool[int(torch.randint(len(self.pool), (1,)))][0]  # type: ignore[index, arg-type]
         noise = crop_at_offset(other, self.num_samples, draw_offset(other.shape[-1], self.num_samples))
         return ViewDraw(offset, gain_db, ratio, noise)

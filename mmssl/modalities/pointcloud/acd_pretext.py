@@ -186,14 +186,11 @@ class ACDPretext(Method):
     @torch.no_grad()
     def save_figures(self, figures_dir: Path, data: Any, device: torch.device) -> None:
         """A few pretraining shapes coloured by their convex component (what the loss groups)."""
-        from mmssl.modalities.pointcloud.render import render_point_clouds
+        from mmssl.modalities.pointcloud.render import figure_items, render_point_clouds
 
-        dataset = getattr(data, "pretrain", None)
-        if dataset is None or len(dataset) == 0:
+        items = figure_items(getattr(data, "pretrain", None))
+        if not items:
             return
-        # Spread over the set (shapes are often stored category by category).
-        picks = torch.linspace(0, len(dataset) - 1, min(4, len(dataset))).round().long().unique()
-        items = [dataset[int(i)] for i in picks]
         render_point_clouds(
             [item[POINTS] for item in items],
             [item[ACD_LABELS] for item in items],

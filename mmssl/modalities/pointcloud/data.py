@@ -18,6 +18,7 @@ score part segmentation on a ShapeNetPart-layout folder; ``shapenetpart`` takes 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -29,9 +30,10 @@ import torch
 
 from mmssl.data import DataBundle
 from mmssl.data.keys import INDEX, VIEWS
+from mmssl.data.shards import ShardStream
 from mmssl.data.skip import SkipBadFiles
 from mmssl.data.source import data_source
-from mmssl.errors import ConfigError, CorruptFileError, DataError
+from mmssl.errors import ConfigError, DataError
 from mmssl.modalities.pointcloud import procedural
 from mmssl.modalities.pointcloud.acd.job import ACDJob
 from mmssl.modalities.pointcloud.acd.options import (
@@ -46,9 +48,15 @@ from mmssl.modalities.pointcloud.datasets import (
     PartSegDataset,
     PointCloudPretrainDataset,
     PointCloudViewsDataset,
+    ShapeItems,
     stack,
 )
-from mmssl.modalities.pointcloud.io import MESH_EXTENSIONS, normalize_unit_sphere, read_mesh, sample_points
+from mmssl.modalities.pointcloud.io import (
+    MESH_EXTENSIONS,
+    normalize_unit_sphere,
+    read_and_sample_mesh,
+    sample_points,
+)
 from mmssl.modalities.pointcloud.keys import ACD_LABELS, NORMALS, POINTS
 from mmssl.modalities.pointcloud.partseg_sets import ShapeNetPartEval, check_eval_splits, shapenetpart_splits
 from mmssl.modalities.pointcloud.procedural import (
@@ -58,6 +66,7 @@ from mmssl.modalities.pointcloud.procedural import (
     procedural_split,
 )
 from mmssl.modalities.pointcloud.shapenetpart import ShapeNetPart
+from mmssl.modalities.pointcloud.shards import ACD_MEMBER, mesh_shard_samples
 from mmssl.modalities.pointcloud.taxonomy import shapenetpart_taxonomy
 from mmssl.modalities.pointcloud.views import VIEW_NAMES, PointViewOptions, two_view_transform
 
@@ -82,8 +91,8 @@ def produced_keys(options: Mapping[str, Any]) -> set[str]:
 
 
 def with_views(
-    pretrain: PointCloudPretrainDataset, views: str | None, view_options: PointViewOptions | None
-) -> PointCloudPretrainDataset | PointCloudViewsDataset:
+    pretrain: PointCloudPretrainDataset | ShapeItems, views: str | None, view_options: PointViewOptions | None
+) -> PointCloudPretrainDataset | ShapeItems | PointCloudViewsDataset:
     """``pretrain`` with two random views per item when ``views`` is ``two_view``."""
     if _check_views(views) is None:
         if view_options is not None:
@@ -312,22 +321,22 @@ def shapenetpart(
     )
 
 
-def _read_and_sample(path: Path, num_points: int, rng: np.random.Generator) -> tuple:
-    """``(vertices, faces, points, normals)`` of one mesh file; a mesh that cannot be sampled (zero area)
-    is a :class:`~mmssl.errors.CorruptFileError` too."""
-    try:
-        vertices, faces = read_mesh(path)
-        points, normals, _ = sample_points(vertices, faces, num_points, rng)
-    except CorruptFileError:
-        raise
-    except ValueError as err:
-        raise CorruptFileError(path, str(err)) from err
-    return vertices, faces, points, normals
+def mesh_folder_keys(options: Mapping[str, Any]) -> set[str]:
+    """As :func:`produced_keys`; also checks, when the recipe loads, that exactly one of ``root`` and
+    ``shards`` says where the meshes are."""
+    root, shards = options.get("root"), options.get("shards")
+    if (root is None) == (shards is None):
+        got = f"root: {root}, shards: {shards}" if root is not None else "neither"
+        raise ConfigError(
+            "dataset 'mesh_folder' takes data.root (a folder of meshes) or data.shards (mesh shards written "
+            f"by data_tools/make_shards.py mesh), exactly one; got {got}"
+        )
+    return produced_keys(options)
 
 
-@data_source(produces=produced_keys)
+@data_source(produces=mesh_folder_keys)
 def mesh_folder(
-    root: str,
+    root: str | None = None,
     num_points: int = 2048,
     seed: int = 0,
     extensions: list[str] | None = None,
@@ -336,14 +345,27 @@ def mesh_folder(
     cache_dir: str | None = None,
     views: str | None = None,
     view_options: PointViewOptions | None = None,
+    shards: str | None = None,
+    shuffle_buffer: int = 1000,
 ) -> DataBundle:
     """Every mesh under ``root`` (recursively; ``extensions`` default .obj .off .ply .stl) as unlabelled
     pretraining data with ACD labels (``acd`` as in ``procedural_parts``); no evaluation sets. A file
     that cannot be read raises :class:`~mmssl.errors.CorruptFileError`, or with ``skip_bad`` is skipped
     with a warning and counted in ``stats["skipped_files"]``. ``views: two_view`` (+ ``view_options``):
     items also carry two random views (two-view methods).
+
+    ``shards`` (instead of ``root``): mesh shards written by ``data_tools/make_shards.py mesh``, streamed
+    (:class:`~mmssl.data.shards.ShardStream`: split over processes and data-loader workers, block shuffle
+    of ``shuffle_buffer`` shapes, exact resume) and decoded from memory
+    (:mod:`~mmssl.modalities.pointcloud.shards`). With ``acd.enabled`` the labels come from each record's
+    ``acd.npz`` (``make_shards.py mesh --acd-cache``), computed with the default ACD settings: a set
+    without them, or an ``acd`` section that changes those settings, is refused here; with
+    ``acd.enabled=false`` (Point-MAE, two-view methods) only the meshes are read.
     """
-    base = Path(root).expanduser()
+    mesh_folder_keys({"root": root, "shards": shards, "views": views})  # also when called from Python
+    if shards is not None:
+        return _streamed_meshes(shards, num_points, seed, acd, views, view_options, shuffle_buffer)
+    base = Path(root).expanduser()  # type: ignore[arg-type]
     if not base.is_dir():
         raise DataError(f"mesh_folder root not found: {base}")
     exts = tuple(e.lower() if e.startswith(".") else f".{e.lower()}" for e in (extensions or MESH_EXTENSIONS))
@@ -354,7 +376,7 @@ def mesh_folder(
     readable = skip.keep_readable(
         enumerate(files),
         lambda item: item[1],
-        lambda item: _read_and_sample(item[1], num_points, np.random.default_rng([int(seed), item[0]])),
+        lambda item: read_and_sample_mesh(item[1], num_points, np.random.default_rng([int(seed), item[0]])),
     )
     shapes = _PretrainShapes()
     for (_, path), (vertices, faces, points, normals) in readable:
@@ -372,6 +394,52 @@ def mesh_folder(
             "num_skipped": skip.num_skipped,
             "bad_files": [str(p) for p in skip.bad_files],
             **acd_stats,
+        },
+        name="mesh_folder",
+    )
+
+
+def check_shard_acd_settings(acd: ACDOptions) -> None:
+    """:class:`~mmssl.errors.ConfigError` when ``acd`` asks for other decomposition settings than the
+    defaults the shards' ``acd.npz`` members were computed with (``make_shards.py mesh --acd-cache``
+    copies the cache entries of those): the labels would silently be another decomposition's."""
+    wanted, written = acd.params(), MESH_ACD_DEFAULTS.params()
+    changed = {k: v for k, v in dataclasses.asdict(wanted).items() if getattr(written, k) != v}
+    if changed:
+        shown = ", ".join(f"data.acd.{k}={v}" for k, v in changed.items())
+        raise ConfigError(
+            f"{shown}: mesh shards carry decompositions made with the default ACD settings (make_shards.py "
+            "mesh --acd-cache), so with data.shards the acd section may only set enabled, workers, "
+            "timeout_s and fallback; other settings need the meshes read from data.root (decomposed there)"
+        )
+
+
+def _streamed_meshes(
+    shards: str,
+    num_points: int,
+    seed: int,
+    acd: MeshACDOptions,
+    views: str | None,
+    view_options: PointViewOptions | None,
+    shuffle_buffer: int,
+) -> DataBundle:
+    """``mesh_folder`` over a shard set: shapes decoded as they stream, ACD labels from the records."""
+    if acd.enabled:
+        check_shard_acd_settings(acd)
+    samples = mesh_shard_samples(shards, num_points, seed, with_acd=acd.enabled)
+    items = with_views(ShapeItems(samples), views, view_options)
+    return DataBundle(
+        pretrain=ShardStream(items, samples, seed=seed, shuffle_buffer=shuffle_buffer),
+        stats={
+            "shards": str(samples.manifest.root),
+            "num_shards": len(samples.manifest.shards),
+            "num_train": len(samples),
+            "num_points": num_points,
+            "num_shapes": len(samples),
+            "num_skipped": 0,
+            "bad_files": [],
+            "acd_enabled": acd.enabled,
+            "acd_source": f"shard members ({ACD_MEMBER})" if acd.enabled else None,
         },
         name="mesh_folder",
     )

@@ -3,7 +3,8 @@
 Items (all points centred and scaled into the unit sphere, per shape):
 
 - pretraining (ACD pretext, Gadelha et al., ECCV 2020): ``{"points": float32 [N, 3], "normals": float32
-  [N, 3], "acd": int64 [N] (convex component of each point, -1 when unknown), "index": int}``;
+  [N, 3], "acd": int64 [N] (convex component of each point, -1 when unknown), "index": int}`` (held in
+  memory, or decoded as a shard set streams: :class:`ShapeItems`);
 - part segmentation: ``{"points", "normals", "parts": int64 [N] (GLOBAL ShapeNetPart part ids),
   "category": int, "index": int}`` plus ``"input"`` (= points) and ``"label"`` (= category), so the
   generic kNN / linear / few-shot evaluators can also classify shapes. ``category`` indexes
@@ -52,11 +53,28 @@ class PointCloudPretrainDataset(Dataset):
         }
 
 
+class ShapeItems(Dataset):
+    """Pretraining items of shapes decoded one at a time (``shapes[i] = {"points", "normals", "acd"}``: a
+    mesh shard set's :class:`~mmssl.data.shards.ShardSamples`), with their ``index``: the items of
+    :class:`PointCloudPretrainDataset`, for sets that are streamed rather than held in memory."""
+
+    def __init__(self, shapes: Dataset) -> None:
+        self.shapes = shapes
+
+    def __len__(self) -> int:
+        return len(self.shapes)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return {**self.shapes[index], INDEX: index}
+
+
 class PointCloudViewsDataset(Dataset):
     """A pretraining set whose items also carry ``"views"``: ``views(cloud)`` of the shape's ``[N, 6]``
     points and normals (e.g. two :class:`~mmssl.modalities.pointcloud.views.PointCloudView` draws)."""
 
-    def __init__(self, base: PointCloudPretrainDataset, views: Callable[[torch.Tensor], list[Any]]) -> None:
+    def __init__(
+        self, base: PointCloudPretrainDataset | ShapeItems, views: Callable[[torch.Tensor], list[Any]]
+    ) -> None:
         self.base, self.views = base, views
 
     def __len__(self) -> int:

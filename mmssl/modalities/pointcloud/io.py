@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -283,7 +284,7 @@ def _read_obj_polygons(path: Path, text: bytes) -> tuple[np.ndarray, np.ndarray]
     return np.asarray(vertices, dtype=np.float64).reshape(-1, 3)[used], faces.reshape(-1, 3)
 
 
-def read_mesh(path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
+def read_mesh(path: str | Path, data: bytes | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Read a triangle mesh: ``(vertices float32 [V, 3], faces int64 [F, 3])``.
 
     Raises :class:`~mmssl.errors.CorruptFileError` naming the file when it is missing, unreadable,
@@ -293,17 +294,27 @@ def read_mesh(path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
     declares), vertices without faces, a face referring to a missing vertex are each named. An OBJ
     with faces of more than three corners is read here, each polygon split into a fan of triangles
     (open3d's reader would skip those faces without a word).
+
+    ``data``: the file's bytes (a shard member); ``path`` then names them in errors and its extension
+    says what they are (``shard-000000.tar:000000012.obj``). An OBJ is parsed from memory by the parser
+    above (the same triangles as open3d's reader gives for the file, up to vertex order); open3d reads
+    the other formats from files only, so their bytes go through a temporary file
+    (:func:`_read_mesh_bytes_via_file`).
     """
     path = Path(path)
-    if not path.is_file():
+    suffix = path.suffix.lower()
+    if data is None and not path.is_file():
         raise CorruptFileError(path, "no such file")
-    if path.suffix.lower() not in MESH_EXTENSIONS:
+    if suffix not in MESH_EXTENSIONS:
         raise CorruptFileError(path, f"unsupported mesh extension; use one of {', '.join(MESH_EXTENSIONS)}")
-    obj_text = path.read_bytes() if path.suffix.lower() == ".obj" else None
+    if data is not None and suffix != ".obj":
+        return _read_mesh_bytes_via_file(path, data)
+    obj_text = (path.read_bytes() if data is None else data) if suffix == ".obj" else None
     if obj_text is not None:
         check_obj_text(path, obj_text)
     with _quiet_open3d() as o3d:
-        if obj_text is not None and _has_polygons(obj_text):  # open3d would drop faces of 4+ corners
+        # open3d would drop faces of 4+ corners, and reads files only
+        if obj_text is not None and (data is not None or _has_polygons(obj_text)):
             v, f = _read_obj_polygons(path, obj_text)
             mesh = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(v), o3d.utility.Vector3iVector(f))
         else:
@@ -322,6 +333,35 @@ def read_mesh(path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
     if faces.min() < 0 or faces.max() >= len(vertices):
         raise CorruptFileError(path, f"face index out of range [0, {len(vertices)})")
     return torch.from_numpy(vertices.astype(np.float32)), torch.from_numpy(faces)
+
+
+def _read_mesh_bytes_via_file(path: Path, data: bytes) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`read_mesh` of the bytes of an OFF / PLY / STL file: written to a temporary file (deleted at
+    once) because open3d's mesh readers take a file name only; errors name ``path``, not the temporary
+    file. The documented fallback for these formats (an OBJ is parsed from memory)."""
+    with tempfile.TemporaryDirectory(prefix="mmssl-mesh-") as folder:
+        file = Path(folder) / f"mesh{path.suffix.lower()}"
+        file.write_bytes(data)
+        try:
+            return read_mesh(file)
+        except CorruptFileError as err:
+            raise CorruptFileError(path, err.reason) from err
+
+
+def read_and_sample_mesh(
+    path: str | Path, num_points: int, rng: np.random.Generator, data: bytes | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(vertices, faces, points, normals)`` of one mesh file (or its bytes, ``data``: see
+    :func:`read_mesh`), ``num_points`` sampled with ``rng``; a mesh that cannot be sampled (zero area)
+    is a :class:`~mmssl.errors.CorruptFileError` too."""
+    try:
+        vertices, faces = read_mesh(path, data)
+        points, normals, _ = sample_points(vertices, faces, num_points, rng)
+    except CorruptFileError:
+        raise
+    except ValueError as err:
+        raise CorruptFileError(path, str(err)) from err
+    return vertices, faces, points, normals
 
 
 def write_mesh(

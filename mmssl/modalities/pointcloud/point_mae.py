@@ -40,6 +40,7 @@ from mmssl.core.masked import MaskedModel
 from mmssl.core.masking import TokenMask, TokenMasker, gather_tokens, unshuffle
 from mmssl.core.transformer import Block
 from mmssl.data import DataBundle
+from mmssl.data.keys import INDEX
 from mmssl.eval.features import eval_mode
 from mmssl.modalities.pointcloud.chamfer import chamfer_distance
 from mmssl.modalities.pointcloud.grouping import PointGroups
@@ -199,13 +200,12 @@ class PointMAE(MaskedModel):
     def save_figures(self, figures_dir: Path, data: Any, device: torch.device) -> None:
         """Up to four pretraining shapes, each twice: its true groups, then the visible groups with the
         decoder's prediction of the masked ones (masked / predicted groups in the second colour)."""
-        from mmssl.modalities.pointcloud.render import render_point_clouds
+        from mmssl.modalities.pointcloud.render import figure_items, render_point_clouds
 
-        dataset = getattr(data, "pretrain", None)
-        if dataset is None or len(dataset) == 0:
+        items = figure_items(getattr(data, "pretrain", None))
+        if not items:
             return
-        picks = torch.linspace(0, len(dataset) - 1, min(4, len(dataset))).round().long().unique()
-        points = torch.stack([torch.as_tensor(dataset[int(i)][POINTS])[:, :3] for i in picks]).to(device)
+        points = torch.stack([torch.as_tensor(item[POINTS])[:, :3] for item in items]).to(device)
         with eval_mode(self):
             groups = self.tokenize(points)
             pred, mask = self.reconstruct(groups, generator=torch.Generator().manual_seed(0))
@@ -213,13 +213,13 @@ class PointMAE(MaskedModel):
         masked = mask.mask.bool().unsqueeze(-1).expand(-1, -1, k)  # [B, G, K]
         true = (groups.neighbourhoods + groups.centres.unsqueeze(2)).cpu()
         shown = torch.where(masked.unsqueeze(-1), pred + groups.centres.unsqueeze(2), true.to(device)).cpu()
-        colours = masked.long().reshape(len(picks), -1).cpu()  # 0 visible, 1 masked
+        colours = masked.long().reshape(len(items), -1).cpu()  # 0 visible, 1 masked
         clouds, labels, titles = [], [], []
-        for s in range(len(picks)):
+        for s, item in enumerate(items):
             clouds += [true[s].reshape(-1, 3), shown[s].reshape(-1, 3)]
             labels += [colours[s], colours[s]]
             titles += [
-                f"shape {int(picks[s])}: true groups",
+                f"shape {int(item.get(INDEX, s))}: true groups",
                 f"{mask.num_masked}/{mask.num_tokens} predicted",
             ]
         render_point_clouds(

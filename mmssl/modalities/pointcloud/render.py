@@ -6,13 +6,32 @@ axis of the data (y for ShapeNet) is drawn vertically.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
+from torch.utils.data import Dataset
 
+from mmssl.data.shards import ShardStream
 from mmssl.figures import save_figure
+
+
+def figure_items(dataset: Dataset | None, count: int = 4) -> list[dict[str, Any]]:
+    """Up to ``count`` pretraining items to draw: spread over a map-style set (shapes are often stored
+    category by category), the first ones of a streamed shard set (which cannot be read by index; the
+    block read for them is let go)."""
+    if dataset is None or len(dataset) == 0:  # type: ignore[arg-type]
+        return []
+    if isinstance(dataset, ShardStream):
+        items = list(itertools.islice(iter(dataset), count))
+        dataset.samples.hold({})
+        return items
+    n = len(dataset)  # type: ignore[arg-type]
+    picks = torch.linspace(0, n - 1, min(count, n)).round().long().unique()
+    return [dataset[int(i)] for i in picks]
 
 
 def _colours(labels: Tensor):

@@ -87,6 +87,12 @@ def _span_group(offset: int, total: int, num_parts: int) -> str:
     return f"part {min(num_parts - 1, offset * num_parts // max(total, 1))}"
 
 
+def split_paragraphs(text: str) -> list[str]:
+    """The paragraphs (blank-line separated, stripped, empty ones left out) of a plain text: the texts of
+    :func:`read_plain_file`'s units, for text that is not a file (a shard record)."""
+    return [p.strip() for p in _PARAGRAPH_BREAK.split(text) if p.strip()]
+
+
 def read_plain_file(path: str | Path, num_parts: int = 8, group: str | None = None) -> list[TextUnit]:
     """Paragraphs of a UTF-8 text file; grouped by span (``num_parts``) unless ``group`` is given."""
     path = Path(path)

@@ -16,37 +16,35 @@
 
 With no ``root`` the corpus is the built-in one (standard-library docstrings); nothing is
 downloaded. The tokenizer is trained on the training units, or loaded from a local folder.
+
+With ``shards`` the pretraining items stream from text shards instead (:mod:`~mmssl.modalities.text.shards`)
+and the corpus gives the evaluation sets only; the tokenizer is then trained on the shards' first records.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from mmssl.data import DataBundle, SkipBadFiles
+from mmssl.data.shards import ShardStream, read_manifest
 from mmssl.data.source import data_source
-from mmssl.errors import DataError
+from mmssl.errors import ConfigError, DataError
 from mmssl.modalities.text.corpus import TextUnit, builtin_corpus, read_corpus, split_units
 from mmssl.modalities.text.extras import LanguageData
 from mmssl.modalities.text.keys import ATTENTION_MASK, INPUT_IDS
 from mmssl.modalities.text.packing import LabelledBlocks, TokenBlocks, pack_blocks
-from mmssl.modalities.text.tokenizer import TokenizerSpec, cached_tokenizer, load_tokenizer
+from mmssl.modalities.text.shards import DocumentWindows, first_record_units, text_shard_samples
+from mmssl.modalities.text.tokenizer import TokenizerSpec, cached_tokenizer, encode_texts, load_tokenizer
 
 log = logging.getLogger(__name__)
 
-
-def encode_texts(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
-    """Token ids of each text without special tokens (the fast backend; no length warnings)."""
-    if not texts:
-        return []
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is not None:
-        return [e.ids for e in backend.encode_batch(list(texts), add_special_tokens=False)]
-    return tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+#: how many shard records a tokenizer is trained on when ``data.tokenizer`` gives none
+DEFAULT_TOKENIZER_RECORDS = 10_000
 
 
 def packing_ids(tokenizer: Any) -> dict[str, int | None]:
@@ -122,7 +120,25 @@ def labelled_task(
     return build(train_windows, train_per_class), build(val_windows, test_per_class)
 
 
-@data_source(produces={INPUT_IDS, ATTENTION_MASK})
+def text_corpus_keys(options: Mapping[str, Any]) -> set[str]:
+    """The pretraining items' keys (packed blocks); also refuses, when the recipe loads, a
+    ``tokenizer_records`` that cannot apply: without ``shards`` (a folder corpus trains its tokenizer on
+    all its training units) or beside a given ``tokenizer``."""
+    records = options.get("tokenizer_records")
+    if records is not None and options.get("shards") is None:
+        raise ConfigError(
+            f"data.tokenizer_records ({records}) applies to data.shards only: a corpus read from data.root "
+            "or the built-in one trains its tokenizer on all its training text"
+        )
+    if records is not None and options.get("tokenizer") is not None:
+        raise ConfigError(
+            f"data.tokenizer ({options['tokenizer']}) and data.tokenizer_records ({records}): the "
+            "tokenizer is loaded from that folder or trained on that many shard records, not both"
+        )
+    return {INPUT_IDS, ATTENTION_MASK}
+
+
+@data_source(produces=text_corpus_keys)
 def text_corpus(
     root: str | None = None,
     text_field: str = "text",
@@ -144,6 +160,9 @@ def text_corpus(
     cache_dir: str | None = None,
     skip_bad: bool = False,
     seed: int = 0,
+    shards: str | None = None,
+    shuffle_buffer: int = 1000,
+    tokenizer_records: int | None = None,
 ) -> DataBundle:
     """A text corpus for language-model pre-training and few-shot evaluation (see the module docstring).
 
@@ -161,7 +180,17 @@ def text_corpus(
     ``eval_test_per_class`` per class, and only groups with at least ``eval_min_per_class``
     windows in each split. ``skip_bad``: skip unreadable files and
     JSONL lines with a warning instead of raising.
+
+    ``shards``: pretrain on text shards (``data_tools/make_shards.py text``) instead of the training
+    blocks: streamed (:class:`~mmssl.data.shards.ShardStream`: split over processes and data-loader
+    workers, block shuffle of ``shuffle_buffer`` records, exact resume), each item a ``block_size`` window
+    of one record's document (:mod:`~mmssl.modalities.text.shards`). The evaluation text (the few-shot
+    task, the validation blocks) still comes from ``root``, or the built-in corpus when it is None. The
+    tokenizer is ``tokenizer`` when given, else one trained (as above, cached) on the units of the first
+    ``tokenizer_records`` records of the shards (default 10,000; make_shards.py writes records in a seeded
+    random order, so they are a sample of the corpus), never on the evaluation text.
     """
+    text_corpus_keys({"shards": shards, "tokenizer": tokenizer, "tokenizer_records": tokenizer_records})
     skipping = SkipBadFiles(skip_bad)
     if root is None:
         units = builtin_corpus(builtin_modules, cache_dir=Path(cache_dir) / "text" if cache_dir else None)
@@ -174,19 +203,36 @@ def text_corpus(
     train_units, val_units = split_units(units, val_fraction, val_split)
     if not train_units:
         raise DataError(f"no training text in {corpus_name} after holding out val_fraction={val_fraction}")
+    manifest = read_manifest(shards, modality="text") if shards is not None else None
+    records = DEFAULT_TOKENIZER_RECORDS if tokenizer_records is None else tokenizer_records
+    records = None if tokenizer is not None else records  # how many the tokenizer is trained on
     if tokenizer is not None:
         tok, tok_dir, hit = load_tokenizer(tokenizer), Path(tokenizer), True
     else:
         spec = TokenizerSpec(tokenizer_kind, vocab_size, min_frequency, lowercase, max_length=block_size)
+        if manifest is None:
+            texts = [u.text for u in train_units]
+        else:  # the pretraining text, not the evaluation corpus
+            texts = first_record_units(manifest, records)  # type: ignore[arg-type]
         tok, tok_dir, hit = cached_tokenizer(
-            [u.text for u in train_units],
-            spec,
-            cache_dir=Path(cache_dir) / "text_tokenizers" if cache_dir else None,
+            texts, spec, cache_dir=Path(cache_dir) / "text_tokenizers" if cache_dir else None
         )
     pack = packing_ids(tok)
     train_ids = encode_texts(tok, [u.text for u in train_units])
     val_ids = encode_texts(tok, [u.text for u in val_units])
-    pretrain = TokenBlocks(*pack_blocks(train_ids, block_size, **pack))
+    if manifest is None:
+        pretrain: TokenBlocks | ShardStream = TokenBlocks(*pack_blocks(train_ids, block_size, **pack))
+        streamed: dict[str, Any] = {"num_train_tokens": pretrain.num_tokens}
+    else:
+        documents = text_shard_samples(shards, tok, pack["sep_id"])  # type: ignore[arg-type]
+        items = DocumentWindows(documents, block_size, pack["pad_id"], pack["prefix_id"])  # type: ignore[arg-type]
+        pretrain = ShardStream(items, documents, seed=seed, shuffle_buffer=shuffle_buffer)
+        streamed = {
+            "shards": str(manifest.root),
+            "num_shards": len(manifest.shards),
+            "num_train": manifest.num_samples,
+            "tokenizer_records": records,
+        }
     val_blocks = TokenBlocks(*pack_blocks(val_ids, block_size, **pack))
     if len(val_blocks) == 0:
         log.warning(
@@ -226,7 +272,7 @@ def text_corpus(
             "class_names": list(eval_train.class_names) if eval_train is not None else [],
             "num_train_units": len(train_units),
             "num_val_units": len(val_units),
-            "num_train_tokens": pretrain.num_tokens,
+            **streamed,
             "num_val_tokens": val_blocks.num_tokens,
             "num_skipped": skipping.num_skipped,
             "bad_files": [str(p) for p in skipping.bad_files],

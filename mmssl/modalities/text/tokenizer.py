@@ -28,7 +28,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import tokenizers
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
@@ -178,6 +178,16 @@ def load_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:
         return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
     except Exception as err:  # the Rust tokenizers library raises a bare Exception for a bad file
         raise DataError(f"cannot load the tokenizer in {path}: {type(err).__name__}: {err}") from err
+
+
+def encode_texts(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
+    """Token ids of each text without special tokens (the fast backend; no length warnings)."""
+    if not texts:
+        return []
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        return [e.ids for e in backend.encode_batch(list(texts), add_special_tokens=False)]
+    return tokenizer(list(texts), add_special_tokens=False)["input_ids"]
 
 
 def check_special_ids(

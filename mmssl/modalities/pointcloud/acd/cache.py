@@ -18,6 +18,7 @@ import logging
 import os
 import tempfile
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -80,6 +81,17 @@ def _hulls(
     return list(zip(vs, fs))
 
 
+def read_decomposition(source: str | Path | BinaryIO) -> Decomposition:
+    """The decomposition a cache entry holds (a ``.npz`` file, or its bytes as a file object: the
+    ``acd.npz`` member of a mesh shard, written by ``make_shards.py mesh --acd-cache``). Every member's
+    zip CRC-32 is checked as it is read and the arrays must describe hulls; otherwise one of
+    :data:`~mmssl.cache.NPZ_ERRORS`."""
+    with np.load(source, allow_pickle=False) as z:
+        arrays = {name: z[name] for name in ("vertices", "faces", "vertex_counts", "face_counts")}
+        method = str(z["method"])
+    return Decomposition(_hulls(**arrays), method)
+
+
 class ACDCache:
     """``root/<key[:2]>/<key>.npz`` per decomposition; writes are atomic (temp file + rename), so
     concurrent runs never read a half-written entry. ``root=None`` disables caching."""
@@ -97,10 +109,7 @@ class ACDCache:
         if path is None or not path.is_file():
             return None
         try:
-            with np.load(path, allow_pickle=False) as z:
-                arrays = {name: z[name] for name in ("vertices", "faces", "vertex_counts", "face_counts")}
-                method = str(z["method"])
-            hulls = _hulls(**arrays)
+            return read_decomposition(path)
         except NPZ_ERRORS as err:
             log.warning(
                 "ignoring unreadable ACD cache entry %s (%s: %s); recomputing it",
@@ -109,7 +118,6 @@ class ACDCache:
                 err,
             )
             return None
-        return Decomposition(hulls, method)
 
     def save(self, key: str, decomposition: Decomposition) -> None:
         path = self.path(key)
