@@ -3,24 +3,16 @@ run reads with ``MMSSL_CACHE`` set to that root."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 
 from mmssl.modalities.audio.clusters import stats_cache_dir
 from mmssl.modalities.audio.procedural import default_av_cache_dir
+from tests.data_tool import load_data_tool
 
 SMALL = ["--num-classes", "2", "--train-per-class", "2", "--test-per-class", "1"]
 SMALL += ["--duration", "0.5", "--image-size", "16", "--fps", "4", "--sample-rate", "8000"]
-
-
-def _tool():
-    path = Path(__file__).resolve().parents[2] / "data_tools" / "prepare_audio.py"
-    spec = importlib.util.spec_from_file_location("prepare_audio", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _files(folder: Path) -> set[Path]:
@@ -33,7 +25,7 @@ def test_procedural_writes_only_under_its_cache_root(tmp_path, monkeypatch, give
     monkeypatch.setenv("MMSSL_CACHE", str(default_root))
     root = tmp_path / "given" if given else default_root
     argv = ["procedural", *SMALL] + (["--cache-dir", str(root)] if given else [])
-    assert _tool().main(argv) == 0
+    assert load_data_tool("prepare_audio").main(argv) == 0
 
     written = _files(tmp_path)
     assert written, "nothing written"

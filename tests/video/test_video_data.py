@@ -353,13 +353,9 @@ def test_davis_builder_defaults_to_procedural_set(tmp_path, monkeypatch):
 
 
 def _prepare_video_tool():
-    import importlib.util
+    from tests.data_tool import load_data_tool
 
-    path = Path(__file__).resolve().parents[2] / "data_tools" / "prepare_video.py"
-    spec = importlib.util.spec_from_file_location("prepare_video", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_data_tool("prepare_video")
 
 
 def test_prepare_video_check_and_extract(tmp_path, capsys):

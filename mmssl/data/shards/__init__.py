@@ -9,7 +9,7 @@ Modality-free: a modality supplies the ``decode(record, where)`` that turns a re
 """
 
 from mmssl.data.shards.manifest import ShardInfo, ShardManifest, read_manifest
-from mmssl.data.shards.reader import Record, iter_records
+from mmssl.data.shards.reader import Record, iter_records, only_member
 from mmssl.data.shards.stream import ShardSamples, ShardStream, worker_share
 from mmssl.data.shards.writer import ShardSetWriter
 
@@ -21,6 +21,7 @@ __all__ = [
     "ShardSetWriter",
     "ShardStream",
     "iter_records",
+    "only_member",
     "read_manifest",
     "worker_share",
 ]

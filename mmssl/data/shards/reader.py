@@ -67,3 +67,14 @@ def iter_records(shard: str | Path, expected: int | None = None) -> Iterator[Rec
 def count_records(shard: str | Path) -> int:
     """How many records ``shard`` holds (reads it through)."""
     return sum(1 for _ in iter_records(shard))
+
+
+def only_member(record: Record, fields: tuple[str, ...], kind: str, where: str) -> str:
+    """The name of the record's one ``kind`` member (one of ``fields``, the modality's file extensions);
+    :class:`CorruptFileError` naming ``where`` when it has none or several."""
+    found = [name for name in record if name in fields]
+    if len(found) != 1:
+        raise CorruptFileError(
+            where, f"needs exactly one {kind} member ({', '.join(fields)}), got {found or 'none'}"
+        )
+    return found[0]

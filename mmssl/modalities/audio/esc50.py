@@ -13,14 +13,13 @@ import csv
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from mmssl.data import DataBundle
 from mmssl.data.source import data_source
 from mmssl.errors import DataError
 from mmssl.modalities.audio.clips import AudioClips
 from mmssl.modalities.audio.crops import audio_bundle, has_root, root_or_shards_keys
-from mmssl.modalities.audio.shards import audio_shard_samples
+from mmssl.modalities.audio.shards import audio_bundle_options
 from mmssl.modalities.audio.views import AudioViewOptions
 
 
@@ -136,12 +135,12 @@ def audio_folder_csv(
     only ("pretrain on AudioSet shards, evaluate on ESC-50"); without it there are no evaluation sets.
     """
     audio_folder_csv_keys({"root": root, "shards": shards, "views": views})  # also when called from Python
-    streamed = audio_shard_samples(shards, sample_rate) if shards is not None else None
-    common_bundle: dict[str, Any] = dict(
+    common_bundle = audio_bundle_options(
+        shards,
+        sample_rate,
         clip_seconds=clip_seconds,
         views=views,
         view_options=view_options,
-        shards=streamed,
         seed=seed,
         shuffle_buffer=shuffle_buffer,
     )

@@ -22,29 +22,18 @@ from typing import Any
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from mmssl.data.shards import Record, ShardSamples, read_manifest
-from mmssl.errors import CorruptFileError
+from mmssl.data.shards import Record, ShardSamples, only_member, read_manifest
 from mmssl.modalities.audio.io import AUDIO_EXTENSIONS, read_audio
 
 AUDIO_FIELDS: tuple[str, ...] = tuple(ext.lstrip(".") for ext in AUDIO_EXTENSIONS)
 NO_LABEL = -1  # pretraining reads no labels, as the video and image shards
 
 
-def audio_member(record: Record, where: str) -> str:
-    """The record's audio member name (its extension); :class:`CorruptFileError` when it has none or two."""
-    found = [name for name in record if name in AUDIO_FIELDS]
-    if len(found) != 1:
-        raise CorruptFileError(
-            where, f"needs exactly one audio member ({', '.join(AUDIO_FIELDS)}), got {found or 'none'}"
-        )
-    return found[0]
-
-
 def decode_audio_record(record: Record, where: str, sample_rate: int) -> tuple[Tensor, int]:
     """``(mono float32 [S] at sample_rate, -1)``: the record's clip, read as
     :meth:`~mmssl.modalities.audio.clips.AudioClips.read` reads a file; errors name
     ``<shard>:<key>.<member>`` (the tar member), whose extension also tells the reader the format."""
-    member = audio_member(record, where)
+    member = only_member(record, AUDIO_FIELDS, "audio", where)
     wave, _ = read_audio(f"{where}.{member}", sample_rate, mono=True, data=record[member])
     return wave[0], NO_LABEL
 
@@ -83,3 +72,25 @@ def audio_shard_samples(location: str, sample_rate: int = 16000) -> AudioShardSa
     """The audio shard set at ``location`` (a folder with ``shards.json``, or that file), read at
     ``sample_rate``."""
     return AudioShardSamples(location, sample_rate)
+
+
+def audio_bundle_options(
+    shards: str | None,
+    sample_rate: int,
+    *,
+    clip_seconds: float,
+    views: str | None,
+    view_options: Any,
+    seed: int,
+    shuffle_buffer: int,
+) -> dict[str, Any]:
+    """The keyword arguments ``fsdd`` and ``audio_folder_csv`` pass to ``audio_bundle``: the pretraining
+    clips' settings, with the streamed shard set when ``shards`` is given."""
+    return dict(
+        clip_seconds=clip_seconds,
+        views=views,
+        view_options=view_options,
+        shards=audio_shard_samples(shards, sample_rate) if shards is not None else None,
+        seed=seed,
+        shuffle_buffer=shuffle_buffer,
+    )

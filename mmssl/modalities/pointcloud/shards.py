@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from mmssl.cache import NPZ_ERRORS
-from mmssl.data.shards import Record, ShardManifest, ShardSamples, iter_records, read_manifest
+from mmssl.data.shards import Record, ShardManifest, ShardSamples, iter_records, only_member, read_manifest
 from mmssl.errors import CorruptFileError, DataError
 from mmssl.modalities.pointcloud.acd.assign import assign_points
 from mmssl.modalities.pointcloud.acd.cache import read_decomposition
@@ -44,16 +44,6 @@ _ACD_HINT = (
     "default ACD settings), or set data.acd.enabled=false for objectives without ACD labels (point_mae, "
     "two-view methods)"
 )
-
-
-def mesh_member(record: Record, where: str) -> str:
-    """The record's mesh member name (its extension); :class:`CorruptFileError` when it has none or two."""
-    found = [name for name in record if name in MESH_FIELDS]
-    if len(found) != 1:
-        raise CorruptFileError(
-            where, f"needs exactly one mesh member ({', '.join(MESH_FIELDS)}), got {found or 'none'}"
-        )
-    return found[0]
 
 
 def shape_rng(seed: int, key: str) -> np.random.Generator:
@@ -79,7 +69,7 @@ def decode_mesh_record(
     """``{"points", "normals", "acd"}`` of the record's mesh (the module docstring): float32 ``[N, 3]``
     points in the unit sphere and their normals, int64 ``[N]`` ACD labels (-1 without ``with_acd``).
     Errors name ``<shard>:<key>.<member>`` (the tar member)."""
-    member = mesh_member(record, where)
+    member = only_member(record, MESH_FIELDS, "mesh", where)
     rng = shape_rng(seed, record["__key__"])
     _, _, points, normals = read_and_sample_mesh(f"{where}.{member}", num_points, rng, data=record[member])
     if with_acd:  # labels are assigned in the mesh's frame, before normalising

@@ -13,8 +13,7 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-from mmssl.data.shards import Record, ShardSamples, read_manifest
-from mmssl.errors import CorruptFileError
+from mmssl.data.shards import Record, ShardSamples, only_member, read_manifest
 from mmssl.modalities.video.io import VIDEO_EXTENSIONS, check_backend, video_info
 from mmssl.modalities.video.sources import VideoSource
 
@@ -22,19 +21,9 @@ VIDEO_FIELDS: tuple[str, ...] = tuple(ext.lstrip(".") for ext in VIDEO_EXTENSION
 NO_LABEL = -1  # pretraining reads no labels, as for a video folder without class sub-folders
 
 
-def video_member(record: Record, where: str) -> str:
-    """The record's video member name (its extension); :class:`CorruptFileError` when it has none or two."""
-    found = [name for name in record if name in VIDEO_FIELDS]
-    if len(found) != 1:
-        raise CorruptFileError(
-            where, f"needs exactly one video member ({', '.join(VIDEO_FIELDS)}), got {found or 'none'}"
-        )
-    return found[0]
-
-
 def decode_video_record(record: Record, where: str, backend: str = "decord") -> VideoSource:
     """The record's video as a source held in memory (its header read by ``backend``; no frame decoded)."""
-    data = record[video_member(record, where)]
+    data = record[only_member(record, VIDEO_FIELDS, "video", where)]
     info = video_info(where, backend, data=data)
     return VideoSource(Path(where), NO_LABEL, info.num_frames, info.height, info.width, "file", data)
 
