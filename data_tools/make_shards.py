@@ -3,8 +3,9 @@
 Each sample becomes one record: the source file's bytes unchanged under its extension (``000123.jpg``,
 ``000123.mp4``, ``000123.wav``, ``000123.ply``, ``000123.obj``, ``000123.txt``), ``000123.json`` with its
 path relative to SOURCE (and class), and ``000123.cls`` (the class index) with ``--labelled`` (SOURCE holds
-one sub-folder per class). Meshes with ``--acd-cache DIR`` also carry ``000123.acd.npz``, the cached
-approximate convex decomposition of that mesh (default ACD options) when the cache has one. Text: every
+one sub-folder per class). Meshes and point clouds with ``--acd-cache DIR`` also carry ``000123.acd.npz``,
+the cached approximate convex decomposition of that shape (default ACD options for meshes, resp. point
+clouds: what a ``mesh_folder`` / ``point_folder`` run on SOURCE cached) when the cache has one. Text: every
 ``.txt`` file is a record; every line of a ``.jsonl`` file is one (its ``--text-field``).
 
 Every file is decoded once with the toolkit's own reader before it is written (a shard set holds no
@@ -19,12 +20,13 @@ back and compared with what was written, and ``OUT/shards.json`` lists them (see
     .venv/bin/python data_tools/make_shards.py video ../shared/data/video/short_clips /tmp/clip_shards
     .venv/bin/python data_tools/make_shards.py audio ../shared/data/audio/fsdd_full /tmp/fsdd_shards
     .venv/bin/python data_tools/make_shards.py mesh MESHES /tmp/mesh_shards --acd-cache ~/.cache/mmssl/acd
+    .venv/bin/python data_tools/make_shards.py points SCANS /tmp/point_shards --acd-cache ~/.cache/mmssl/acd
     .venv/bin/python data_tools/make_shards.py text ../shared/data/text/tinyshakespeare /tmp/text_shards
 
 The image shards are what the ``image_files`` dataset streams with ``data.shards: OUT``, the video shards
 what ``video_folder`` streams, the audio shards ``fsdd`` and ``audio_folder_csv`` (``data.root`` then gives
-the evaluation clips), the mesh shards ``mesh_folder`` (ACD labels from ``--acd-cache``) and the text
-shards ``text_corpus``, each with ``data.shards: OUT``; no dataset reads the point-cloud shards yet.
+the evaluation clips), the mesh shards ``mesh_folder`` and the point-cloud shards ``point_folder`` (ACD
+labels from ``--acd-cache``) and the text shards ``text_corpus``, each with ``data.shards: OUT``.
 """
 
 from __future__ import annotations
@@ -111,16 +113,22 @@ def list_files(source: Path, modality: str, labelled: bool) -> tuple[list[Path],
     return files, classes
 
 
-def acd_member(path: Path, cache_dir: Path) -> bytes | None:
-    """The cached decomposition of mesh ``path`` (default ACD options), or None when it was not computed."""
+def acd_member(path: Path, modality: str, cache_dir: Path) -> bytes | None:
+    """The cached decomposition of mesh or point cloud ``path`` (the default ACD options of its kind, the
+    job built as ``mesh_folder`` / ``point_folder`` build it, so the key is theirs), or None when it was
+    not computed."""
     from mmssl.modalities.pointcloud.acd.cache import ACDCache, cache_key
     from mmssl.modalities.pointcloud.acd.job import ACDJob
-    from mmssl.modalities.pointcloud.acd.options import ACDOptions
-    from mmssl.modalities.pointcloud.io import read_mesh
+    from mmssl.modalities.pointcloud.acd.options import MESH_ACD_DEFAULTS, POINT_CLOUD_ACD_DEFAULTS
+    from mmssl.modalities.pointcloud.io import read_mesh, read_point_file
 
-    vertices, faces = read_mesh(path)
-    job = ACDJob(path.stem, vertices.numpy(), faces.numpy())
-    cached = ACDCache(cache_dir).path(cache_key(job, ACDOptions().params()))
+    if modality == "mesh":
+        vertices, faces = read_mesh(path)
+        job, params = ACDJob(path.stem, vertices.numpy(), faces.numpy()), MESH_ACD_DEFAULTS.params()
+    else:
+        xyz, normals = read_point_file(path)
+        job, params = ACDJob(path.stem, xyz, None, normals), POINT_CLOUD_ACD_DEFAULTS.params()
+    cached = ACDCache(cache_dir).path(cache_key(job, params))
     return cached.read_bytes() if cached is not None and cached.is_file() else None
 
 
@@ -140,8 +148,8 @@ def items(args: argparse.Namespace, files: list[Path], classes: list[str]) -> It
             yield path
             continue
         extra: dict[str, bytes] = {}
-        if args.modality == "mesh" and args.acd_cache:
-            found = acd_member(path, Path(args.acd_cache).expanduser())
+        if args.modality in ("mesh", "points") and args.acd_cache:
+            found = acd_member(path, args.modality, Path(args.acd_cache).expanduser())
             if found is not None:
                 extra["acd.npz"] = found
         meta: dict[str, object] = {"path": rel.as_posix()}
@@ -214,7 +222,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-shuffle", action="store_true", help="write in sorted path order")
     p.add_argument("--skip-bad", action="store_true", help="leave undecodable files out (listed)")
     p.add_argument("--overwrite", action="store_true", help="replace a shard set already in OUT")
-    p.add_argument("--acd-cache", help="mesh: ACD cache folder whose decompositions to include")
+    p.add_argument("--acd-cache", help="mesh, points: ACD cache folder whose decompositions to include")
     p.add_argument("--text-field", default="text", help="text: the JSONL field holding the text")
     return p.parse_args(argv)
 

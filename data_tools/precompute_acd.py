@@ -1,7 +1,7 @@
 """Precompute approximate convex decompositions (ACD) for a whole dataset into the on-disk cache.
 
-Runs the dataset builder itself with ACD on (``procedural_parts``, ``mesh_folder`` or
-``shapenetpart``), so the cache keys are exactly the ones a recipe with the same data options will
+Runs the dataset builder itself with ACD on (``procedural_parts``, ``mesh_folder``, ``point_folder``
+or ``shapenetpart``), so the cache keys are exactly the ones a recipe with the same data options will
 look up: a later ``mmssl run`` finds every decomposition cached. CoACD runs in ``--workers``
 processes with a per-shape ``--timeout`` (then the ``--fallback`` decomposition, logged); progress
 is shown with tqdm. The options become the builder's ``acd:`` section (checked as a recipe's is); ACD
@@ -11,6 +11,7 @@ Usage (from the repository root)::
 
     .venv/bin/python data_tools/precompute_acd.py procedural --train-per-category 24 --workers 2
     .venv/bin/python data_tools/precompute_acd.py mesh_folder --root ../shared/data/3d/odedstein-meshes
+    .venv/bin/python data_tools/precompute_acd.py point_folder --root /data/scans
     .venv/bin/python data_tools/precompute_acd.py shapenetpart --root /data/shapenetpart_normal \\
         --workers 2 --timeout 120 --categories Chair Table
 """
@@ -24,7 +25,14 @@ import time
 from typing import Any
 
 # builder name per dataset kind
-BUILDERS = {"procedural": "procedural_parts", "mesh_folder": "mesh_folder", "shapenetpart": "shapenetpart"}
+BUILDERS = {
+    "procedural": "procedural_parts",
+    "mesh_folder": "mesh_folder",
+    "point_folder": "point_folder",
+    "shapenetpart": "shapenetpart",
+}
+#: the datasets without meshes: their surfaces are reconstructed from the points first
+POINT_CLOUD_DATASETS = ("point_folder", "shapenetpart")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -32,7 +40,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
     )
     p.add_argument("dataset", choices=sorted(BUILDERS), help="which builder's shapes to decompose")
-    p.add_argument("--root", help="data folder (mesh_folder, shapenetpart)")
+    p.add_argument("--root", help="data folder (mesh_folder, point_folder, shapenetpart)")
     p.add_argument("--cache-dir", help="cache root, as the builders' cache_dir (ACD results go to <it>/acd); "
                    "default $MMSSL_CACHE/acd or ~/.cache/mmssl/acd")  # fmt: skip
     p.add_argument(
@@ -55,7 +63,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--whole-meshes", action="store_true", help="CoACD on whole meshes (acd.split_pieces=false)"
     )
     p.add_argument(
-        "--reconstruction", choices=["ball_pivoting", "poisson"], help="shapenetpart: surface method"
+        "--reconstruction", choices=["ball_pivoting", "poisson"], help="point clouds: surface method"
     )
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable files instead of stopping")
     return p.parse_args(argv)
@@ -82,8 +90,8 @@ def recipe_options(args: argparse.Namespace) -> dict[str, Any]:
         "num_points": 64,  # points are not part of the cache key; keep sampling cheap
     }
     if args.whole_meshes:
-        if args.dataset == "shapenetpart":
-            raise SystemExit("precompute_acd: --whole-meshes does not apply to shapenetpart (no meshes)")
+        if args.dataset in POINT_CLOUD_DATASETS:
+            raise SystemExit(f"precompute_acd: --whole-meshes does not apply to {args.dataset} (no meshes)")
         acd["split_pieces"] = False
     if args.dataset == "procedural":
         if args.root:
@@ -98,11 +106,10 @@ def recipe_options(args: argparse.Namespace) -> dict[str, Any]:
             raise SystemExit(f"precompute_acd: --root is required for '{args.dataset}'")
         options["root"] = args.root
         options["skip_bad"] = args.skip_bad
-        if args.dataset == "shapenetpart":
-            if args.categories:
-                options["categories"] = args.categories
-            if args.reconstruction:
-                acd["reconstruction"] = args.reconstruction
+        if args.dataset == "shapenetpart" and args.categories:
+            options["categories"] = args.categories
+        if args.dataset in POINT_CLOUD_DATASETS and args.reconstruction:
+            acd["reconstruction"] = args.reconstruction
     return options
 
 

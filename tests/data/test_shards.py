@@ -570,6 +570,99 @@ def test_mesh_folder_refuses_root_and_shards_and_shards_without_acd(tmp_path):
         mesh_folder(shards=str(out), num_points=32, acd=MeshACDOptions(threshold=0.1))
 
 
+# ---------------------------------------------------------------------------------------------- point clouds
+def _point_shards(tmp_path, acd: bool = True):
+    """Point clouds of two boxes (with normals in PLY, without in XYZ), their ACD cache filled by a
+    ``point_folder`` run, and shards (2 per shard) carrying it."""
+    from mmssl.modalities.pointcloud.acd.options import PointCloudACDOptions
+    from mmssl.modalities.pointcloud.data import point_folder
+    from mmssl.modalities.pointcloud.io import write_points
+    from tests.pointcloud.test_point_folder import two_boxes
+
+    src, out = tmp_path / "clouds", tmp_path / "point_shards"
+    src.mkdir()
+    for i in range(4):
+        points, normals = two_boxes(1.0 + 0.5 * i, 300, i)
+        if i % 2:
+            write_points(src / f"c{i}.xyz", points)
+        else:
+            write_points(src / f"c{i}.ply", points, normals)
+    if acd:
+        point_folder(
+            root=str(src), num_points=32, cache_dir=str(tmp_path), acd=PointCloudACDOptions(workers=0)
+        )
+    extra = ["--acd-cache", str(tmp_path / "acd")] if acd else []
+    assert make_shards(["points", str(src), str(out), "--max-samples", "2", *extra]) == 0
+    return src, out
+
+
+def test_a_point_cloud_decodes_the_same_from_a_shard_as_from_its_file(tmp_path):
+    from mmssl.modalities.pointcloud.acd.assign import assign_points
+    from mmssl.modalities.pointcloud.acd.cache import ACDCache, cache_key
+    from mmssl.modalities.pointcloud.acd.job import ACDJob
+    from mmssl.modalities.pointcloud.acd.options import POINT_CLOUD_ACD_DEFAULTS
+    from mmssl.modalities.pointcloud.io import normalize_unit_sphere, read_point_file, sample_point_cloud
+    from mmssl.modalities.pointcloud.shards import decode_point_record, shape_rng
+
+    src, out = _point_shards(tmp_path)
+    manifest = read_manifest(out, modality="points")
+    assert "acd.npz" in manifest.fields and manifest.num_samples == 4
+    cache = ACDCache(tmp_path / "acd")
+    for shard in manifest.shards:
+        for record in iter_records(manifest.path(shard)):
+            where, key = f"{manifest.path(shard)}:{record['__key__']}", record["__key__"]
+            path = src / json.loads(record["json"])["path"]
+            member = path.suffix[1:]
+            item = decode_point_record(record, where, num_points=32, seed=7, with_acd=True)
+            xyz, normals = read_point_file(path)
+            points, point_normals = sample_point_cloud(xyz, normals, 32, shape_rng(7, key))
+            decomposition = cache.load(
+                cache_key(ACDJob("", xyz, None, normals), POINT_CLOUD_ACD_DEFAULTS.params())
+            )
+            assert decomposition is not None  # make_shards found the folder run's entry by the same key
+            assert torch.equal(item["points"], torch.from_numpy(normalize_unit_sphere(points)))
+            assert torch.allclose(item["normals"], torch.from_numpy(point_normals))
+            assert item["acd"].tolist() == assign_points(points, decomposition).tolist()
+            assert len(set(item["acd"].tolist())) >= 2  # the two boxes at least
+    with pytest.raises(CorruptFileError, match=rf"point_shards/shard-00000\d.tar:{key}.acd.npz"):
+        decode_point_record({**record, "acd.npz": record["acd.npz"][:-30]}, where, 32, 7, with_acd=True)
+    with pytest.raises(CorruptFileError, match=rf"point_shards/shard-00000\d.tar:{key}.{member}"):
+        decode_point_record({**record, member: b"1 2 3\nnot a point\n"}, where, 32, 7, with_acd=False)
+
+
+def test_point_folder_streams_shards_once_per_epoch_over_workers(tmp_path):
+    from mmssl.modalities.pointcloud.acd.options import PointCloudACDOptions
+    from mmssl.modalities.pointcloud.data import point_folder
+
+    _, out = _point_shards(tmp_path)
+    data = point_folder(shards=str(out), num_points=32, shuffle_buffer=2, acd=PointCloudACDOptions(workers=0))
+    assert data.name == "point_folder" and data.stats["num_train"] == 4 and data.stats["num_shards"] == 2
+    batches = _epochs_over_two_workers(data.pretrain, batch_size=2, batches=4)  # 8 items = 2 epochs
+    indices = torch.cat([b["index"] for b in batches]).tolist()
+    assert sorted(indices[:4]) == sorted(indices[4:]) == list(range(4))
+    assert batches[0]["points"].shape == batches[0]["normals"].shape == (2, 32, 3)
+    assert (torch.cat([b["acd"] for b in batches]) >= 0).all()
+
+
+def test_point_folder_refuses_root_and_shards_and_shards_without_acd(tmp_path):
+    from mmssl.config import from_dict
+    from mmssl.modalities.pointcloud.acd.options import PointCloudACDOptions
+    from mmssl.modalities.pointcloud.data import point_folder
+
+    for data in ({"root": "a", "shards": "b"}, {}):
+        with pytest.raises(ConfigError, match="'point_folder' takes data.root .* or data.shards"):
+            from_dict(
+                _recipe("pointcloud", "point_mae", "point_transformer", {"name": "point_folder", **data})
+            )
+    _, out = _point_shards(tmp_path, acd=False)
+    with pytest.raises(DataError, match="need an acd.npz member .*make_shards.py points .* point_folder run"):
+        point_folder(shards=str(out), num_points=32)
+    with pytest.raises(ConfigError, match="data.acd.threshold=0.05: point-cloud shards"):
+        point_folder(shards=str(out), num_points=32, acd=PointCloudACDOptions(threshold=0.05))
+    streamed = point_folder(shards=str(out), num_points=32, acd=PointCloudACDOptions(enabled=False))
+    assert (next(iter(streamed.pretrain))["acd"] == -1).all()  # Point-MAE reads no acd.npz
+
+
 # ---------------------------------------------------------------------------------------------- text
 def _text_shards(tmp_path):
     src, out = tmp_path / "texts", tmp_path / "text_shards"
@@ -603,7 +696,14 @@ def test_a_text_record_decodes_to_the_tokens_of_its_file_in_the_folder_corpus(tm
             decode_text_record(record, where, tok, sep_id=3).tolist()
             == token_stream(encode_texts(tok, texts), 3).tolist()
         )
-    assert len(paragraph_run(["ab"] * 10, max_chars=5)) == 2  # a long record is cut to whole paragraphs
+    # a long record is cut to whole consecutive paragraphs from a random first one (any of them: the run
+    # is shorter only when it starts at the last paragraph)
+    units = [f"{i}p" for i in range(10)]
+    for seed in range(20):
+        torch.manual_seed(seed)
+        run = paragraph_run(units, max_chars=5)
+        start = units.index(run[0])
+        assert run == units[start : start + 2]
     with pytest.raises(CorruptFileError, match=r"text_shards/shard-00000\d.tar:\d+ \(UnicodeDecodeError"):
         decode_text_record({**record, "txt": b"\xff\xfe"}, where, tok, sep_id=3)
 

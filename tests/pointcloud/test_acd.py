@@ -252,15 +252,10 @@ def test_parallel_workers_and_point_cloud_reconstruction(tmp_path):
 
 
 def test_precompute_cli_fills_the_cache_the_builder_reads(tmp_path, capsys):
-    import importlib.util
-    from pathlib import Path
-
     from mmssl.modalities.pointcloud.data import procedural_parts
+    from tests.data_tool import load_data_tool
 
-    script = Path(__file__).resolve().parents[2] / "data_tools" / "precompute_acd.py"
-    spec = importlib.util.spec_from_file_location("precompute_acd", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_data_tool("precompute_acd")
     options = [
         "--categories",
         "Laptop",
@@ -283,3 +278,23 @@ def test_precompute_cli_fills_the_cache_the_builder_reads(tmp_path, capsys):
     assert bundle.stats["acd_cached"] == 1 and bundle.stats["acd_computed"] == 0
     with pytest.raises(SystemExit, match="--root is required"):
         module.main(["mesh_folder"])
+
+
+def test_precompute_point_folder_fills_the_cache_the_builder_reads(tmp_path, capsys):
+    """precompute_acd.py point_folder decomposes with the point-cloud defaults (surface reconstructed
+    first), under the keys a point_folder recipe looks up."""
+    from mmssl.modalities.pointcloud.data import point_folder
+    from mmssl.modalities.pointcloud.io import write_points
+    from tests.data_tool import load_data_tool
+    from tests.pointcloud.test_point_folder import two_boxes
+
+    module = load_data_tool("precompute_acd")
+    (tmp_path / "clouds").mkdir()
+    write_points(tmp_path / "clouds" / "boxes.xyz", two_boxes(1.0, 300, 0)[0])
+    common = ["--root", str(tmp_path / "clouds"), "--cache-dir", str(tmp_path), "--workers", "0"]
+    assert module.main(["point_folder", *common]) == 0
+    assert "computed: 1" in capsys.readouterr().out
+    bundle = point_folder(root=str(tmp_path / "clouds"), num_points=64, cache_dir=str(tmp_path))
+    assert bundle.stats["acd_cached"] == 1 and bundle.stats["acd_computed"] == 0
+    with pytest.raises(SystemExit, match="--whole-meshes does not apply to point_folder"):
+        module.main(["point_folder", *common, "--whole-meshes"])

@@ -15,6 +15,7 @@ DATASETS = {
     "procedural_parts": "mmssl.modalities.pointcloud.data:procedural_parts",
     "shapenetpart": "mmssl.modalities.pointcloud.data:shapenetpart",
     "mesh_folder": "mmssl.modalities.pointcloud.data:mesh_folder",
+    "point_folder": "mmssl.modalities.pointcloud.data:point_folder",
 }
 EVALUATORS = {
     "part_segmentation": "mmssl.modalities.pointcloud.partseg.evaluator:part_segmentation_evaluator",

@@ -1,4 +1,5 @@
-"""The registered point-cloud dataset builders: ``procedural_parts``, ``shapenetpart``, ``mesh_folder``.
+"""The registered point-cloud dataset builders: ``procedural_parts``, ``shapenetpart``, ``mesh_folder``,
+``point_folder``.
 
 Each returns a :class:`~mmssl.data.DataBundle` whose pretraining items carry ACD labels (Gadelha et al.,
 ECCV 2020; items in :mod:`mmssl.modalities.pointcloud.datasets`), configured by the recipe's ``acd:``
@@ -53,8 +54,11 @@ from mmssl.modalities.pointcloud.datasets import (
 )
 from mmssl.modalities.pointcloud.io import (
     MESH_EXTENSIONS,
+    POINT_EXTENSIONS,
     normalize_unit_sphere,
     read_and_sample_mesh,
+    read_point_file,
+    sample_point_cloud,
     sample_points,
 )
 from mmssl.modalities.pointcloud.keys import ACD_LABELS, NORMALS, POINTS
@@ -66,7 +70,7 @@ from mmssl.modalities.pointcloud.procedural import (
     procedural_split,
 )
 from mmssl.modalities.pointcloud.shapenetpart import ShapeNetPart
-from mmssl.modalities.pointcloud.shards import ACD_MEMBER, mesh_shard_samples
+from mmssl.modalities.pointcloud.shards import ACD_MEMBER, BUILDERS, shape_shard_samples
 from mmssl.modalities.pointcloud.taxonomy import shapenetpart_taxonomy
 from mmssl.modalities.pointcloud.views import VIEW_NAMES, PointViewOptions, two_view_transform
 
@@ -321,17 +325,93 @@ def shapenetpart(
     )
 
 
-def mesh_folder_keys(options: Mapping[str, Any]) -> set[str]:
-    """As :func:`produced_keys`; also checks, when the recipe loads, that exactly one of ``root`` and
-    ``shards`` says where the meshes are."""
+def _root_or_shards(name: str, what: str, modality: str, options: Mapping[str, Any]) -> None:
     root, shards = options.get("root"), options.get("shards")
     if (root is None) == (shards is None):
         got = f"root: {root}, shards: {shards}" if root is not None else "neither"
         raise ConfigError(
-            "dataset 'mesh_folder' takes data.root (a folder of meshes) or data.shards (mesh shards written "
-            f"by data_tools/make_shards.py mesh), exactly one; got {got}"
+            f"dataset '{name}' takes data.root (a folder of {what}) or data.shards ({what} shards written "
+            f"by data_tools/make_shards.py {modality}), exactly one; got {got}"
         )
+
+
+def mesh_folder_keys(options: Mapping[str, Any]) -> set[str]:
+    """As :func:`produced_keys`; also checks, when the recipe loads, that exactly one of ``root`` and
+    ``shards`` says where the meshes are."""
+    _root_or_shards("mesh_folder", "meshes", "mesh", options)
     return produced_keys(options)
+
+
+def point_folder_keys(options: Mapping[str, Any]) -> set[str]:
+    """:func:`mesh_folder_keys` for ``point_folder``."""
+    _root_or_shards("point_folder", "point clouds", "points", options)
+    return produced_keys(options)
+
+
+def _files_under(name: str, root: str, extensions: list[str] | None, default: tuple[str, ...]) -> list[Path]:
+    """Every file under ``root`` (recursively) with one of ``extensions`` (default ``default``)."""
+    base = Path(root).expanduser()
+    if not base.is_dir():
+        raise DataError(f"{name} root not found: {base}")
+    exts = tuple(e.lower() if e.startswith(".") else f".{e.lower()}" for e in (extensions or default))
+    files = sorted(p for p in base.rglob("*") if p.is_file() and p.suffix.lower() in exts)
+    if not files:
+        raise DataError(f"{name}: no files with extensions {', '.join(exts)} under {base}")
+    return files
+
+
+def _eval_sets(eval_on: ShapeNetPartEval | None, seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A folder builder's evaluation sets: none, or (``eval_on``) the part-segmentation splits of that
+    ShapeNetPart-layout folder, as ``procedural_parts`` takes them; ``(bundle fields, stats)``. The
+    splits' unreadable files are listed apart (``eval_bad_files``) from the pretraining folder's."""
+    if eval_on is None:
+        return {}, {}
+    real = shapenetpart_splits(eval_on, seed)
+    stats = {k: v for k, v in real.stats.items() if k not in ("num_skipped", "bad_files")}
+    stats["eval_bad_files"] = real.stats["bad_files"]
+    fields = {
+        "eval_train": real.eval_train,
+        "eval_test": real.eval_test,
+        "num_classes": len(real.taxonomy.categories),
+        "extras": (real.taxonomy,),
+    }
+    return fields, stats
+
+
+def _folder_bundle(
+    name: str,
+    root: str,
+    shapes: _PretrainShapes,
+    skip: SkipBadFiles,
+    num_files: int,
+    acd: ACDOptions,
+    cache_dir: str | None,
+    num_points: int,
+    views: str | None,
+    view_options: PointViewOptions | None,
+    eval_on: ShapeNetPartEval | None,
+    seed: int,
+) -> DataBundle:
+    """The bundle of a folder builder once its files are read into ``shapes``."""
+    if not shapes.jobs:
+        raise DataError(f"{name}: no readable file under {root}: all {num_files} files failed")
+    pretrain, acd_stats = shapes.dataset(acd, cache_dir, num_points)
+    eval_fields, eval_stats = _eval_sets(eval_on, seed)
+    return DataBundle(
+        pretrain=with_views(pretrain, views, view_options),
+        stats={
+            "root": str(Path(root).expanduser()),
+            "num_points": num_points,
+            "num_shapes": len(shapes.jobs),
+            "skipped_files": skip.num_skipped,
+            "num_skipped": skip.num_skipped,
+            "bad_files": [str(p) for p in skip.bad_files],
+            **acd_stats,
+            **eval_stats,
+        },
+        name=name,
+        **eval_fields,
+    )
 
 
 @data_source(produces=mesh_folder_keys)
@@ -347,12 +427,13 @@ def mesh_folder(
     view_options: PointViewOptions | None = None,
     shards: str | None = None,
     shuffle_buffer: int = 1000,
+    eval_on: ShapeNetPartEval | None = None,
 ) -> DataBundle:
     """Every mesh under ``root`` (recursively; ``extensions`` default .obj .off .ply .stl) as unlabelled
-    pretraining data with ACD labels (``acd`` as in ``procedural_parts``); no evaluation sets. A file
-    that cannot be read raises :class:`~mmssl.errors.CorruptFileError`, or with ``skip_bad`` is skipped
-    with a warning and counted in ``stats["skipped_files"]``. ``views: two_view`` (+ ``view_options``):
-    items also carry two random views (two-view methods).
+    pretraining data with ACD labels (``acd`` as in ``procedural_parts``); evaluation sets only with
+    ``eval_on``. A file that cannot be read raises :class:`~mmssl.errors.CorruptFileError`, or with
+    ``skip_bad`` is skipped with a warning and counted in ``stats["skipped_files"]``. ``views: two_view``
+    (+ ``view_options``): items also carry two random views (two-view methods).
 
     ``shards`` (instead of ``root``): mesh shards written by ``data_tools/make_shards.py mesh``, streamed
     (:class:`~mmssl.data.shards.ShardStream`: split over processes and data-loader workers, block shuffle
@@ -361,17 +442,17 @@ def mesh_folder(
     ``acd.npz`` (``make_shards.py mesh --acd-cache``), computed with the default ACD settings: a set
     without them, or an ``acd`` section that changes those settings, is refused here; with
     ``acd.enabled=false`` (Point-MAE, two-view methods) only the meshes are read.
+
+    ``eval_on`` (:class:`~mmssl.modalities.pointcloud.partseg_sets.ShapeNetPartEval`, as in
+    ``procedural_parts``): ``eval_train`` / ``eval_test`` / the taxonomy from that ShapeNetPart-layout
+    folder, so the recipe's part-segmentation evaluation scores the encoder pretrained on these shapes.
     """
     mesh_folder_keys({"root": root, "shards": shards, "views": views})  # also when called from Python
     if shards is not None:
-        return _streamed_meshes(shards, num_points, seed, acd, views, view_options, shuffle_buffer)
-    base = Path(root).expanduser()  # type: ignore[arg-type]
-    if not base.is_dir():
-        raise DataError(f"mesh_folder root not found: {base}")
-    exts = tuple(e.lower() if e.startswith(".") else f".{e.lower()}" for e in (extensions or MESH_EXTENSIONS))
-    files = sorted(p for p in base.rglob("*") if p.is_file() and p.suffix.lower() in exts)
-    if not files:
-        raise DataError(f"no meshes with extensions {', '.join(exts)} under {base}")
+        return _streamed_shapes(
+            "mesh", shards, num_points, seed, acd, views, view_options, shuffle_buffer, eval_on
+        )
+    files = _files_under("mesh_folder", root, extensions, MESH_EXTENSIONS)  # type: ignore[arg-type]
     skip = SkipBadFiles(skip_bad)
     readable = skip.keep_readable(
         enumerate(files),
@@ -381,53 +462,128 @@ def mesh_folder(
     shapes = _PretrainShapes()
     for (_, path), (vertices, faces, points, normals) in readable:
         shapes.add(ACDJob(str(path), vertices.numpy(), faces.numpy()), points.numpy(), normals.numpy())
-    if not shapes.jobs:
-        raise DataError(f"no readable mesh under {base}: all {len(files)} files failed")
-    pretrain, acd_stats = shapes.dataset(acd, cache_dir, num_points)
-    return DataBundle(
-        pretrain=with_views(pretrain, views, view_options),
-        stats={
-            "root": str(base),
-            "num_points": num_points,
-            "num_shapes": len(shapes.jobs),
-            "skipped_files": skip.num_skipped,
-            "num_skipped": skip.num_skipped,
-            "bad_files": [str(p) for p in skip.bad_files],
-            **acd_stats,
-        },
-        name="mesh_folder",
+    return _folder_bundle(
+        "mesh_folder",
+        str(root),
+        shapes,
+        skip,
+        len(files),
+        acd,
+        cache_dir,
+        num_points,
+        views,
+        view_options,
+        eval_on,
+        seed,
     )
 
 
-def check_shard_acd_settings(acd: ACDOptions) -> None:
+@data_source(produces=point_folder_keys)
+def point_folder(
+    root: str | None = None,
+    num_points: int = 2048,
+    seed: int = 0,
+    extensions: list[str] | None = None,
+    skip_bad: bool = False,
+    acd: PointCloudACDOptions = POINT_CLOUD_ACD_DEFAULTS,
+    cache_dir: str | None = None,
+    views: str | None = None,
+    view_options: PointViewOptions | None = None,
+    shards: str | None = None,
+    shuffle_buffer: int = 1000,
+    eval_on: ShapeNetPartEval | None = None,
+) -> DataBundle:
+    """Every point cloud under ``root`` (recursively; ``extensions`` default .ply .pcd .xyz .xyzn .xyzrgb
+    .pts .txt, read by :func:`~mmssl.modalities.pointcloud.io.read_points`: xyz, with normals when the
+    file has them) as unlabelled pretraining data; evaluation sets only with ``eval_on``. ``num_points`` of
+    each cloud's points are drawn once (without replacement when it has enough, seeded by ``seed`` and the
+    file's place in the sorted list); a cloud without normals gets them estimated from all its points (16
+    neighbours, oriented consistently).
+
+    ACD labels as ``shapenetpart`` makes them (no meshes): each cloud's surface is reconstructed from all
+    its points (``acd.reconstruction``), then decomposed and cached
+    (:class:`~mmssl.modalities.pointcloud.acd.options.PointCloudACDOptions`). Bad files, ``views``,
+    ``shards`` and ``shuffle_buffer`` as in ``mesh_folder``: point-cloud shards are written by
+    ``data_tools/make_shards.py points`` (``--acd-cache DIR``: each record carries the decomposition a
+    ``point_folder`` run on the same folder cached, default ACD settings). ``eval_on`` as in
+    ``mesh_folder``: part segmentation scored on a ShapeNetPart-layout folder.
+    """
+    point_folder_keys({"root": root, "shards": shards, "views": views})  # also when called from Python
+    if shards is not None:
+        return _streamed_shapes(
+            "points", shards, num_points, seed, acd, views, view_options, shuffle_buffer, eval_on
+        )
+    files = _files_under("point_folder", root, extensions, POINT_EXTENSIONS)  # type: ignore[arg-type]
+    skip = SkipBadFiles(skip_bad)
+
+    def read_and_sample(item: tuple[int, Path]) -> tuple:
+        xyz, normals = read_point_file(item[1])
+        rng = np.random.default_rng([int(seed), item[0]])
+        return xyz, normals, sample_point_cloud(xyz, normals, num_points, rng)
+
+    shapes = _PretrainShapes()
+    for (_, path), (xyz, normals, (points, point_normals)) in skip.keep_readable(
+        enumerate(files), lambda item: item[1], read_and_sample
+    ):
+        shapes.add(ACDJob(str(path), xyz, None, normals), points, point_normals)
+    if acd.enabled and shapes.jobs:
+        log.info(
+            "point_folder: reconstructing each cloud's surface by %s before ACD (%d clouds)",
+            acd.reconstruction.replace("_", " "),
+            len(shapes.jobs),
+        )
+    return _folder_bundle(
+        "point_folder",
+        str(root),
+        shapes,
+        skip,
+        len(files),
+        acd,
+        cache_dir,
+        num_points,
+        views,
+        view_options,
+        eval_on,
+        seed,
+    )
+
+
+def check_shard_acd_settings(acd: ACDOptions, modality: str = "mesh") -> None:
     """:class:`~mmssl.errors.ConfigError` when ``acd`` asks for other decomposition settings than the
-    defaults the shards' ``acd.npz`` members were computed with (``make_shards.py mesh --acd-cache``
-    copies the cache entries of those): the labels would silently be another decomposition's."""
-    wanted, written = acd.params(), MESH_ACD_DEFAULTS.params()
+    defaults the shards' ``acd.npz`` members were computed with (``make_shards.py mesh|points
+    --acd-cache`` copies the cache entries of those): the labels would silently be another
+    decomposition's."""
+    defaults = MESH_ACD_DEFAULTS if modality == "mesh" else POINT_CLOUD_ACD_DEFAULTS
+    wanted, written = acd.params(), defaults.params()
     changed = {k: v for k, v in dataclasses.asdict(wanted).items() if getattr(written, k) != v}
     if changed:
         shown = ", ".join(f"data.acd.{k}={v}" for k, v in changed.items())
+        what = "mesh" if modality == "mesh" else "point-cloud"
         raise ConfigError(
-            f"{shown}: mesh shards carry decompositions made with the default ACD settings (make_shards.py "
-            "mesh --acd-cache), so with data.shards the acd section may only set enabled, workers, "
-            "timeout_s and fallback; other settings need the meshes read from data.root (decomposed there)"
+            f"{shown}: {what} shards carry decompositions made with the default ACD settings (make_shards.py "
+            f"{modality} --acd-cache), so with data.shards the acd section may only set enabled, workers, "
+            "timeout_s and fallback; other settings need the files read from data.root (decomposed there)"
         )
 
 
-def _streamed_meshes(
+def _streamed_shapes(
+    modality: str,
     shards: str,
     num_points: int,
     seed: int,
-    acd: MeshACDOptions,
+    acd: ACDOptions,
     views: str | None,
     view_options: PointViewOptions | None,
     shuffle_buffer: int,
+    eval_on: ShapeNetPartEval | None,
 ) -> DataBundle:
-    """``mesh_folder`` over a shard set: shapes decoded as they stream, ACD labels from the records."""
+    """``mesh_folder`` / ``point_folder`` over a shard set: shapes decoded as they stream, ACD labels from
+    the records."""
     if acd.enabled:
-        check_shard_acd_settings(acd)
-    samples = mesh_shard_samples(shards, num_points, seed, with_acd=acd.enabled)
+        check_shard_acd_settings(acd, modality)
+    samples = shape_shard_samples(shards, modality, num_points, seed, with_acd=acd.enabled)
     items = with_views(ShapeItems(samples), views, view_options)
+    eval_fields, eval_stats = _eval_sets(eval_on, seed)
     return DataBundle(
         pretrain=ShardStream(items, samples, seed=seed, shuffle_buffer=shuffle_buffer),
         stats={
@@ -440,6 +596,8 @@ def _streamed_meshes(
             "bad_files": [],
             "acd_enabled": acd.enabled,
             "acd_source": f"shard members ({ACD_MEMBER})" if acd.enabled else None,
+            **eval_stats,
         },
-        name="mesh_folder",
+        name=BUILDERS[modality],
+        **eval_fields,
     )

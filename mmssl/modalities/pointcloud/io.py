@@ -21,6 +21,7 @@ reported as such (:func:`check_obj_text`).
 from __future__ import annotations
 
 import contextlib
+import io
 import re
 import tempfile
 import warnings
@@ -56,42 +57,66 @@ def _check_finite(path: Path, array: np.ndarray, what: str) -> None:
 TEXT_POINT_EXTENSIONS: tuple[str, ...] = (".xyz", ".xyzn", ".xyzrgb", ".pts", ".txt")
 
 
-def _check_last_line(path: Path) -> None:
-    """A text point file cut short mid-line: its last line lacks the newline and has fewer values than the
-    first (a cut inside the last number of a row cannot be told from a shorter file)."""
-    data = path.read_bytes()
+def _check_text_rows(path: Path, data: bytes) -> None:
+    """A text point file whose rows are not all numbers, or cut short mid-line: open3d reads the
+    numeric rows it finds and silently drops the rest, so a file with one good row and then garbage
+    would be read as a one-point cloud. A ``.pts`` file may start with a one-number count line. A cut
+    is seen as a last line without its newline and with fewer values than the first (a cut inside the
+    last number of a row cannot be told from a shorter file)."""
+    lines = [(n + 1, line.split()) for n, line in enumerate(data.splitlines()) if line.strip()]
+    if path.suffix.lower() == ".pts" and lines and len(lines[0][1]) == 1:
+        lines = lines[1:]
+    for number, values in lines:
+        try:
+            [float(v) for v in values]
+        except ValueError:
+            shown = b" ".join(values).decode(errors="replace")[:60]
+            raise CorruptFileError(path, f"line {number} is not numbers: '{shown}'") from None
     if not data or data.endswith(b"\n"):
         return
-    lines = [line.split() for line in data.splitlines() if line.strip()]
-    if len(lines) > 1 and len(lines[-1]) != len(lines[0]):
-        shown = b" ".join(lines[-1]).decode(errors="replace")
+    first, last = lines[0][1] if lines else [], lines[-1][1] if lines else []
+    if len(lines) > 1 and len(last) != len(first):
+        shown = b" ".join(last).decode(errors="replace")
         raise CorruptFileError(
-            path,
-            f"truncated: the last line '{shown}' has {len(lines[-1])} values, the first {len(lines[0])}",
+            path, f"truncated: the last line '{shown}' has {len(last)} values, the first {len(first)}"
         )
 
 
-def read_points(path: str | Path) -> torch.Tensor:
+def read_points(path: str | Path, data: bytes | None = None) -> torch.Tensor:
     """Read a point cloud: float32 ``[N, 3]``, or ``[N, 6]`` (xyz + normals) when the file has normals.
 
     Raises :class:`~mmssl.errors.CorruptFileError` naming the file when it is missing, unreadable,
-    empty, or holds a NaN/inf coordinate.
+    empty, cut short (a text file's incomplete last row), or holds a NaN/inf coordinate.
+
+    ``data``: the file's bytes (a shard member); ``path`` then names them in errors and its extension
+    says what they are. ``.txt`` rows are parsed from memory; open3d reads the other formats from files
+    only, so their bytes go through a temporary file (deleted at once), as :func:`read_mesh` does.
     """
     path = Path(path)
     suffix = path.suffix.lower()
-    if not path.is_file():
+    if data is None and not path.is_file():
         raise CorruptFileError(path, "no such file")
     if suffix not in POINT_EXTENSIONS:
         raise CorruptFileError(
             path, f"unsupported point-cloud extension; use one of {', '.join(POINT_EXTENSIONS)}"
         )
+    if data is not None and suffix != ".txt":
+        with tempfile.TemporaryDirectory(prefix="mmssl-points-") as folder:
+            file = Path(folder) / f"points{suffix}"
+            file.write_bytes(data)
+            try:
+                return read_points(file)
+            except CorruptFileError as err:
+                raise CorruptFileError(path, err.reason) from err
     if suffix in TEXT_POINT_EXTENSIONS:
-        _check_last_line(path)
+        if data is None:
+            data = path.read_bytes()
+        _check_text_rows(path, data)
     if suffix == ".txt":
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)  # "input contained no data": reported below
-                rows = np.loadtxt(path, dtype=np.float64, ndmin=2)
+                rows = np.loadtxt(io.BytesIO(data), dtype=np.float64, ndmin=2)
         except ValueError as err:
             raise CorruptFileError(path, f"not numeric rows: {err}") from err
         if rows.size and rows.shape[1] < 3:
@@ -109,6 +134,45 @@ def read_points(path: str | Path) -> torch.Tensor:
         _check_finite(path, normals, "normals")
         points = np.concatenate([points, normals], axis=1)
     return torch.from_numpy(points.astype(np.float32))
+
+
+def estimate_normals(points: np.ndarray) -> np.ndarray:
+    """Unit normals ``float32 [N, 3]`` of a point cloud without any: open3d's PCA over the 16 nearest
+    neighbours, oriented consistently over the cloud (a minimum spanning tree over 10-neighbour tangent
+    planes, Hoppe et al., SIGGRAPH 1992). The sign of the whole orientation is arbitrary."""
+    with _quiet_open3d() as o3d:
+        cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(np.asarray(points, dtype=np.float64)))
+        cloud.estimate_normals(o3d.geometry.KDTreeSearchParamKNN(16))
+        if len(points) > 10:
+            cloud.orient_normals_consistent_tangent_plane(10)
+        return np.asarray(cloud.normals, dtype=np.float32)
+
+
+def subsample_indices(n_rows: int, num_points: int, rng: np.random.Generator) -> np.ndarray:
+    """``num_points`` row indices: without replacement when the file has enough rows, else all rows
+    plus a random top-up with replacement."""
+    if n_rows >= num_points:
+        return np.sort(rng.choice(n_rows, num_points, replace=False))
+    return np.concatenate([np.arange(n_rows), rng.choice(n_rows, num_points - n_rows, replace=True)])
+
+
+def read_point_file(path: str | Path, data: bytes | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(xyz float32 [N, 3], normals float32 [N, 3] or None)`` of a point-cloud file (or its bytes,
+    ``data``), as :func:`read_points` reads it: the shape an unlabelled point-cloud set is made of."""
+    array = read_points(path, data).numpy()
+    return array[:, :3].copy(), (array[:, 3:6].copy() if array.shape[1] >= 6 else None)
+
+
+def sample_point_cloud(
+    xyz: np.ndarray, normals: np.ndarray | None, num_points: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """``num_points`` of a cloud's points (:func:`subsample_indices` with ``rng``) and their normals, in
+    the cloud's frame; a cloud without normals gets :func:`estimate_normals` of all its points first
+    (a normal needs the neighbourhood, which a subsample thins)."""
+    if normals is None:
+        normals = estimate_normals(xyz)
+    keep = subsample_indices(len(xyz), num_points, rng)
+    return xyz[keep], normals[keep]
 
 
 def write_points(path: str | Path, points: torch.Tensor | np.ndarray, normals=None) -> None:

@@ -31,7 +31,7 @@ from torch.utils.data import Dataset
 from mmssl.data.keys import INDEX
 from mmssl.data.skip import SkipBadFiles
 from mmssl.errors import CorruptFileError, DataError
-from mmssl.modalities.pointcloud.io import normalize_unit_sphere
+from mmssl.modalities.pointcloud.io import normalize_unit_sphere, subsample_indices
 from mmssl.modalities.pointcloud.keys import CATEGORY, NORMALS, PARTS, POINTS
 
 log = logging.getLogger(__name__)
@@ -220,14 +220,6 @@ def load_shape(path: str | Path, category: str | None = None) -> tuple[np.ndarra
         if bad.size:
             raise CorruptFileError(path, f"part ids {bad.tolist()} are not {category} parts {valid}")
     return rows[:, :3].astype(np.float32), rows[:, 3:6].astype(np.float32), parts
-
-
-def subsample_indices(n_rows: int, num_points: int, rng: np.random.Generator) -> np.ndarray:
-    """``num_points`` row indices: without replacement when the file has enough rows, else all rows
-    plus a random top-up with replacement."""
-    if n_rows >= num_points:
-        return np.sort(rng.choice(n_rows, num_points, replace=False))
-    return np.concatenate([np.arange(n_rows), rng.choice(n_rows, num_points - n_rows, replace=True)])
 
 
 class ShapeNetPart(Dataset):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from mmssl.modalities.pointcloud.acd.params import RECONSTRUCTIONS
+from mmssl.modalities.pointcloud.io import estimate_normals
 
 
 def reconstruct_surface(
@@ -26,8 +27,7 @@ def reconstruct_surface(
         if normals is not None and np.abs(normals).sum() > 0:
             cloud.normals = o3d.utility.Vector3dVector(np.asarray(normals, dtype=np.float64))
         else:
-            cloud.estimate_normals(o3d.geometry.KDTreeSearchParamKNN(16))
-            cloud.orient_normals_consistent_tangent_plane(10)
+            cloud.normals = o3d.utility.Vector3dVector(estimate_normals(points).astype(np.float64))
         if method == "ball_pivoting":
             spacing = float(np.mean(cloud.compute_nearest_neighbor_distance()))
             radii = o3d.utility.DoubleVector([spacing, 2 * spacing, 4 * spacing])
