@@ -468,6 +468,18 @@ def test_audio_datasets_need_root_or_shards(tmp_path):
     shards_only = {"name": "fsdd", "shards": str(tmp_path), "views": "crops"}
     with pytest.raises(ConfigError, match="eval.knn score"):  # shards alone give no labelled clips
         from_dict(_recipe("audio", "simclr", "audio_cnn", shards_only, knn={}))
+    # options of the clips under root are refused with shards alone (they would be ignored); with root, fine
+    from mmssl.modalities.audio.esc50 import audio_folder_csv
+    from mmssl.modalities.audio.fsdd import fsdd
+
+    _fsdd_folder(tmp_path / "fsdd")
+    out = tmp_path / "audio_shards"
+    assert make_shards(["audio", str(tmp_path / "fsdd"), str(out), "--max-samples", "4"]) == 0
+    for build, option in ((fsdd, {"test_speakers": ["jackson"]}), (audio_folder_csv, {"test_folds": [1]})):
+        name = build.__name__
+        with pytest.raises(ConfigError, match=rf"'{name}': data.{next(iter(option))}, data.skip_bad apply"):
+            build(shards=str(out), skip_bad=True, **option)
+        assert build(shards=str(out)).stats["num_train"] == 8  # defaults are not "given"
 
 
 # ---------------------------------------------------------------------------------------------- meshes

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -67,6 +68,20 @@ def root_or_shards_keys(dataset: str, root_is: str) -> Callable[[Mapping[str, An
         return pretrain_keys(options)
 
     return keys
+
+
+def refuse_root_only_options(dataset: Callable[..., Any], **values: Any) -> None:
+    """:class:`~mmssl.errors.ConfigError` when a set read from ``shards`` alone is given options (``values``,
+    by name) that only its clips under ``root`` use (the split, preloading, skipping bad files): they would
+    be silently ignored. Given means: other than the builder's default."""
+    defaults = inspect.signature(dataset).parameters
+    given = [f"data.{name}" for name, value in values.items() if value != defaults[name].default]
+    if given:
+        raise ConfigError(
+            f"dataset '{dataset.__name__}': {', '.join(given)} apply to the clips under data.root, and only "
+            "data.shards is given (shards are read whole, every record checked when written): give "
+            "data.root for the evaluation clips, or leave these out"
+        )
 
 
 def has_root(options: Mapping[str, Any]) -> bool:

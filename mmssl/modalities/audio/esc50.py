@@ -18,7 +18,12 @@ from mmssl.data import DataBundle
 from mmssl.data.source import data_source
 from mmssl.errors import DataError
 from mmssl.modalities.audio.clips import AudioClips
-from mmssl.modalities.audio.crops import audio_bundle, has_root, root_or_shards_keys
+from mmssl.modalities.audio.crops import (
+    audio_bundle,
+    has_root,
+    refuse_root_only_options,
+    root_or_shards_keys,
+)
 from mmssl.modalities.audio.shards import audio_bundle_options
 from mmssl.modalities.audio.views import AudioViewOptions
 
@@ -145,6 +150,15 @@ def audio_folder_csv(
         shuffle_buffer=shuffle_buffer,
     )
     if root is None:  # shards only (the recipe loader refused neither): pretraining, no evaluation
+        refuse_root_only_options(
+            audio_folder_csv,
+            csv_file=csv_file,
+            audio_dir=audio_dir,
+            test_folds=test_folds,
+            train_folds=train_folds,
+            preload=preload,
+            skip_bad=skip_bad,
+        )
         return audio_bundle(None, None, num_classes=0, stats={"dataset": "audio_folder_csv"}, **common_bundle)
     base = Path(root).expanduser()
     if not base.is_dir():

@@ -14,7 +14,12 @@ from mmssl.data import DataBundle
 from mmssl.data.source import data_source
 from mmssl.errors import DataError
 from mmssl.modalities.audio.clips import AudioClips
-from mmssl.modalities.audio.crops import audio_bundle, has_root, root_or_shards_keys
+from mmssl.modalities.audio.crops import (
+    audio_bundle,
+    has_root,
+    refuse_root_only_options,
+    root_or_shards_keys,
+)
 from mmssl.modalities.audio.shards import audio_bundle_options
 from mmssl.modalities.audio.views import AudioViewOptions
 
@@ -109,6 +114,7 @@ def fsdd(
         shuffle_buffer=shuffle_buffer,
     )
     if root is None:  # shards only (the recipe loader refused neither): pretraining, no evaluation
+        refuse_root_only_options(fsdd, test_speakers=test_speakers, preload=preload, skip_bad=skip_bad)
         return audio_bundle(None, None, num_classes=0, stats={"dataset": "fsdd"}, **common_bundle)
     base = Path(root).expanduser()
     folder = base / "recordings" if (base / "recordings").is_dir() else base
