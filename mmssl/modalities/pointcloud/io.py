@@ -25,13 +25,16 @@ import io
 import re
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
 
 from mmssl.errors import CorruptFileError
+
+T = TypeVar("T")
 
 POINT_EXTENSIONS: tuple[str, ...] = (".ply", ".pcd", ".xyz", ".xyzn", ".xyzrgb", ".pts", ".txt")
 MESH_EXTENSIONS: tuple[str, ...] = (".obj", ".off", ".ply", ".stl")
@@ -101,13 +104,7 @@ def read_points(path: str | Path, data: bytes | None = None) -> torch.Tensor:
             path, f"unsupported point-cloud extension; use one of {', '.join(POINT_EXTENSIONS)}"
         )
     if data is not None and suffix != ".txt":
-        with tempfile.TemporaryDirectory(prefix="mmssl-points-") as folder:
-            file = Path(folder) / f"points{suffix}"
-            file.write_bytes(data)
-            try:
-                return read_points(file)
-            except CorruptFileError as err:
-                raise CorruptFileError(path, err.reason) from err
+        return _read_bytes_via_file(path, data, read_points)
     if suffix in TEXT_POINT_EXTENSIONS:
         if data is None:
             data = path.read_bytes()
@@ -363,7 +360,7 @@ def read_mesh(path: str | Path, data: bytes | None = None) -> tuple[torch.Tensor
     says what they are (``shard-000000.tar:000000012.obj``). An OBJ is parsed from memory by the parser
     above (the same triangles as open3d's reader gives for the file, up to vertex order); open3d reads
     the other formats from files only, so their bytes go through a temporary file
-    (:func:`_read_mesh_bytes_via_file`).
+    (:func:`_read_bytes_via_file`).
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -372,7 +369,7 @@ def read_mesh(path: str | Path, data: bytes | None = None) -> tuple[torch.Tensor
     if suffix not in MESH_EXTENSIONS:
         raise CorruptFileError(path, f"unsupported mesh extension; use one of {', '.join(MESH_EXTENSIONS)}")
     if data is not None and suffix != ".obj":
-        return _read_mesh_bytes_via_file(path, data)
+        return _read_bytes_via_file(path, data, read_mesh)
     obj_text = (path.read_bytes() if data is None else data) if suffix == ".obj" else None
     if obj_text is not None:
         check_obj_text(path, obj_text)
@@ -399,15 +396,16 @@ def read_mesh(path: str | Path, data: bytes | None = None) -> tuple[torch.Tensor
     return torch.from_numpy(vertices.astype(np.float32)), torch.from_numpy(faces)
 
 
-def _read_mesh_bytes_via_file(path: Path, data: bytes) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`read_mesh` of the bytes of an OFF / PLY / STL file: written to a temporary file (deleted at
-    once) because open3d's mesh readers take a file name only; errors name ``path``, not the temporary
-    file. The documented fallback for these formats (an OBJ is parsed from memory)."""
-    with tempfile.TemporaryDirectory(prefix="mmssl-mesh-") as folder:
-        file = Path(folder) / f"mesh{path.suffix.lower()}"
+def _read_bytes_via_file(path: Path, data: bytes, read: Callable[[Path], T]) -> T:
+    """``read`` of a file's bytes: written to a temporary file (deleted at once) because open3d's readers
+    take a file name only; errors name ``path`` (the shard member), not the temporary file. The
+    documented fallback for the formats that cannot be parsed from memory (an OBJ mesh, ``.txt``
+    points are)."""
+    with tempfile.TemporaryDirectory(prefix="mmssl-3d-") as folder:
+        file = Path(folder) / f"shape{path.suffix.lower()}"
         file.write_bytes(data)
         try:
-            return read_mesh(file)
+            return read(file)
         except CorruptFileError as err:
             raise CorruptFileError(path, err.reason) from err
 
