@@ -480,6 +480,7 @@ def test_audio_datasets_need_root_or_shards(tmp_path):
         with pytest.raises(ConfigError, match=rf"'{name}': data.{next(iter(option))}, data.skip_bad apply"):
             build(shards=str(out), skip_bad=True, **option)
         assert build(shards=str(out)).stats["num_train"] == 8  # defaults are not "given"
+    assert audio_folder_csv(shards=str(out), test_folds=[5]).stats["num_train"] == 8  # [5] from YAML: (5,)
 
 
 # ---------------------------------------------------------------------------------------------- meshes

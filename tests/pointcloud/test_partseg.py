@@ -15,6 +15,7 @@ from mmssl.config import load_recipe
 from mmssl.data import DataBundle
 from mmssl.errors import DataError
 from mmssl.eval.context import EvalContext
+from mmssl.modalities.pointcloud.partseg.evaluator import PartSegOptions
 from mmssl.modalities.pointcloud.partseg.metrics import (
     category_part_mask,
     miou_summary,
@@ -132,12 +133,9 @@ def test_linear_variant_solves_a_linearly_separable_case(tmp_path) -> None:
         encoder,
         data,
         EvalContext(device=torch.device("cpu"), seed=0, figures_dir=tmp_path),
-        shots=[2],
-        seeds=2,
-        finetune=False,
-        linear_epochs=200,
-        linear_batch_size=512,
-        linear_lr=0.1,
+        PartSegOptions(
+            shots=(2,), seeds=2, finetune=False, linear_epochs=200, linear_batch_size=512, linear_lr=0.1
+        ),
     )
     assert set(out) == {
         f"fewshot2_linear_{avg}_miou{std}" for avg in ("class", "instance") for std in ("", "_std")
@@ -156,14 +154,16 @@ def test_evaluator_finetune_keys_renders_and_untouched_encoder(tmp_path) -> None
         encoder,
         data,
         EvalContext(device=torch.device("cpu"), seed=3, figures_dir=tmp_path),
-        shots=[1, 2],
-        seeds=2,
-        steps=3,
-        batch_size=4,
-        linear_epochs=2,
-        supervised=True,
-        acd_weight=1.0,
-        num_renders=3,
+        PartSegOptions(
+            shots=(1, 2),
+            seeds=2,
+            steps=3,
+            batch_size=4,
+            linear_epochs=2,
+            supervised=True,
+            acd_weight=1.0,
+            num_renders=3,
+        ),
     )
     for k in (1, 2):
         for variant in ("ft", "linear"):
@@ -205,11 +205,7 @@ def test_linear_init_starts_fine_tuning_from_the_probe() -> None:
         encoder,
         data,
         EvalContext(device=torch.device("cpu"), seed=0),
-        shots=[1],
-        seeds=1,
-        steps=0,
-        linear_epochs=3,
-        linear_init=True,
+        PartSegOptions(shots=(1,), seeds=1, steps=0, linear_epochs=3, linear_init=True),
     )
     assert out["fewshot1_ft_instance_miou"] == pytest.approx(out["fewshot1_linear_instance_miou"])
 
@@ -217,7 +213,7 @@ def test_linear_init_starts_fine_tuning_from_the_probe() -> None:
 def test_too_many_shots_and_missing_info_are_reported() -> None:
     evaluator = EVALUATORS.get("part_segmentation")
     with pytest.raises(DataError, match="cannot draw 5 labelled shapes"):
-        evaluator(XYZEncoder(), _bundle(), EvalContext(), shots=[5], finetune=False)
+        evaluator(XYZEncoder(), _bundle(), EvalContext(), PartSegOptions(shots=(5,), finetune=False))
     bare = DataBundle(pretrain=[], eval_train=[], eval_test=[])
     with pytest.raises(DataError, match="part_seg"):
         evaluator(XYZEncoder(), bare, EvalContext())
@@ -263,7 +259,7 @@ def test_shots_are_checked_before_anything_is_fitted(monkeypatch) -> None:
     monkeypatch.setattr(evaluator_module, "linear_segmenter", no_fit)
     with pytest.raises(DataError) as info:
         EVALUATORS.get("part_segmentation")(
-            XYZEncoder(), _bundle(train_per_cat=4), EvalContext(), shots=[1, 5]
+            XYZEncoder(), _bundle(train_per_cat=4), EvalContext(), PartSegOptions(shots=(1, 5))
         )
     assert str(info.value) == (
         "part_segmentation: cannot draw 5 labelled shapes per category (category 0 'half' has only 4 in "
@@ -276,7 +272,10 @@ def test_finetuning_batch_larger_than_the_support_set_fits_it_and_says_so(caplog
     monkeypatch.setattr(evaluator_module, "_noted", set(), raising=False)
     with caplog.at_level(logging.WARNING, logger="mmssl.modalities.pointcloud.partseg.evaluator"):
         out = EVALUATORS.get("part_segmentation")(
-            XYZEncoder(), _bundle(), EvalContext(), shots=[1], seeds=1, steps=2, batch_size=8, linear=False
+            XYZEncoder(),
+            _bundle(),
+            EvalContext(),
+            PartSegOptions(shots=(1,), seeds=1, steps=2, batch_size=8, linear=False),
         )
     assert 0.0 <= out["fewshot1_ft_class_miou"] <= 1.0
     assert caplog.messages == [

@@ -3,6 +3,8 @@ normals estimated where a file has none, ACD labels through surface reconstructi
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -74,9 +76,10 @@ def test_bad_clouds_raise_or_are_skipped_and_every_good_one_gets_two_acd_parts(f
         left, right = _split_by_gap(item)
         assert set(left.tolist()).isdisjoint(right.tolist())
         assert len(left.unique()) == 1  # the cube, reconstructed from its own normals or estimated ones
-    # the file's own normals are kept: those of a box's points are axis-aligned
+    # the file's own normals are kept: those of a box's points are axis-aligned (estimated ones are not)
     xyz, normals = read_point_file(folder / "a_with_normals.ply")
-    assert normals is not None and np.allclose(np.abs(normals).max(axis=1), 1.0, atol=1e-5)
+    assert normals is not None
+    assert torch.allclose(bundle.pretrain[0]["normals"].abs().amax(dim=1), torch.ones(64), atol=1e-5)
     # the same files and seed give the same points; ACD off gives -1 labels
     again = build(root=str(folder), num_points=64, skip_bad=True, acd=PointCloudACDOptions(enabled=False))
     assert torch.equal(again.pretrain[0]["points"], bundle.pretrain[0]["points"])
@@ -115,3 +118,39 @@ def test_an_empty_folder_and_a_missing_one_are_named(tmp_path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match=r"point_folder: no files with extensions \.ply"):
         build(root=str(tmp_path / "empty"))
+
+
+def test_flat_clouds_comments_headers_and_colour_columns(tmp_path) -> None:
+    """What real scans hold: a flat cloud without normals (orientation cannot be solved: PCA normals are
+    kept, still perpendicular to the plane), comment and header lines, colours where normals could be."""
+    rng = np.random.default_rng(0)
+    flat = np.c_[rng.uniform(size=(200, 2)), np.zeros(200)]
+    write_points(tmp_path / "flat.xyz", flat)
+    rows = "\n".join(" ".join(f"{v:.6f}" for v in p) for p in two_boxes(1.0, 200, 0)[0])
+    (tmp_path / "commented.xyz").write_text(f"\ufeffX Y Z\n# exported by a scanner\n{rows}\n// end\n")
+    coloured = np.c_[two_boxes(1.0, 200, 1)[0], rng.integers(0, 255, (200, 3))]
+    np.savetxt(tmp_path / "coloured.txt", coloured, header="x y z r g b")  # '# x y z r g b'
+    bundle = DATASETS.get("point_folder")(
+        root=str(tmp_path), num_points=64, acd=PointCloudACDOptions(enabled=False)
+    )
+    assert bundle.stats["num_shapes"] == 3
+    by_name = dict(zip(("coloured", "commented", "flat"), (bundle.pretrain[i] for i in range(3))))
+    assert torch.allclose(by_name["flat"]["normals"][:, 2].abs(), torch.ones(64), atol=1e-4)
+    assert len(read_points(tmp_path / "commented.xyz")) == 200
+    assert read_point_file(tmp_path / "coloured.txt")[1] is None  # colours are not normals
+    assert torch.allclose(by_name["coloured"]["normals"].norm(dim=1), torch.ones(64), atol=1e-4)
+    (tmp_path / "late_garbage.xyz").write_text(f"{rows}\nnot a point\n")
+    with pytest.raises(CorruptFileError, match=r"late_garbage.xyz .*line 201 is not numbers"):
+        read_points(tmp_path / "late_garbage.xyz")
+
+
+def test_part_segmentation_needs_eval_on(tmp_path) -> None:
+    """Without eval_on a folder has no labelled splits: a recipe that scores part segmentation on it is
+    refused when it loads, not after pretraining."""
+    from mmssl.config import ConfigError, load_recipe
+
+    recipe = Path(__file__).resolve().parents[2] / "recipes" / "pointcloud" / "acd_10shot.yaml"
+    for name in ("point_folder", "mesh_folder"):
+        with pytest.raises(ConfigError, match="part_segmentation"):
+            load_recipe(recipe, [f"data={{name: {name}, root: {tmp_path}}}"])
+    load_recipe(recipe, [f"data={{name: point_folder, root: {tmp_path}}}", "eval={}"])

@@ -70,12 +70,19 @@ def root_or_shards_keys(dataset: str, root_is: str) -> Callable[[Mapping[str, An
     return keys
 
 
+def _same(value: Any, default: Any) -> bool:
+    """``value == default``, a list from YAML equal to a tuple default (``[5]`` and ``(5,)``)."""
+    if isinstance(value, (list, tuple)) and isinstance(default, (list, tuple)):
+        return list(value) == list(default)
+    return value == default
+
+
 def refuse_root_only_options(dataset: Callable[..., Any], **values: Any) -> None:
     """:class:`~mmssl.errors.ConfigError` when a set read from ``shards`` alone is given options (``values``,
     by name) that only its clips under ``root`` use (the split, preloading, skipping bad files): they would
     be silently ignored. Given means: other than the builder's default."""
     defaults = inspect.signature(dataset).parameters
-    given = [f"data.{name}" for name, value in values.items() if value != defaults[name].default]
+    given = [f"data.{name}" for name, value in values.items() if not _same(value, defaults[name].default)]
     if given:
         raise ConfigError(
             f"dataset '{dataset.__name__}': {', '.join(given)} apply to the clips under data.root, and only "

@@ -348,6 +348,11 @@ def point_folder_keys(options: Mapping[str, Any]) -> set[str]:
     return produced_keys(options)
 
 
+def has_eval_on(options: Mapping[str, Any]) -> bool:
+    """The ``labelled`` of the folder builders: part-segmentation splits exist only with ``eval_on``."""
+    return options.get("eval_on") is not None
+
+
 def _files_under(name: str, root: str, extensions: list[str] | None, default: tuple[str, ...]) -> list[Path]:
     """Every file under ``root`` (recursively) with one of ``extensions`` (default ``default``)."""
     base = Path(root).expanduser()
@@ -414,7 +419,7 @@ def _folder_bundle(
     )
 
 
-@data_source(produces=mesh_folder_keys)
+@data_source(produces=mesh_folder_keys, labelled=has_eval_on)
 def mesh_folder(
     root: str | None = None,
     num_points: int = 2048,
@@ -478,7 +483,7 @@ def mesh_folder(
     )
 
 
-@data_source(produces=point_folder_keys)
+@data_source(produces=point_folder_keys, labelled=has_eval_on)
 def point_folder(
     root: str | None = None,
     num_points: int = 2048,

@@ -60,24 +60,35 @@ def _check_finite(path: Path, array: np.ndarray, what: str) -> None:
 TEXT_POINT_EXTENSIONS: tuple[str, ...] = (".xyz", ".xyzn", ".xyzrgb", ".pts", ".txt")
 
 
+def _all_numbers(values: list[bytes]) -> bool:
+    try:
+        [float(v) for v in values]
+    except ValueError:
+        return False
+    return True
+
+
 def _check_text_rows(path: Path, data: bytes) -> None:
     """A text point file whose rows are not all numbers, or cut short mid-line: open3d reads the
     numeric rows it finds and silently drops the rest, so a file with one good row and then garbage
-    would be read as a one-point cloud. A ``.pts`` file may start with a one-number count line. A cut
-    is seen as a last line without its newline and with fewer values than the first (a cut inside the
-    last number of a row cannot be told from a shorter file)."""
-    lines = [(n + 1, line.split()) for n, line in enumerate(data.splitlines()) if line.strip()]
-    if path.suffix.lower() == ".pts" and lines and len(lines[0][1]) == 1:
-        lines = lines[1:]
-    for number, values in lines:
-        try:
-            [float(v) for v in values]
-        except ValueError:
+    would be read as a one-point cloud. Blank lines, ``#`` / ``//`` comments, a byte-order mark and
+    header lines before the first numeric row (``X Y Z``; a ``.pts`` count) are what readers skip, and
+    pass. A cut is seen as a last line without its newline and with fewer values than the first (a cut
+    inside the last number of a row cannot be told from a shorter file)."""
+    lines = []
+    for number, line in enumerate(data.removeprefix(b"\xef\xbb\xbf").splitlines(), start=1):
+        values = line.split()
+        if values and not values[0].startswith((b"#", b"//")):
+            lines.append((number, values, _all_numbers(values)))
+    while lines and not lines[0][2]:  # a header before the numbers
+        lines.pop(0)
+    for number, values, numeric in lines:
+        if not numeric:
             shown = b" ".join(values).decode(errors="replace")[:60]
-            raise CorruptFileError(path, f"line {number} is not numbers: '{shown}'") from None
+            raise CorruptFileError(path, f"line {number} is not numbers: '{shown}'")
     if not data or data.endswith(b"\n"):
         return
-    first, last = lines[0][1] if lines else [], lines[-1][1] if lines else []
+    first, last = (lines[0][1], lines[-1][1]) if lines else ([], [])
     if len(lines) > 1 and len(last) != len(first):
         shown = b" ".join(last).decode(errors="replace")
         raise CorruptFileError(
@@ -118,7 +129,12 @@ def read_points(path: str | Path, data: bytes | None = None) -> torch.Tensor:
             raise CorruptFileError(path, f"not numeric rows: {err}") from err
         if rows.size and rows.shape[1] < 3:
             raise CorruptFileError(path, f"rows have {rows.shape[1]} columns, need x y z")
-        array = rows[:, :6] if rows.shape[1] >= 6 else rows[:, :3]
+        # columns 4-6 are normals when they are unit vectors (ShapeNetPart's x y z nx ny nz part); colours
+        # (x y z r g b) or zeros are not, and the normals are then estimated by whoever needs them
+        normals = rows[:, 3:6] if rows.shape[1] >= 6 else None
+        if normals is not None and not _unit_vectors(normals):
+            normals = None
+        array = rows[:, :3] if normals is None else rows[:, :6]
         _check_finite(path, array, "points")
         return torch.from_numpy(array.astype(np.float32))
     with _quiet_open3d() as o3d:
@@ -133,15 +149,26 @@ def read_points(path: str | Path, data: bytes | None = None) -> torch.Tensor:
     return torch.from_numpy(points.astype(np.float32))
 
 
+def _unit_vectors(rows: np.ndarray) -> bool:
+    """Whether ``rows`` (finite) are unit vectors, up to text rounding."""
+    norms = np.linalg.norm(rows, axis=1)
+    return bool(np.isfinite(norms).all() and np.abs(norms - 1).max() < 0.05)
+
+
 def estimate_normals(points: np.ndarray) -> np.ndarray:
     """Unit normals ``float32 [N, 3]`` of a point cloud without any: open3d's PCA over the 16 nearest
     neighbours, oriented consistently over the cloud (a minimum spanning tree over 10-neighbour tangent
-    planes, Hoppe et al., SIGGRAPH 1992). The sign of the whole orientation is arbitrary."""
+    planes, Hoppe et al., SIGGRAPH 1992). The sign of the whole orientation is arbitrary. A flat, straight
+    or single-point cloud cannot be oriented that way (Qhull fails on it): its normals are left as PCA
+    gives them (a flat cloud's are still perpendicular to it, each with its own sign)."""
     with _quiet_open3d() as o3d:
         cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(np.asarray(points, dtype=np.float64)))
         cloud.estimate_normals(o3d.geometry.KDTreeSearchParamKNN(16))
         if len(points) > 10:
-            cloud.orient_normals_consistent_tangent_plane(10)
+            try:
+                cloud.orient_normals_consistent_tangent_plane(10)
+            except RuntimeError:  # degenerate: no 3-D hull to build the tangent-plane graph on
+                pass
         return np.asarray(cloud.normals, dtype=np.float32)
 
 

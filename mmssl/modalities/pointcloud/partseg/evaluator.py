@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import torch
 from torch import Tensor, nn
@@ -21,6 +23,7 @@ from mmssl.modalities.pointcloud.partseg.model import PartSegmenter, predict_par
 from mmssl.modalities.pointcloud.partseg.splits import check_shots, draw_support, load_split, subset
 from mmssl.modalities.pointcloud.partseg.train import finetune_segmenter, linear_segmenter
 from mmssl.modalities.pointcloud.taxonomy import PartTaxonomy
+from mmssl.option_markers import WHOLE_SECTION, ScoresLabelledSplits
 
 log = logging.getLogger(__name__)
 
@@ -60,31 +63,47 @@ def _note_batch_fit(batch_size: int, shots: list[int], categories: Tensor, super
             log.warning(message)
 
 
+@dataclass(frozen=True)
+class PartSegOptions(ScoresLabelledSplits):
+    """The ``eval.part_segmentation`` section (the fields are described in
+    :func:`part_segmentation_evaluator`); it scores the dataset's labelled ``eval_train`` /
+    ``eval_test``, so the recipe loader refuses it for a dataset without them (``mesh_folder`` /
+    ``point_folder`` without ``eval_on``) instead of failing after pretraining."""
+
+    shots: tuple[int, ...] = (1, 5, 10)
+    seeds: int = 3
+    finetune: bool = True
+    linear: bool = True
+    supervised: bool = False
+    linear_init: bool = False
+    steps: int = 200
+    batch_size: int = 8
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    augment: bool = True
+    acd_weight: float = 0.0
+    linear_epochs: int = 30
+    linear_lr: float = 1e-2
+    linear_batch_size: int = 4096
+    eval_batch_size: int = 16
+    num_renders: int = 4
+    up_axis: int = 1
+
+    def __post_init__(self) -> None:
+        if self.seeds < 1:
+            raise ValueError(f"part_segmentation needs seeds >= 1, got {self.seeds}")
+        if not (self.finetune or self.linear or self.supervised):
+            raise ValueError("part_segmentation: enable at least one of finetune, linear, supervised")
+
+
 def part_segmentation_evaluator(
     encoder: nn.Module,
     data: DataBundle,
     ctx: EvalContext,
-    *,
-    shots: Sequence[int] = (1, 5, 10),
-    seeds: int = 3,
-    finetune: bool = True,
-    linear: bool = True,
-    supervised: bool = False,
-    linear_init: bool = False,
-    steps: int = 200,
-    batch_size: int = 8,
-    lr: float = 1e-3,
-    weight_decay: float = 1e-4,
-    augment: bool = True,
-    acd_weight: float = 0.0,
-    linear_epochs: int = 30,
-    linear_lr: float = 1e-2,
-    linear_batch_size: int = 4096,
-    eval_batch_size: int = 16,
-    num_renders: int = 4,
-    up_axis: int = 1,
+    options: Annotated[PartSegOptions, WHOLE_SECTION] = PartSegOptions(),
 ) -> dict[str, float]:
-    """K-shot part segmentation, fine-tuned (``ft``) and frozen-linear (``linear``), over ``seeds`` draws.
+    """K-shot part segmentation, fine-tuned (``ft``) and frozen-linear (``linear``), over ``seeds`` draws
+    (every name below is a field of ``options``, :class:`PartSegOptions`).
 
     For each K in ``shots`` and seeds ``seed .. seed + seeds - 1``: K shapes per category from
     ``eval_train``; the whole ``eval_test`` split is scored. Returns
@@ -104,12 +123,13 @@ def part_segmentation_evaluator(
     A K larger than some category's number of ``eval_train`` shapes raises a
     :class:`~mmssl.errors.DataError` naming ``eval.part_segmentation.shots`` before anything is fitted.
     """
-    device, seed, figures_dir = ctx.device, ctx.seed, ctx.figures_dir
-    if seeds < 1:
-        raise ValueError(f"part_segmentation needs seeds >= 1, got {seeds}")
-    if not (finetune or linear or supervised):
-        raise ValueError("part_segmentation: enable at least one of finetune, linear, supervised")
-    device = torch.device(device)
+    device, seed, figures_dir = torch.device(ctx.device), ctx.seed, ctx.figures_dir
+    o = options
+    shots, seeds, finetune, linear, supervised = o.shots, o.seeds, o.finetune, o.linear, o.supervised
+    steps, batch_size, lr, weight_decay, augment = o.steps, o.batch_size, o.lr, o.weight_decay, o.augment
+    acd_weight, linear_init, eval_batch_size = o.acd_weight, o.linear_init, o.eval_batch_size
+    linear_epochs, linear_lr, linear_batch_size = o.linear_epochs, o.linear_lr, o.linear_batch_size
+    num_renders, up_axis = o.num_renders, o.up_axis
     names, parts_per_category, num_parts = _taxonomy(data)
     mask = category_part_mask(parts_per_category, num_parts)
     train, test = load_split(data.eval_train), load_split(data.eval_test)
