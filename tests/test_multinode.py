@@ -176,7 +176,7 @@ def test_killed_worker_then_relaunch_resumes_to_the_same_weights(tmp_path, strai
     (code, _, _) = launch(kill_at=5)  # rank 1 dies in step 6, after the step-4 checkpoint
     assert code != 0
     (code, stdout, stderr) = launch(kill_at=-1)
-    assert code == 0, stderr[-3000:]
+    assert code == 0, f"{stdout[-2000:]}\n--- stderr ---\n{stderr[-6000:]}"
     assert "resumed from" in stdout and "at step 4/6" in stdout
     _assert_same_weights(straight, out)
 

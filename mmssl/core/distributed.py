@@ -15,6 +15,7 @@ i.e. the single-process gradient on the whole global batch.
 
 from __future__ import annotations
 
+import faulthandler
 import gc
 import os
 import warnings
@@ -72,6 +73,11 @@ def init_distributed(backend: str | None = None) -> torch.device:
     else:
         device = torch.device("cpu")
     if not is_distributed():
+        # A worker that aborts in native code (SIGABRT, SIGSEGV) leaves torchrun's report with only the
+        # signal number; with faulthandler it also prints every thread's Python stack to stderr, which says
+        # where it happened (mid-step, in a collective, or at interpreter shutdown).
+        if not faulthandler.is_enabled():
+            faulthandler.enable(all_threads=True)
         backend = backend or ("nccl" if cuda else "gloo")
         rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
         store = _store_of_this_attempt()
