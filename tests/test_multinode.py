@@ -257,3 +257,30 @@ def test_only_a_single_agents_restarted_workers_get_a_store_of_their_own(monkeyp
     monkeypatch.setenv("GROUP_WORLD_SIZE", "2")  # several agents: their attempt numbers may differ
     with pytest.warns(UserWarning, match="TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1"):
         assert _store_of_this_attempt() is None
+
+
+GROUP_AT_EXIT = """
+import atexit, sys
+import torch
+import torch.distributed as dist
+from mmssl.core.distributed import init_distributed
+# registered before init_distributed's own handler, so (atexit runs last-in, first-out) it runs after it
+atexit.register(lambda: print(f"rank {dist.get_rank() if dist.is_initialized() else '-'}: group at exit "
+                              f"{'alive' if dist.is_initialized() else 'destroyed'}", flush=True))
+init_distributed()
+dist.all_reduce(torch.ones(3))
+sys.exit(0)  # as `mmssl train` ends: no explicit end of the group
+"""
+
+
+@pytest.mark.distributed
+def test_a_rank_that_exits_without_ending_its_group_destroys_it_at_exit(tmp_path):
+    """A gloo group still alive at interpreter finalisation can abort the process (SIGABRT, "terminate
+    called without an active exception": 1 relaunched ``mmssl train`` in 30 here), so init_distributed
+    registers the group's destruction with atexit."""
+    script = tmp_path / "group_at_exit.py"
+    script.write_text(GROUP_AT_EXIT)
+    cmd = [*RUN, "--nproc-per-node", "2", "--master-port", str(free_port()), str(script)]
+    (code, stdout, stderr) = _launch(tmp_path / "logs", run=(cmd, _env(tmp_path)))["run"]
+    assert code == 0, stderr[-3000:]
+    assert stdout.count("group at exit destroyed") == 2 and "alive" not in stdout, stdout

@@ -15,6 +15,7 @@ i.e. the single-process gradient on the whole global batch.
 
 from __future__ import annotations
 
+import atexit
 import faulthandler
 import gc
 import os
@@ -85,6 +86,10 @@ def init_distributed(backend: str | None = None) -> torch.device:
             dist.init_process_group(backend, init_method="env://", rank=rank, world_size=world_size)
         else:
             dist.init_process_group(backend, store=store, rank=rank, world_size=world_size)
+        # Whatever way this process ends (``mmssl train``, which has no explicit end of the group, an
+        # exception, the preemption exit), the group is destroyed while the interpreter is whole: see
+        # cleanup_distributed. atexit runs before interpreter finalisation; a second call is a no-op.
+        atexit.register(cleanup_distributed)
     return device
 
 
@@ -128,13 +133,17 @@ def _store_of_this_attempt() -> dist.Store | None:
 
 
 def cleanup_distributed() -> None:
-    """Destroy the process group if one exists (safe to call in a single process).
+    """Destroy the process group if one exists (safe to call in a single process, and more than once).
 
+    Why it matters: a gloo group still alive when the interpreter is finalised can abort the process
+    ("terminate called without an active exception", SIGABRT): its C++ worker threads may still hold work
+    objects whose tensors point into Python, and freeing them then needs a GIL that is being torn down
+    (the mechanism described in pytorch/pytorch#179291). Seen as a rank of a finished run aborting at exit
+    (1 pass in 18 of the distributed tests, then 1 in 30 in the relaunched ``mmssl train`` of
+    tests/test_multinode.py, which ended without destroying its group). So :func:`init_distributed`
+    registers this function with ``atexit``; ``mmssl run`` also calls it as soon as a rank is done.
     Unreachable objects that may still hold the group (e.g. a DDP module in a reference cycle) are collected
-    first, so that whatever threads they own are joined here, while the interpreter is whole, rather than
-    during interpreter shutdown. The symptom this addresses: a spawned rank aborting at exit with
-    "terminate called without an active exception" (1 pass in 18 of the distributed tests; the mechanism is
-    inferred, not traced)."""
+    first, so that the threads they own are joined here."""
     if is_distributed():
         gc.collect()
         dist.destroy_process_group()
