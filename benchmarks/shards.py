@@ -1,7 +1,9 @@
 """Reading CIFAR-10 as a folder of 50,000 JPEGs vs as WebDataset shards; and a video folder vs its shards.
 
 Images (``../shared/data/images/cifar10/train``, written once to shards with ``data_tools/make_shards.py``
-into ``--shards-dir``, 5,000 images a shard, reused when present), images/s:
+into ``--shards-dir``, 5,000 images a shard, reused when present), images/s, for two kinds of shard: the
+JPEG files as they are ("shards"), and the decoded images (``make_shards.py --pixels``, uint8 ``.npy``:
+"pixel shards"):
 
 - ``raw bytes``: every file opened and read in a seeded random order (what a shuffling map-style loader
   does) vs every shard read through in turn (``iter_records``), no decoding;
@@ -77,7 +79,7 @@ def best_rate(run: Callable[[], int], repeats: int) -> float:
     return best
 
 
-def ensure_shards(source: Path, out: Path, modality: str, max_samples: int) -> Path:
+def ensure_shards(source: Path, out: Path, modality: str, max_samples: int, pixels: bool = False) -> Path:
     try:
         manifest = read_manifest(out, modality=modality)
         if Path(manifest.source).resolve() == source.resolve():
@@ -86,6 +88,7 @@ def ensure_shards(source: Path, out: Path, modality: str, max_samples: int) -> P
         pass
     print(f"writing {modality} shards of {source} to {out} ...", flush=True)
     args = [modality, str(source), str(out), "--max-samples", str(max_samples), "--overwrite"]
+    args += ["--pixels"] if pixels else []
     if make_shards(args) != 0:
         raise SystemExit(f"make_shards failed for {source}")
     return out
@@ -205,17 +208,20 @@ def main() -> None:
     if not CIFAR.is_dir():
         raise SystemExit(f"CIFAR-10 not found at {CIFAR} (see ../shared/data/README.md)")
     shards = ensure_shards(CIFAR, Path(args.shards_dir) / "cifar10", "image", 5000)
+    pixels = ensure_shards(CIFAR, Path(args.shards_dir) / "cifar10_pixels", "image", 5000, pixels=True)
     paths = list_images(CIFAR)[: args.images]
-    rows = [
+    rows: list[tuple[str, str, float, float, float | None]] = [
         (
             "images: raw bytes",
             "images/s",
             best_rate(read_files(paths), args.repeats),
             best_rate(read_shards(shards, len(paths)), args.repeats),
+            best_rate(read_shards(pixels, len(paths)), args.repeats),
         ),
     ]
     folder_data = image_files(images=str(CIFAR), image_size=32).pretrain
     shard_data = image_files(shards=str(shards), image_size=32, shuffle_buffer=1000).pretrain
+    pixel_data = image_files(shards=str(pixels), image_size=32, shuffle_buffer=1000).pretrain
     for workers in args.workers:
         rows.append(
             (
@@ -223,17 +229,21 @@ def main() -> None:
                 "images/s",
                 loader_rate(folder_data, workers, args.images, args.repeats),
                 loader_rate(shard_data, workers, args.images, args.repeats),
+                loader_rate(pixel_data, workers, args.images, args.repeats),
             )
         )
     if not args.no_video:
-        rows += video_rows(args)
+        rows += [(*row, None) for row in video_rows(args)]
     cache = "page cache dropped before every pass" if args.cold else "warm page cache"
     load = f", load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
     print(f"\n{len(paths)} CIFAR-10 images per pass, best of {args.repeats}; {cache}{load}\n")
-    print("| what | unit | folder | shards | shards / folder |")
-    print("|---|---|---:|---:|---:|")
-    for what, unit, folder, sharded in rows:
-        print(f"| {what} | {unit} | {folder:,.0f} | {sharded:,.0f} | {sharded / folder:.2f}x |")
+    print("| what | unit | folder | shards | shards / folder | pixel shards | pixel shards / folder |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for what, unit, folder, sharded, pixel in rows:
+        pixel_cells = "– | –" if pixel is None else f"{pixel:,.0f} | {pixel / folder:.2f}x"
+        print(
+            f"| {what} | {unit} | {folder:,.0f} | {sharded:,.0f} | {sharded / folder:.2f}x | {pixel_cells} |"
+        )
 
 
 if __name__ == "__main__":

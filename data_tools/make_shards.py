@@ -6,7 +6,9 @@ path relative to SOURCE (and class), and ``000123.cls`` (the class index) with `
 one sub-folder per class). Meshes and point clouds with ``--acd-cache DIR`` also carry ``000123.acd.npz``,
 the cached approximate convex decomposition of that shape (default ACD options for meshes, resp. point
 clouds: what a ``mesh_folder`` / ``point_folder`` run on SOURCE cached) when the cache has one. Text: every
-``.txt`` file is a record; every line of a ``.jsonl`` file is one (its ``--text-field``).
+``.txt`` file is a record; every line of a ``.jsonl`` file is one (its ``--text-field``). Images with
+``--pixels``: the decoded image, uint8 ``[3, H, W]`` as ``000123.npy``, instead of the encoded file, so
+reading skips the decode (for small images: 3 H W bytes each; see :mod:`mmssl.modalities.image.shards`).
 
 Every file is decoded once with the toolkit's own reader before it is written (a shard set holds no
 undecodable record); a bad file stops the run naming it, or with ``--skip-bad`` is left out and listed.
@@ -17,6 +19,8 @@ back and compared with what was written, and ``OUT/shards.json`` lists them (see
 
     .venv/bin/python data_tools/make_shards.py image ../shared/data/images/cifar10/train /tmp/cifar_shards \\
         --labelled --max-samples 5000
+    .venv/bin/python data_tools/make_shards.py image ../shared/data/images/cifar10/train /tmp/cifar_pixels \\
+        --pixels --max-samples 5000
     .venv/bin/python data_tools/make_shards.py video ../shared/data/video/short_clips /tmp/clip_shards
     .venv/bin/python data_tools/make_shards.py audio ../shared/data/audio/fsdd_full /tmp/fsdd_shards
     .venv/bin/python data_tools/make_shards.py mesh MESHES /tmp/mesh_shards --acd-cache ~/.cache/mmssl/acd
@@ -140,7 +144,7 @@ def items(args: argparse.Namespace, files: list[Path], classes: list[str]) -> It
         rel = path.relative_to(source)
         label = rel.parts[0] if classes else None
         try:
-            check(path)
+            decoded = check(path)
         except (CorruptFileError, DataError) as err:
             if not args.skip_bad:
                 raise
@@ -162,6 +166,11 @@ def items(args: argparse.Namespace, files: list[Path], classes: list[str]) -> It
                 except (json.JSONDecodeError, KeyError, TypeError) as err:
                     raise DataError(f"{path}:{n + 1}: no string field {args.text_field!r} ({err})") from err
                 yield SourceItem(path, "txt", str(text).encode(), label, {}, {**meta, "line": n + 1})
+            continue
+        if args.pixels:  # the image the check decoded, stored as it is read back
+            from mmssl.modalities.image.shards import PIXELS_FIELD, encode_pixels
+
+            yield SourceItem(path, PIXELS_FIELD, encode_pixels(decoded), label, extra, meta)
             continue
         member = path.suffix.lower().lstrip(".")
         yield SourceItem(path, member, path.read_bytes(), label, extra, meta)
@@ -224,7 +233,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--overwrite", action="store_true", help="replace a shard set already in OUT")
     p.add_argument("--acd-cache", help="mesh, points: ACD cache folder whose decompositions to include")
     p.add_argument("--text-field", default="text", help="text: the JSONL field holding the text")
-    return p.parse_args(argv)
+    p.add_argument(
+        "--pixels", action="store_true", help="image: store the decoded uint8 image (.npy), not the file"
+    )
+    args = p.parse_args(argv)
+    if args.pixels and args.modality != "image":
+        p.error(f"--pixels applies to images, not {args.modality}")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 from PIL import Image
 
 from mmssl.config import load_recipe
@@ -19,6 +20,7 @@ from mmssl.data.shards import ShardSetWriter, iter_records, read_manifest
 from mmssl.errors import ConfigError, CorruptFileError, DataError
 from mmssl.modalities.audio.io import read_audio
 from mmssl.modalities.image.folder import load_image
+from mmssl.modalities.image.shards import decode_pixels, encode_pixels
 from mmssl.modalities.pointcloud.io import read_mesh, read_points
 from mmssl.modalities.text.corpus import read_jsonl, read_plain_file
 from mmssl.modalities.video.io import read_image, read_mask, read_video, video_info, write_video
@@ -71,14 +73,23 @@ def _recipe(path: Path) -> None:
 
 def _shard(path: Path) -> None:
     writer = ShardSetWriter(path.parent / "set", modality="image", overwrite=True)
-    for i in range(3):
-        writer.write({"__key__": f"{i:06d}", "txt": b"x" * 700})
+    for i in range(3):  # 3 x 4.5 KiB of members in a tar padded to 20 KiB: cut at half is mid-record
+        writer.write({"__key__": f"{i:06d}", "txt": b"x" * 4000})
     writer.close()
     path.write_bytes((path.parent / "set" / "shard-000000.tar").read_bytes())
 
 
 def _read_shard(path: Path) -> object:
     return list(iter_records(path, expected=3))
+
+
+def _pixels(path: Path) -> None:
+    path.write_bytes(encode_pixels(torch.full((3, 8, 8), 128, dtype=torch.uint8)))
+
+
+def _read_pixels(path: Path) -> object:
+    """A pixel shard's image member (``make_shards.py image --pixels``), as its decoder reads the bytes."""
+    return decode_pixels(path.read_bytes(), str(path))
 
 
 # reader name -> (suffix, write a good file, read it)
@@ -96,6 +107,7 @@ READERS: dict[str, tuple[str, Callable[[Path], None], Callable[[Path], object]]]
     "JSONL": (".jsonl", _jsonl, read_jsonl),
     "recipe": (".yaml", _recipe, load_recipe),
     "shard": (".tar", _shard, _read_shard),
+    "pixel-shard image": (".npy", _pixels, _read_pixels),
 }
 
 

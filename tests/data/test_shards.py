@@ -4,6 +4,7 @@ resume of the stream (by itself and through the trainer)."""
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import tarfile
 
@@ -98,6 +99,20 @@ def test_every_modality_round_trips_through_shards(tmp_path, kind):
             seen[meta["path"]] = record["__key__"]
     assert sorted(seen) == sorted(files)  # every file exactly once
     assert sorted(seen.values()) == [f"{i:09d}" for i in range(len(files))]
+
+
+def test_members_have_plain_headers(tmp_path):
+    """One 512-byte header per member: a fractional mtime (TarWriter's default) made tarfile put a PAX header
+    before each, doubling what a small record costs to store and to read."""
+    writer = ShardSetWriter(tmp_path / "set", modality="image")
+    for i in range(3):
+        writer.write({"__key__": f"{i:06d}", "jpg": b"x" * 100, "cls": b"1"})
+    writer.close()
+    with tarfile.open(tmp_path / "set" / "shard-000000.tar") as tar:
+        members = tar.getmembers()
+    assert [m.name for m in members] == [f"{i:06d}.{e}" for i in range(3) for e in ("cls", "jpg")]
+    assert all(m.pax_headers == {} for m in members)
+    assert [m.offset for m in members] == [1024 * i for i in range(6)]  # header + one padded block each
 
 
 def test_jsonl_lines_become_records(tmp_path):
@@ -319,6 +334,70 @@ def test_image_files_takes_images_or_shards(tmp_path):
     (tmp_path / "x.tar").write_bytes(b"")
     with pytest.raises(DataError, match="this dataset reads 'image'"):
         image_files(shards=str(tmp_path))
+
+
+def test_pixel_shards_hold_the_decoded_images_and_stream_the_same_samples(tmp_path):
+    """``--pixels`` stores each image as its decoder returns it (``.npy``, no JPEG/PNG left): the stream
+    yields the same tensors, in the same order, as the shards of the encoded files."""
+    from mmssl.modalities.image.folder import load_image
+
+    src = tmp_path / "src"
+    _source("image", src)
+    _png(src / "cat" / "wide.png", 99, size=5)  # not square: the stored shape is the image's own
+    assert make_shards(["image", str(src), str(tmp_path / "files"), "--max-samples", "3"]) == 0
+    assert make_shards(["image", str(src), str(tmp_path / "pixels"), "--max-samples", "3", "--pixels"]) == 0
+    manifest = read_manifest(tmp_path / "pixels", modality="image")
+    for shard in manifest.shards:
+        for record in iter_records(manifest.path(shard)):
+            assert sorted(k for k in record if not k.startswith("__")) == ["json", "npy"]
+            path = src / json.loads(record["json"])["path"]
+            assert (
+                np.load(io.BytesIO(record["npy"]), allow_pickle=False).tobytes()
+                == load_image(path).numpy().tobytes()
+            )
+
+    def stream(name):
+        pretrain = image_files(shards=str(tmp_path / name), image_size=8, shuffle_buffer=4).pretrain
+        pretrain.configure(rank=0, world_size=1, batch_size=2)
+        return [(item["index"], item["images"]) for item in itertools.islice(pretrain, 7)]  # one epoch
+
+    from_files, from_pixels = stream("files"), stream("pixels")
+    assert sorted(index for index, _ in from_pixels) == list(range(7))
+    assert [i for i, _ in from_files] == [i for i, _ in from_pixels]
+    assert all(torch.equal(a, b) for (_, a), (_, b) in zip(from_files, from_pixels, strict=True))
+
+
+def test_pixels_members_that_are_not_uint8_images_are_refused():
+    from mmssl.modalities.image.shards import decode_image_record, encode_pixels
+
+    def record(array) -> dict:
+        buffer = io.BytesIO()
+        np.save(buffer, array, allow_pickle=True)
+        return {"__key__": "000000000", "npy": buffer.getvalue()}
+
+    image = torch.arange(24, dtype=torch.uint8).reshape(3, 2, 4)
+    assert torch.equal(decode_image_record({"npy": encode_pixels(image)}, "s.tar:0")[0], image)
+    with pytest.raises(CorruptFileError, match=r"s.tar:0.*uint8 \[3, H, W\], got float32"):
+        decode_image_record(record(np.zeros((3, 2, 2), np.float32)), "s.tar:0")
+    with pytest.raises(CorruptFileError, match=r"s.tar:0.*got uint8 \[2, 2\]"):
+        decode_image_record(record(np.zeros((2, 2), np.uint8)), "s.tar:0")
+    with pytest.raises(CorruptFileError, match=r"s.tar:0.*got object"):  # never unpickled
+        decode_image_record(record(np.array([{"payload": 1}], dtype=object)), "s.tar:0")
+    with pytest.raises(CorruptFileError, match=r"s.tar:0.*holds 23 bytes, not 24"):
+        decode_image_record({"npy": encode_pixels(image)[:-1]}, "s.tar:0")
+    fortran = io.BytesIO()
+    np.save(fortran, np.asfortranarray(image.numpy()))
+    assert torch.equal(decode_image_record({"npy": fortran.getvalue()}, "s.tar:0")[0], image)
+    with pytest.raises(CorruptFileError, match=r"s.tar:0.*not a .npy image"):
+        decode_image_record({"npy": b"\x93NUMPY truncated"}, "s.tar:0")
+    with pytest.raises(CorruptFileError, match="exactly one image member"):
+        decode_image_record({"npy": encode_pixels(image), "png": b""}, "s.tar:0")
+
+
+def test_pixels_is_for_images_only(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        make_shards(["text", str(tmp_path), str(tmp_path / "out"), "--pixels"])
+    assert "--pixels applies to images" in capsys.readouterr().err
 
 
 def _video_shards(tmp_path, max_samples: int = 2):
