@@ -337,8 +337,9 @@ def run(cfg: RecipeConfig) -> dict[str, Any] | None:
         dist.broadcast_state(method.to(_device(cfg)))
     with hand_new_figures_to(result.logger, run_dir):  # every PNG of the evaluation to TensorBoard, W&B too
         metrics = report(cfg, method, untrained, data, run_dir, result, split_over_ranks=shared)
+    main = dist.is_main_process()  # asked before the group ends: without a group every process is rank 0
     dist.cleanup_distributed()
-    if not dist.is_main_process():
+    if not main:
         return None
     for fmt in cfg.export:  # after the run's own files are written: a failed export loses nothing
         from mmssl.export import export_run

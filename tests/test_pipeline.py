@@ -174,8 +174,9 @@ def test_killed_run_resumes_to_identical_weights(tmp_path):
 @pytest.mark.distributed
 @pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
 def test_torchrun_two_processes(tmp_path, strategy):
-    """The same command under torchrun (2 gloo processes): trains, rank 0 alone writes the run, both ranks
-    extract the evaluation features (``eval_ranks``), and the metrics are those of the saved encoder."""
+    """The same command under torchrun (2 gloo processes): trains, rank 0 alone writes the run and exports
+    it, both ranks extract the evaluation features (``eval_ranks``), and the metrics are those of the saved
+    encoder."""
     out = tmp_path / strategy
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -198,9 +199,12 @@ def test_torchrun_two_processes(tmp_path, strategy):
         "train.ckpt_every=3",
         f"train.strategy={strategy}",
         f"out_dir={out}",
+        "export=[safetensors]",
     ]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    # rank 0 alone exports (the rank is read before the group ends: after it every process says rank 0)
+    assert proc.stdout.count("exported safetensors to") == 1, proc.stdout[-3000:]
     if strategy == "ddp":
         assert load_checkpoint(out / "checkpoints" / "last.pt")["step"] == 3
     else:

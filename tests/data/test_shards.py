@@ -394,6 +394,36 @@ def test_pixels_members_that_are_not_uint8_images_are_refused():
         decode_image_record({"npy": encode_pixels(image), "png": b""}, "s.tar:0")
 
 
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        ("{'descr': '|u1', 'fortran_order': False, 'shape': (3, -2, -4), }", r"got uint8 \[3, -2, -4\]"),
+        ("{'descr': '|u1', 'fortran_order': False, 'shape': (3, True, 8), }", r"got uint8 \[3, True, 8\]"),
+        ("{'descr': '|u1', 'fortran_order': False, 'shape': (3, 2, 4", "not a .npy image"),
+        ("{'descr': '|u1', 'fortran_order': False, 'shape': (3, 2, 4), 'x': f(), }", "not a .npy image"),
+        ("[1, 2, 3]", "not a .npy image"),
+    ],
+)
+def test_pixels_members_with_forged_headers_are_refused(header, message):
+    """Headers np.save never writes (built by hand, as a hostile or broken file would hold them): each is a
+    named CorruptFileError, never a NumPy exception or an array of a nonsensical shape."""
+    from mmssl.modalities.image.shards import decode_image_record
+
+    body = (header + " " * (-(len(header) + 11) % 64) + "\n").encode("latin1")
+    data = b"\x93NUMPY\x01\x00" + len(body).to_bytes(2, "little") + body + bytes(24)
+    with pytest.raises(CorruptFileError, match="s.tar:0.*" + message):
+        decode_image_record({"npy": data}, "s.tar:0")
+
+
+def test_pixels_members_of_an_unknown_format_version_are_refused():
+    from mmssl.modalities.image.shards import decode_image_record, encode_pixels
+
+    data = bytearray(encode_pixels(torch.zeros(3, 2, 4, dtype=torch.uint8)))
+    data[7] = 1  # format 1.1: not a version NumPy has written
+    with pytest.raises(CorruptFileError, match=r"s.tar:0.*format version 1.1"):
+        decode_image_record({"npy": bytes(data)}, "s.tar:0")
+
+
 def test_pixels_is_for_images_only(tmp_path, capsys):
     with pytest.raises(SystemExit):
         make_shards(["text", str(tmp_path), str(tmp_path / "out"), "--pixels"])

@@ -44,13 +44,19 @@ def decode_pixels(data: bytes, where: str) -> torch.Tensor:
     """The uint8 ``[3, H, W]`` image of a ``.npy`` member; :class:`CorruptFileError` naming ``where`` for
     anything else (not ``.npy``, another dtype or shape, a pickled object, missing or extra bytes).
 
-    The header is parsed by NumPy's own reader (never unpickled) and cached: every image of a set shares
-    one header, and ``np.load`` parsing it anew cost ~100 µs a record, more than the tar read itself."""
+    The header is parsed by NumPy's own reader (never unpickled) and cached: the images of a set of one
+    size (CIFAR-10, or any set resized before it was written) share one header, and ``np.load`` parsing it
+    anew cost ~100 µs a record, more than the tar read itself."""
     try:
         shape, fortran_order, dtype, offset = _npy_layout(data)
-    except (ValueError, SyntaxError, EOFError) as err:
+    except Exception as err:  # NumPy's header parser raises what its tokenizer and literal_eval raise
         raise CorruptFileError(where, f"not a .npy image ({type(err).__name__}: {err})") from err
-    if dtype != np.uint8 or len(shape) != 3 or shape[0] != 3 or 0 in shape:
+    if (
+        dtype != np.uint8
+        or len(shape) != 3
+        or shape[0] != 3
+        or not all(type(dim) is int and dim > 0 for dim in shape)
+    ):
         raise CorruptFileError(where, f"a .npy image must be uint8 [3, H, W], got {dtype} {list(shape)}")
     size = shape[0] * shape[1] * shape[2]
     if len(data) - offset != size:
@@ -58,14 +64,17 @@ def decode_pixels(data: bytes, where: str) -> torch.Tensor:
             where, f"a {list(shape)} .npy image holds {len(data) - offset} bytes, not {size}"
         )
     array = np.frombuffer(data, np.uint8, size, offset).reshape(shape, order="F" if fortran_order else "C")
-    # frombuffer gives a read-only view of the member's bytes; the sample is modified in place later
-    return torch.from_numpy(np.ascontiguousarray(array).copy())
+    # frombuffer gives a read-only view of the member's bytes (the sample is modified in place later):
+    # one copy, into C order, makes it writable and contiguous
+    return torch.from_numpy(array.copy(order="C"))
 
 
 def _npy_layout(data: bytes) -> tuple[tuple[int, ...], bool, np.dtype, int]:
     """``(shape, fortran_order, dtype, data offset)`` of a ``.npy`` file's bytes (format 1.0 or 2.0)."""
     if data[:6] != b"\x93NUMPY" or len(data) < 12:
         raise ValueError("no .npy magic string")
+    if data[7] != 0:
+        raise ValueError(f".npy format version {data[6]}.{data[7]} (1.0 and 2.0 are read)")
     if data[6] == 1:
         end = 10 + int.from_bytes(data[8:10], "little")
     elif data[6] == 2:
