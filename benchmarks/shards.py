@@ -21,7 +21,8 @@ default the page cache is warm after the first pass: the figures then compare pe
 stat, small reads) with sequential reads. ``--cold`` drops the page cache before every pass (root only),
 as for a data set larger than memory, read from this machine's disk. A network file system or object
 store, with ms per file, favours shards far more than either. ``--quick`` tests the script (2,000
-images, one pass).
+images, one pass). ``--handoff`` prints only a second table: the loader with workers handing over each
+batch vs handing over its size alone, i.e. what a batch's passage to the main process costs.
 
     .venv/bin/python benchmarks/shards.py                # ~5 min on 2 cores, + ~1 min writing the shards once
     .venv/bin/python benchmarks/shards.py --quick
@@ -135,7 +136,14 @@ def read_shards(shards: Path, limit: int) -> Callable[[], int]:
     return run
 
 
-def loader_rate(bundle_pretrain, workers: int, images: int, repeats: int) -> float:
+def count_only(samples: list) -> int:
+    """A collate function that hands the main process the batch size alone (``--handoff``)."""
+    return len(samples)
+
+
+def loader_rate(
+    bundle_pretrain, workers: int, images: int, repeats: int, collate_fn: Callable | None = None
+) -> float:
     cfg = TrainConfig(batch_size=256, num_workers=workers, seed=0)
     device = torch.device("cpu")
     sampler = None
@@ -143,7 +151,7 @@ def loader_rate(bundle_pretrain, workers: int, images: int, repeats: int) -> flo
         bundle_pretrain.configure(rank=0, world_size=1, batch_size=cfg.batch_size)
     else:
         sampler = ResumableSampler(len(bundle_pretrain), cfg.batch_size, seed=0)
-    batches = iter(pretraining_loader(bundle_pretrain, cfg, sampler, None, device))
+    batches = iter(pretraining_loader(bundle_pretrain, cfg, sampler, collate_fn, device))
     next(batches)  # worker start-up, as in training (persistent workers)
     steps = max(images // cfg.batch_size, 4)
 
@@ -212,6 +220,12 @@ def main() -> None:
     parser.add_argument("--no-video", action="store_true")
     parser.add_argument("--cold", action="store_true", help="drop the page cache before every pass (root)")
     parser.add_argument("--quick", action="store_true", help="2,000 images, one pass: tests the script")
+    parser.add_argument(
+        "--handoff",
+        action="store_true",
+        help="only the loader with workers, handing over each batch vs its size alone (what the batch's "
+        "passage from a worker to the main process costs)",
+    )
     args = parser.parse_args()
     global COLD
     COLD = args.cold
@@ -222,6 +236,9 @@ def main() -> None:
         raise SystemExit(f"CIFAR-10 not found at {CIFAR} (see ../shared/data/README.md)")
     shards = ensure_shards(CIFAR, Path(args.shards_dir) / "cifar10", "image", 5000)
     pixels = ensure_shards(CIFAR, Path(args.shards_dir) / "cifar10_pixels", "image", 5000, pixels=True)
+    if args.handoff:
+        handoff_table(shards, pixels, args)
+        return
     paths = list_images(CIFAR)[: args.images]
     rows: list[tuple[str, str, float, float, float | None]] = [
         (
@@ -257,6 +274,25 @@ def main() -> None:
         print(
             f"| {what} | {unit} | {folder:,.0f} | {sharded:,.0f} | {sharded / folder:.2f}x | {pixel_cells} |"
         )
+
+
+def handoff_table(shards: Path, pixels: Path, args) -> None:
+    """The pretraining loader with workers, as in the main table, against the same loader whose workers
+    hand over only the batch size (``count_only``): the difference is what moving a collated batch from a
+    worker to the main process costs (shared memory, its file descriptor, unpickling)."""
+    kinds = {
+        "folder": image_files(images=str(CIFAR), image_size=32).pretrain,
+        "shards": image_files(shards=str(shards), image_size=32, shuffle_buffer=1000).pretrain,
+        "pixel shards": image_files(shards=str(pixels), image_size=32, shuffle_buffer=1000).pretrain,
+    }
+    print(f"\n{args.images} CIFAR-10 images per pass, best of {args.repeats}, batches of 256\n")
+    print("| kind | workers | batches handed over (images/s) | batch size only (images/s) | ratio |")
+    print("|---|---:|---:|---:|---:|")
+    for name, data in kinds.items():
+        for workers in (w for w in args.workers if w > 0):
+            full = loader_rate(data, workers, args.images, args.repeats)
+            bare = loader_rate(data, workers, args.images, args.repeats, collate_fn=count_only)
+            print(f"| {name} | {workers} | {full:,.0f} | {bare:,.0f} | {full / bare:.2f} |", flush=True)
 
 
 if __name__ == "__main__":
