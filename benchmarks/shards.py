@@ -38,6 +38,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -48,6 +49,7 @@ from data_tools.make_shards import main as make_shards  # noqa: E402
 from mmssl.data.shards import ShardManifest, ShardStream, iter_records, read_manifest  # noqa: E402
 from mmssl.errors import DataError  # noqa: E402
 from mmssl.modalities.image.datasets import image_files  # noqa: E402
+from mmssl.modalities.image.shards import PIXELS_FIELD  # noqa: E402
 from mmssl.modalities.image.unlabelled import list_images  # noqa: E402
 from mmssl.train.config import TrainConfig  # noqa: E402
 from mmssl.train.data import ResumableSampler  # noqa: E402
@@ -94,7 +96,7 @@ def ensure_shards(source: Path, out: Path, modality: str, max_samples: int, pixe
         manifest = read_manifest(out, modality=modality)
         if (
             Path(manifest.source).resolve() == source.resolve()
-            and ("npy" in manifest.fields) == pixels
+            and (PIXELS_FIELD in manifest.fields) == pixels
             and written_by_this_writer(manifest)
         ):
             return out
@@ -134,6 +136,15 @@ def read_shards(shards: Path, limit: int) -> Callable[[], int]:
         return n
 
     return run
+
+
+def pretraining_sets(shards: Path, pixels: Path) -> dict[str, Any]:
+    """The ``image_files`` pretraining datasets the loader rows read: the folder, JPEG and pixel shards."""
+    return {
+        "folder": image_files(images=str(CIFAR), image_size=32).pretrain,
+        "shards": image_files(shards=str(shards), image_size=32, shuffle_buffer=1000).pretrain,
+        "pixel shards": image_files(shards=str(pixels), image_size=32, shuffle_buffer=1000).pretrain,
+    }
 
 
 def count_only(samples: list) -> int:
@@ -249,9 +260,7 @@ def main() -> None:
             best_rate(read_shards(pixels, len(paths)), args.repeats),
         ),
     ]
-    folder_data = image_files(images=str(CIFAR), image_size=32).pretrain
-    shard_data = image_files(shards=str(shards), image_size=32, shuffle_buffer=1000).pretrain
-    pixel_data = image_files(shards=str(pixels), image_size=32, shuffle_buffer=1000).pretrain
+    folder_data, shard_data, pixel_data = pretraining_sets(shards, pixels).values()
     for workers in args.workers:
         rows.append(
             (
@@ -280,11 +289,7 @@ def handoff_table(shards: Path, pixels: Path, args) -> None:
     """The pretraining loader with workers, as in the main table, against the same loader whose workers
     hand over only the batch size (``count_only``): the difference is what moving a collated batch from a
     worker to the main process costs (shared memory, its file descriptor, unpickling)."""
-    kinds = {
-        "folder": image_files(images=str(CIFAR), image_size=32).pretrain,
-        "shards": image_files(shards=str(shards), image_size=32, shuffle_buffer=1000).pretrain,
-        "pixel shards": image_files(shards=str(pixels), image_size=32, shuffle_buffer=1000).pretrain,
-    }
+    kinds = pretraining_sets(shards, pixels)
     print(f"\n{args.images} CIFAR-10 images per pass, best of {args.repeats}, batches of 256\n")
     print("| kind | workers | batches handed over (images/s) | batch size only (images/s) | ratio |")
     print("|---|---:|---:|---:|---:|")
