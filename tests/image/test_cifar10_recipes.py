@@ -55,7 +55,8 @@ def test_recipe_loads_with_the_cifar10_protocol(name):
     if name.endswith("_gpu"):
         assert cfg.train.device == "cuda"
     else:
-        assert cfg.train.device != "cuda" and cfg.train.num_threads == 1
+        # sized for the 2-core CPU: 1 thread beside a decoding worker, or 2 where the worker is mostly idle
+        assert cfg.train.device != "cuda" and cfg.train.num_threads in (1, 2)
 
 
 @pytest.mark.parametrize("name", PROFILES)
