@@ -2,10 +2,11 @@
 
 Table 1: each CPU profile ``recipes/image/cifar10/<method>.yaml`` (the ``*_gpu.yaml`` profiles are left
 out) is pretrained on the 45,000 CIFAR-10 training images at equal compute, in one of two ways:
-``--budget-fraction F`` (equal CPU time) keeps each recipe's batch size and runs ``F x`` its
-``train.steps``; the CPU profiles are each sized to at most 30 minutes on 2 cores (their comments give
-the measured s/step: SimCLR's on an idle machine, the others' while other jobs shared the cores, so these
-finish sooner on an idle machine): every method gets at most the same training time.
+``--budget-fraction F`` (an equal share of each profile's CPU budget) keeps each recipe's batch size
+and runs ``F x`` its ``train.steps``; the CPU profiles are each sized to at most 30 minutes on 2 cores
+(their comments give the measured s/step: SimCLR's on an idle machine, the others' while other jobs
+shared the cores, so these finish sooner on an idle machine): every method gets at most the same
+training time.
 ``--images-seen N`` (equal data) gives every recipe ``N / --batch-size`` steps of ``--batch-size``.
 Evaluation is the same for all, on the validation split (the last 500 images of each class): kNN (k 200,
 tau 0.07), linear probe, 1/10/100-shot probes (5 draws), each against the same architecture at random
@@ -455,7 +456,8 @@ def budget_words(args: argparse.Namespace) -> str:
     if args.quick:
         return f"{QUICK_IMAGES} images, batch {QUICK_BATCH}"
     if args.budget_fraction is not None:
-        return f"{args.budget_fraction:g} x each CPU profile's steps at its own batch size: equal CPU time"
+        share = "an equal share of each CPU budget"
+        return f"{args.budget_fraction:g} x each CPU profile's steps at its own batch size: {share}"
     return f"{args.images_seen:,} training images each, batch {args.batch_size}: equal data"
 
 
@@ -566,7 +568,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--budget-fraction",
         type=float,
         default=None,
-        help="run this fraction of each recipe's own steps at its own batch (equal CPU time); "
+        help="run this fraction of each recipe's own steps at its own batch (equal share of each budget); "
         "overrides --images-seen / --batch-size",
     )
     p.add_argument(
