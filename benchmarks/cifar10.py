@@ -4,9 +4,9 @@ Table 1: each CPU profile ``recipes/image/cifar10/<method>.yaml`` (the ``*_gpu.y
 out) is pretrained on the 45,000 CIFAR-10 training images at equal compute, in one of two ways:
 ``--budget-fraction F`` (an equal share of each profile's CPU budget) keeps each recipe's batch size
 and runs ``F x`` its ``train.steps``; the CPU profiles are each sized to at most 30 minutes on 2 cores
-(their comments give the measured s/step: SimCLR's, context's and inpainting's on an idle machine, the
-others' while other jobs shared the cores, so these finish sooner on an idle machine): every method
-gets at most the same training time.
+(their comments give the measured s/step: SimCLR's, BYOL's, MAE's, context's and inpainting's on an idle
+machine, the others' while other jobs shared the cores, so these finish sooner on an idle machine):
+every method gets at most the same training time.
 ``--images-seen N`` (equal data) gives every recipe ``N / --batch-size`` steps of ``--batch-size``.
 Evaluation is the same for all, on the validation split (the last 500 images of each class): kNN (k 200,
 tau 0.07), linear probe, 1/10/100-shot probes (5 draws), each against the same architecture at random
