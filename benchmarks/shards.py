@@ -1,9 +1,10 @@
 """Reading CIFAR-10 as a folder of 50,000 JPEGs vs as WebDataset shards; and a video folder vs its shards.
 
 Images (``../shared/data/images/cifar10/train``, written once to shards with ``data_tools/make_shards.py``
-into ``--shards-dir``, 5,000 images a shard, reused when present), images/s, for two kinds of shard: the
-JPEG files as they are ("shards"), and the decoded images (``make_shards.py --pixels``, uint8 ``.npy``:
-"pixel shards"):
+into ``--shards-dir``, 5,000 images a shard, reused when present), images/s, for three kinds of shard: the
+JPEG files as they are ("shards"), the decoded images (``make_shards.py --pixels``, uint8 ``.npy``:
+"pixel shards"), and the decoded images without the ``.json`` member that records each one's source path
+(``--pixels --no-meta``: one tar member a record instead of two):
 
 - ``raw bytes``: every file opened and read in a seeded random order (what a shuffling map-style loader
   does) vs every shard read through in turn (``iter_records``), no decoding;
@@ -24,7 +25,7 @@ store, with ms per file, favours shards far more than either. ``--quick`` tests 
 images, one pass). ``--handoff`` prints only a second table: the loader with workers handing over each
 batch vs handing over its size alone, i.e. what a batch's passage to the main process costs.
 
-    .venv/bin/python benchmarks/shards.py                # ~5 min on 2 cores, + ~1 min writing the shards once
+    .venv/bin/python benchmarks/shards.py   # ~5 min on 2 cores, + ~1 min a shard set written once
     .venv/bin/python benchmarks/shards.py --quick
 """
 
@@ -89,22 +90,32 @@ def written_by_this_writer(manifest: ShardManifest) -> bool:
         return f.read(512)[156:157] not in (b"x", b"g")
 
 
-def ensure_shards(source: Path, out: Path, modality: str, max_samples: int, pixels: bool = False) -> Path:
-    """The shard set of ``source`` at ``out``, written unless one of the same source, kind (JPEG or pixel
-    members) and writer is there already."""
+# the image shard sets the tables compare: name -> (folder under --shards-dir, make_shards.py options)
+IMAGE_SHARDS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "shards": ("cifar10", ()),
+    "pixel shards": ("cifar10_pixels", ("--pixels",)),
+    "pixel shards, no .json": ("cifar10_pixels_nometa", ("--pixels", "--no-meta")),
+}
+
+
+def ensure_shards(
+    source: Path, out: Path, modality: str, max_samples: int, options: tuple[str, ...] = ()
+) -> Path:
+    """The shard set of ``source`` at ``out``, written with ``make_shards.py`` ``options`` unless one of the
+    same source, kind (JPEG or pixel members, with or without ``.json``) and writer is there already."""
     try:
         manifest = read_manifest(out, modality=modality)
         if (
             Path(manifest.source).resolve() == source.resolve()
-            and (PIXELS_FIELD in manifest.fields) == pixels
+            and (PIXELS_FIELD in manifest.fields) == ("--pixels" in options)
+            and ("json" in manifest.fields) == ("--no-meta" not in options)
             and written_by_this_writer(manifest)
         ):
             return out
     except DataError:
         pass
     print(f"writing {modality} shards of {source} to {out} ...", flush=True)
-    args = [modality, str(source), str(out), "--max-samples", str(max_samples), "--overwrite"]
-    args += ["--pixels"] if pixels else []
+    args = [modality, str(source), str(out), "--max-samples", str(max_samples), "--overwrite", *options]
     if make_shards(args) != 0:
         raise SystemExit(f"make_shards failed for {source}")
     return out
@@ -138,13 +149,12 @@ def read_shards(shards: Path, limit: int) -> Callable[[], int]:
     return run
 
 
-def pretraining_sets(shards: Path, pixels: Path) -> dict[str, Any]:
-    """The ``image_files`` pretraining datasets the loader rows read: the folder, JPEG and pixel shards."""
-    return {
-        "folder": image_files(images=str(CIFAR), image_size=32).pretrain,
-        "shards": image_files(shards=str(shards), image_size=32, shuffle_buffer=1000).pretrain,
-        "pixel shards": image_files(shards=str(pixels), image_size=32, shuffle_buffer=1000).pretrain,
-    }
+def pretraining_sets(shard_sets: dict[str, Path]) -> dict[str, Any]:
+    """The ``image_files`` pretraining datasets the loader rows read: the folder, then every shard set."""
+    sets = {"folder": image_files(images=str(CIFAR), image_size=32).pretrain}
+    for name, where in shard_sets.items():
+        sets[name] = image_files(shards=str(where), image_size=32, shuffle_buffer=1000).pretrain
+    return sets
 
 
 def count_only(samples: list) -> int:
@@ -245,51 +255,58 @@ def main() -> None:
     torch.set_num_threads(1)
     if not CIFAR.is_dir():
         raise SystemExit(f"CIFAR-10 not found at {CIFAR} (see ../shared/data/README.md)")
-    shards = ensure_shards(CIFAR, Path(args.shards_dir) / "cifar10", "image", 5000)
-    pixels = ensure_shards(CIFAR, Path(args.shards_dir) / "cifar10_pixels", "image", 5000, pixels=True)
+    shard_sets = {
+        name: ensure_shards(CIFAR, Path(args.shards_dir) / folder, "image", 5000, options)
+        for name, (folder, options) in IMAGE_SHARDS.items()
+    }
     if args.handoff:
-        handoff_table(shards, pixels, args)
+        handoff_table(shard_sets, args)
         return
     paths = list_images(CIFAR)[: args.images]
-    rows: list[tuple[str, str, float, float, float | None]] = [
+    # (what, unit, folder rate, {shard set: rate}); a set missing from the dict has no cell in that row
+    rows: list[tuple[str, str, float, dict[str, float]]] = [
         (
             "images: raw bytes",
             "images/s",
             best_rate(read_files(paths), args.repeats),
-            best_rate(read_shards(shards, len(paths)), args.repeats),
-            best_rate(read_shards(pixels, len(paths)), args.repeats),
+            {
+                name: best_rate(read_shards(where, len(paths)), args.repeats)
+                for name, where in shard_sets.items()
+            },
         ),
     ]
-    folder_data, shard_data, pixel_data = pretraining_sets(shards, pixels).values()
+    loaders = pretraining_sets(shard_sets)
     for workers in args.workers:
+        rates = {
+            name: loader_rate(data, workers, args.images, args.repeats) for name, data in loaders.items()
+        }
         rows.append(
-            (
-                f"images: pretraining loader, {workers} workers",
-                "images/s",
-                loader_rate(folder_data, workers, args.images, args.repeats),
-                loader_rate(shard_data, workers, args.images, args.repeats),
-                loader_rate(pixel_data, workers, args.images, args.repeats),
-            )
+            (f"images: pretraining loader, {workers} workers", "images/s", rates.pop("folder"), rates)
         )
     if not args.no_video:
-        rows += [(*row, None) for row in video_rows(args)]
+        rows += [
+            (what, unit, folder, {"shards": sharded}) for what, unit, folder, sharded in video_rows(args)
+        ]
     cache = "page cache dropped before every pass" if args.cold else "warm page cache"
     load = f", load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
     print(f"\n{len(paths)} CIFAR-10 images per pass, best of {args.repeats}; {cache}{load}\n")
-    print("| what | unit | folder | shards | shards / folder | pixel shards | pixel shards / folder |")
-    print("|---|---|---:|---:|---:|---:|---:|")
-    for what, unit, folder, sharded, pixel in rows:
-        pixel_cells = "– | –" if pixel is None else f"{pixel:,.0f} | {pixel / folder:.2f}x"
-        print(
-            f"| {what} | {unit} | {folder:,.0f} | {sharded:,.0f} | {sharded / folder:.2f}x | {pixel_cells} |"
-        )
+    print(
+        "| what | unit | folder | " + " | ".join(f"{name} | {name} / folder" for name in IMAGE_SHARDS) + " |"
+    )
+    print("|---|---|---:|" + "---:|---:|" * len(IMAGE_SHARDS))
+    for what, unit, folder, rates in rows:
+        cells = [
+            f"{rates[name]:,.0f} | {rates[name] / folder:.2f}x" if name in rates else "– | –"
+            for name in IMAGE_SHARDS
+        ]
+        print(f"| {what} | {unit} | {folder:,.0f} | " + " | ".join(cells) + " |")
 
 
-def handoff_table(shards: Path, pixels: Path, args) -> None:
+def handoff_table(shard_sets: dict[str, Path], args) -> None:
     """The pretraining loader with workers, as in the main table, against the same loader whose workers
     hand over only the batch size (``count_only``): the difference is what moving a collated batch from a
     worker to the main process costs (shared memory, its file descriptor, unpickling)."""
-    kinds = pretraining_sets(shards, pixels)
+    kinds = pretraining_sets(shard_sets)
     print(f"\n{args.images} CIFAR-10 images per pass, best of {args.repeats}, batches of 256\n")
     print("| kind | workers | batches handed over (images/s) | batch size only (images/s) | ratio |")
     print("|---|---:|---:|---:|---:|")

@@ -424,6 +424,43 @@ def test_pixels_members_of_an_unknown_format_version_are_refused():
         decode_image_record({"npy": bytes(data)}, "s.tar:0")
 
 
+def test_no_meta_drops_only_the_json_member_and_streams_the_same_samples(tmp_path):
+    """``--no-meta`` writes one member fewer a record (no ``.json``), keeps the class in ``.cls``, and the
+    stream yields the same indices, images and labels, in the same order, as the set with metadata."""
+    src = tmp_path / "src"
+    _source("image", src)
+    common = ["--max-samples", "4", "--pixels", "--labelled"]
+    assert make_shards(["image", str(src), str(tmp_path / "meta"), *common]) == 0
+    assert make_shards(["image", str(src), str(tmp_path / "bare"), *common, "--no-meta"]) == 0
+    manifests = {name: read_manifest(tmp_path / name, modality="image") for name in ("meta", "bare")}
+    assert manifests["bare"].fields == ["cls", "npy"] and "json" in manifests["meta"].fields
+
+    def records(name):
+        manifest = manifests[name]
+        return [r for shard in manifest.shards for r in iter_records(manifest.path(shard))]
+
+    with_meta, bare = records("meta"), records("bare")
+    assert [sorted(k for k in r if not k.startswith("__")) for r in bare] == [["cls", "npy"]] * 6
+    for a, b in zip(with_meta, bare, strict=True):
+        assert (a["__key__"], a["cls"], a["npy"]) == (b["__key__"], b["cls"], b["npy"])
+        assert json.loads(a["json"])["class"] == ("cat", "dog")[int(b["cls"])]
+
+    def stream(name):
+        pretrain = image_files(shards=str(tmp_path / name), image_size=8, shuffle_buffer=4).pretrain
+        pretrain.configure(rank=0, world_size=1, batch_size=2)
+        return [(item["index"], item["images"]) for item in itertools.islice(pretrain, 12)]  # two epochs
+
+    for (i, a), (j, b) in zip(stream("meta"), stream("bare"), strict=True):
+        assert i == j and torch.equal(a, b)
+
+
+def test_no_meta_is_refused_for_text(tmp_path, capsys):
+    """A text record's ``.json`` is not provenance only: it marks a JSONL line, read as one unit."""
+    with pytest.raises(SystemExit):
+        make_shards(["text", str(tmp_path), str(tmp_path / "out"), "--no-meta"])
+    assert "--no-meta: a text record's .json marks a JSONL line" in capsys.readouterr().err
+
+
 def test_pixels_is_for_images_only(tmp_path, capsys):
     with pytest.raises(SystemExit):
         make_shards(["text", str(tmp_path), str(tmp_path / "out"), "--pixels"])
