@@ -425,8 +425,9 @@ def test_pixels_members_of_an_unknown_format_version_are_refused():
 
 
 def test_no_meta_drops_only_the_json_member_and_streams_the_same_samples(tmp_path):
-    """``--no-meta`` writes one member fewer a record (no ``.json``), keeps the class in ``.cls``, and the
-    stream yields the same indices, images and labels, in the same order, as the set with metadata."""
+    """``--no-meta`` writes one member fewer a record (no ``.json``) with the same keys, classes (``.cls``)
+    and pixels, and the stream yields the same indices and images, in the same order, as the set with
+    metadata."""
     src = tmp_path / "src"
     _source("image", src)
     common = ["--max-samples", "4", "--pixels", "--labelled"]
