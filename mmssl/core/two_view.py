@@ -34,6 +34,17 @@ from mmssl.core.target import TargetNetwork
 from mmssl.data.keys import VIEWS
 
 
+def view_pair(batch: dict[str, Any], method: str) -> tuple[Tensor, Tensor]:
+    """The batch's two views; a named error when the data gives more (multi-crop's small views)."""
+    views = batch[VIEWS]
+    if len(views) != 2:
+        raise ValueError(
+            f"{method} takes two views per sample, the data gives {len(views)}: multi-crop "
+            "(data.view_options.small_crops) needs a method that takes more views, such as simclr"
+        )
+    return views[0], views[1]
+
+
 class TwoViewMethod(Method):
     """Base of the two-view methods: encoder + projector (+ predictor), an optional EMA target.
 
@@ -85,7 +96,7 @@ class TwoViewMethod(Method):
         The target ``t`` of a view is the target network's projection when there is one (computed right
         after the other view's prediction, view 1 first), else the view's online projection.
         """
-        x1, x2 = batch[VIEWS]
+        x1, x2 = view_pair(batch, type(self).__name__)
         if self.teacher is not None:
             first = self.pair_loss(self.online(x1)[1], self.teacher(x2))
             return {"loss": 0.5 * (first + self.pair_loss(self.online(x2)[1], self.teacher(x1)))}

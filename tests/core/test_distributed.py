@@ -8,7 +8,7 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from mmssl.core import distributed as mdist
-from mmssl.core.losses import info_nce, nt_xent
+from mmssl.core.losses import info_nce, multi_view_nt_xent, nt_xent
 from tests.distributed_helpers import free_port, set_rank_environment
 
 WORLD = 2
@@ -26,6 +26,8 @@ def _losses(model: nn.Module, x1: torch.Tensor, x2: torch.Tensor, gather: bool) 
     for name, fn in (
         ("nt_xent", lambda a, b: nt_xent(a, b, temperature=0.5, gather=gather)),
         ("info_nce", lambda a, b: info_nce(a, b, temperature=0.2, gather=gather)),
+        # a third view made from the two (as a small crop would be another view of the same sample)
+        ("multi_view_nt_xent", lambda a, b: multi_view_nt_xent([a, b, a - b], 0.3, gather=gather)),
     ):
         model.zero_grad()
         z1, z2 = model(torch.cat([x1, x2])).chunk(2)  # one DDP forward per backward
@@ -74,7 +76,7 @@ def test_gathered_losses_match_single_process(tmp_path):
     got = torch.load(path, weights_only=True)
 
     ref = _losses(_model(), x1, x2, gather=False)
-    for name in ("nt_xent", "info_nce"):
+    for name in ("nt_xent", "info_nce", "multi_view_nt_xent"):
         assert got[name]["loss"] == pytest.approx(ref[name]["loss"], abs=1e-5), name
         for g_ddp, g_ref in zip(got[name]["grads"], ref[name]["grads"]):
             torch.testing.assert_close(g_ddp, g_ref, atol=1e-5, rtol=1e-5)

@@ -12,6 +12,7 @@ from mmssl.core.losses import (
     byol_regression,
     info_nce,
     masked_reconstruction_loss,
+    multi_view_nt_xent,
     nt_xent,
     pairwise_group_contrastive,
     simsiam_loss,
@@ -89,6 +90,41 @@ def test_nt_xent_matches_loop():
         assert nt_xent(z1, z2, temperature=t).item() == pytest.approx(
             naive_nt_xent(z1, z2, t).item(), rel=1e-5
         )
+
+
+def naive_multi_view_nt_xent(views, t=0.5):
+    """SimCLR eq. 1 over every ordered pair of two views of one sample, loops over anchors and
+    positives, float64; the denominator holds every view in the batch but the anchor."""
+    z = _unit(torch.cat(views).double())
+    n = views[0].shape[0]
+    total, pairs = 0.0, 0
+    for a in range(z.shape[0]):
+        denom = sum(torch.exp(torch.dot(z[a], z[b]) / t) for b in range(z.shape[0]) if b != a)
+        for p in range(a % n, z.shape[0], n):
+            if p != a:
+                total = total - torch.log(torch.exp(torch.dot(z[a], z[p]) / t) / denom)
+                pairs += 1
+    return total / pairs
+
+
+def test_multi_view_nt_xent_matches_loop_and_is_nt_xent_for_two_views():
+    g = torch.Generator().manual_seed(7)
+    views = [torch.randn(4, 6, generator=g) for _ in range(4)]
+    for t in (0.1, 0.5):
+        for v in (2, 3, 4):
+            assert multi_view_nt_xent(views[:v], temperature=t).item() == pytest.approx(
+                naive_multi_view_nt_xent(views[:v], t).item(), rel=1e-5
+            ), (t, v)
+        assert multi_view_nt_xent(views[:2], temperature=t).item() == pytest.approx(
+            nt_xent(views[0], views[1], temperature=t).item(), rel=1e-6
+        )
+    # a mean over all pairs: the order of the views does not matter
+    shuffled = [views[2], views[0], views[3], views[1]]
+    assert multi_view_nt_xent(shuffled).item() == pytest.approx(multi_view_nt_xent(views).item(), rel=1e-6)
+    with pytest.raises(ValueError, match="at least two views"):
+        multi_view_nt_xent(views[:1])
+    with pytest.raises(ValueError, match="same number of samples"):
+        multi_view_nt_xent([views[0], views[1][:3]])
 
 
 def test_nt_xent_matches_lightly():

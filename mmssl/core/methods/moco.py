@@ -24,9 +24,9 @@ from torch import nn
 
 from mmssl.core.negatives import NEGATIVE_SOURCES, NegativeSource, SourceSettings
 from mmssl.core.target import TargetNetwork
-from mmssl.core.two_view import TwoViewMethod
+from mmssl.core.two_view import TwoViewMethod, view_pair
 from mmssl.data import DataBundle
-from mmssl.data.keys import INDEX, VIEWS
+from mmssl.data.keys import INDEX
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ class MoCo(TwoViewMethod):
         return self.get_submodule(self.source_name)
 
     def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        x1, x2 = batch[VIEWS]
+        x1, x2 = view_pair(batch, type(self).__name__)
         index = batch.get(INDEX)
         source = self.negatives
         q1, _ = self.online(x1)

@@ -7,6 +7,11 @@ For the 2N projections of a batch, with ``sim(u, v) = u.v / (|u| |v|)`` and posi
 
 averaged over all 2N anchors. With ``gather`` the views of every process are negatives, gathered with
 exact gradients, so the loss equals the one on the global batch.
+
+With multi-crop (``data.view_options.small_crops``, SwAV Sec. 3.2) the batch holds V > 2 views, the
+low-resolution ones after the two full views; every other view of a sample is then a positive of it
+(:func:`~mmssl.core.losses.multi_view_nt_xent`, which equals eq. 1 for two views). Each view passes the
+encoder on its own, as the two views do, so batch-norm statistics stay per view.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from mmssl.core.losses import nt_xent
+from mmssl.core.losses import multi_view_nt_xent, nt_xent
 from mmssl.core.two_view import TwoViewMethod
 from mmssl.data import DataBundle
 from mmssl.data.keys import VIEWS
@@ -45,7 +50,8 @@ class SimCLR(TwoViewMethod):
         self.temperature, self.gather = temperature, gather
 
     def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        x1, x2 = batch[VIEWS]
-        z1, _ = self.online(x1)
-        z2, _ = self.online(x2)
-        return {"loss": nt_xent(z1, z2, temperature=self.temperature, gather=self.gather)}
+        views = batch[VIEWS]
+        projections = [self.online(x)[0] for x in views]
+        if len(projections) == 2:
+            return {"loss": nt_xent(*projections, temperature=self.temperature, gather=self.gather)}
+        return {"loss": multi_view_nt_xent(projections, temperature=self.temperature, gather=self.gather)}

@@ -436,11 +436,12 @@ class BatchViews:
 
     @classmethod
     def from_specs(cls, specs: Sequence[ViewSpec], size: int) -> BatchViews:
-        """One :class:`BatchView` per spec (equal specs share one), as :func:`views.sample_views`."""
+        """One :class:`BatchView` per spec (equal specs share one), as :func:`views.sample_views`;
+        ``size`` for specs that do not set their own."""
         built: dict[ViewSpec, BatchView] = {}
         for spec in specs:
             if spec not in built:
-                built[spec] = BatchView(size, spec)
+                built[spec] = BatchView(spec.output_size(size), spec)
         return cls([built[spec] for spec in specs])
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:

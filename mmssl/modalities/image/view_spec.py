@@ -28,6 +28,12 @@ otherwise (the CIFAR-10 GPU profiles of SimCLR and MoCo v2+ set ``blur: true`` t
 A recipe changes a preset with ``data.view_options`` (:class:`ViewOptions`): each field set there
 replaces that field in every view of the preset, e.g.
 ``data: {views: simclr, view_options: {crop_scale: [0.2, 1.0], jitter_strength: 0.5}}``.
+
+Multi-crop (Caron et al., NeurIPS 2020, "SwAV", Sec. 3.2): ``view_options.small_crops: V`` appends V
+low-resolution views to a two-view preset, each the preset's first view with a smaller crop area
+(``small_crop_scale``, SwAV's 0.05-0.14) resized to ``small_crop_size`` px (SwAV's 96 px for 224 px
+views, the same ratio by default). They add positives at a fraction of a full view's cost; the method
+must take more than two views (SimCLR does, :func:`~mmssl.core.losses.multi_view_nt_xent`).
 """
 
 from __future__ import annotations
@@ -38,6 +44,8 @@ from dataclasses import dataclass
 
 # At or below this side length the presets switch Gaussian blur off (see the module docstring).
 SMALL_IMAGE_SIZE = 32
+# SwAV's crop area range for its low-resolution views (Caron et al. 2020, Sec. 4 / appendix A).
+SWAV_SMALL_CROP_SCALE: tuple[float, float] = (0.05, 0.14)
 
 
 def blur_kernel_size(size: int) -> int:
@@ -68,7 +76,9 @@ class ViewSpec:
     flip_prob: horizontal flip. jitter: ColorJitter's (brightness, contrast, saturation, hue), applied
     with probability ``jitter_prob``. grayscale_prob, blur_prob (sigma ~ U[blur_sigma], kernel
     :func:`blur_kernel_size` of the output side), solarize_prob (threshold 0.5 on [0, 1] pixels).
-    A probability of 0 leaves the step out. Sequences are stored as tuples of floats.
+    A probability of 0 leaves the step out. Sequences are stored as tuples of floats. ``size``: the
+    output side in px; None (the presets) means the recipe's ``image_size`` (multi-crop's small views
+    set their own).
     """
 
     crop_scale: tuple[float, float] = (0.08, 1.0)
@@ -80,6 +90,7 @@ class ViewSpec:
     blur_prob: float = 0.0
     blur_sigma: tuple[float, float] = (0.1, 2.0)
     solarize_prob: float = 0.0
+    size: int | None = None
 
     def __post_init__(self) -> None:
         for name, length in (("crop_scale", 2), ("crop_ratio", 2), ("jitter", 4), ("blur_sigma", 2)):
@@ -94,6 +105,12 @@ class ViewSpec:
         lo, hi = self.crop_scale
         if not 0.0 < lo <= hi:
             raise ValueError(f"crop_scale must satisfy 0 < low <= high, got {list(self.crop_scale)}")
+        if self.size is not None and self.size < 1:
+            raise ValueError(f"size must be a positive number of pixels, got {self.size}")
+
+    def output_size(self, default: int) -> int:
+        """The side of this view's output: ``size``, else the recipe's ``default``."""
+        return default if self.size is None else self.size
 
 
 # The presets give only what differs from ViewSpec's defaults, which are what SimCLR, MoCo v2 and BYOL
@@ -130,6 +147,12 @@ class ViewOptions:
     (0.8s, 0.8s, 0.8s, 0.2s)), after ``jitter`` if both are set; ``blur`` switches Gaussian blur on or
     off in every view whatever the image size (unset: off at or below :data:`SMALL_IMAGE_SIZE` px),
     before ``blur_prob`` if both are set.
+
+    Multi-crop (SwAV, Sec. 3.2): ``small_crops`` low-resolution views appended after the preset's views,
+    each the first view's spec (after the fields above) with crop area ``small_crop_scale`` (default
+    SwAV's 0.05-0.14) and side ``small_crop_size`` (default: the image size x 96 / 224, SwAV's ratio,
+    rounded to a multiple of 8, at least 8: 16 px at 32, 96 at 224). Only for presets with two or more
+    views.
     """
 
     crop_scale: list[float] | None = None
@@ -143,10 +166,21 @@ class ViewOptions:
     blur_prob: float | None = None
     blur_sigma: list[float] | None = None
     solarize_prob: float | None = None
+    small_crops: int = 0
+    small_crop_size: int | None = None
+    small_crop_scale: list[float] | None = None
 
     def __post_init__(self) -> None:
         if self.jitter_strength is not None and self.jitter_strength < 0:
             raise ValueError(f"jitter_strength must be >= 0, got {self.jitter_strength}")
+        if self.small_crops < 0:
+            raise ValueError(f"small_crops must be >= 0, got {self.small_crops}")
+        if self.small_crops == 0 and (self.small_crop_size is not None or self.small_crop_scale is not None):
+            raise ValueError("small_crop_size / small_crop_scale need small_crops > 0")
+        if self.small_crop_scale is not None:
+            ViewSpec(crop_scale=tuple(self.small_crop_scale))  # type: ignore[arg-type]
+        if self.small_crop_size is not None:
+            ViewSpec(size=self.small_crop_size)
         # Check the overrides on their own (lengths, ranges), so a bad value is named when the recipe loads.
         ViewSpec(**self.overrides())
 
@@ -166,6 +200,16 @@ class ViewOptions:
             spec = dataclasses.replace(spec, jitter=tuple(j * self.jitter_strength for j in spec.jitter))
         return spec
 
+    def small_crop_specs(self, first: ViewSpec, size: int) -> tuple[ViewSpec, ...]:
+        """The ``small_crops`` multi-crop views for ``size`` px images, derived from the ``first`` view."""
+        if self.small_crops == 0:
+            return ()
+        # SwAV's ratio, rounded to a multiple of 8 so encoders that halve the side three times still fit
+        side = max(8, 8 * round(size * 12 / 224)) if self.small_crop_size is None else self.small_crop_size
+        scale = tuple(self.small_crop_scale) if self.small_crop_scale is not None else SWAV_SMALL_CROP_SCALE
+        small = dataclasses.replace(first, crop_scale=scale, size=side)
+        return (small,) * self.small_crops
+
 
 def resolve_views(name: str, size: int, options: ViewOptions | None = None) -> tuple[ViewSpec, ...]:
     """The specs of preset ``name`` for ``size`` px outputs: blur off for small images (unless
@@ -174,15 +218,19 @@ def resolve_views(name: str, size: int, options: ViewOptions | None = None) -> t
         raise ValueError(f"unknown view recipe '{name}'; available: {', '.join(VIEW_PRESETS)}")
     options = options or ViewOptions()
     specs = VIEW_PRESETS[name]
+    if options.small_crops and len(specs) < 2:
+        raise ValueError(f"small_crops (multi-crop) needs a preset with two or more views, not '{name}'")
     use_blur = size > SMALL_IMAGE_SIZE if options.blur is None else options.blur
     if not use_blur:
         specs = tuple(dataclasses.replace(spec, blur_prob=0.0) for spec in specs)
-    return tuple(options.apply(spec) for spec in specs)
+    specs = tuple(options.apply(spec) for spec in specs)
+    return specs + options.small_crop_specs(specs[0], size)
 
 
 __all__ = [
     "SINGLE_VIEW_NAMES",
     "SMALL_IMAGE_SIZE",
+    "SWAV_SMALL_CROP_SCALE",
     "VIEW_NAMES",
     "VIEW_PRESETS",
     "ViewOptions",

@@ -84,11 +84,12 @@ class AugmentationView(v2.Compose):
 
 def sample_views(specs: Sequence[ViewSpec], size: int) -> MultiViewTransform:
     """One :class:`AugmentationView` per spec, as a :class:`MultiViewTransform` (views in spec order;
-    equal specs share one pipeline, which draws afresh for each view)."""
+    equal specs share one pipeline, which draws afresh for each view). ``size``: the output side of
+    specs that do not set their own (multi-crop's small views do)."""
     built: dict[ViewSpec, AugmentationView] = {}
     for spec in specs:
         if spec not in built:
-            built[spec] = AugmentationView(size, spec)
+            built[spec] = AugmentationView(spec.output_size(size), spec)
     return MultiViewTransform([built[spec] for spec in specs])
 
 
