@@ -32,13 +32,15 @@ from mmssl.core.heads import PredictionHead, ProjectionHead
 from mmssl.core.method import Method
 from mmssl.core.target import TargetNetwork
 from mmssl.data.keys import VIEWS
+from mmssl.errors import ConfigError
 
 
 def view_pair(batch: dict[str, Any], method: str) -> tuple[Tensor, Tensor]:
-    """The batch's two views; a named error when the data gives more (multi-crop's small views)."""
+    """The batch's two views; a config error naming the option when the data gives more (multi-crop's
+    small views)."""
     views = batch[VIEWS]
     if len(views) != 2:
-        raise ValueError(
+        raise ConfigError(
             f"{method} takes two views per sample, the data gives {len(views)}: multi-crop "
             "(data.view_options.small_crops) needs a method that takes more views, such as simclr"
         )

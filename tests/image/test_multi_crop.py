@@ -68,7 +68,7 @@ def test_both_paths_give_the_small_views_at_their_size(tmp_path, augment: str) -
     # a SimCLR step takes them; BYOL, which compares exactly two views, names the option
     encoder = small_cnn(widths=(8, 16, 16, 16), stem_stride=2)
     assert torch.isfinite(SimCLR(encoder, projector_hidden=16, projector_dim=8)(batch)["loss"])
-    with pytest.raises(ValueError, match=r"BYOL takes two views per sample, the data gives 4.*small_crops"):
+    with pytest.raises(ConfigError, match=r"BYOL takes two views per sample, the data gives 4.*small_crops"):
         BYOL(encoder, projector_hidden=16, predictor_hidden=16)(batch)
 
 
