@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mmssl.core.distributed import gather_with_grad, get_rank
+from mmssl.core.losses.multi_view_nt_xent import multi_view_nt_xent
 
 
 def info_nce(
@@ -70,25 +71,7 @@ def nt_xent(z1: Tensor, z2: Tensor, temperature: float = 0.5, gather: bool = Fal
 
     With ``gather=True`` the views of all processes (2 * N * world in total) serve as negatives; the
     gather keeps exact gradients, so averaging this loss over processes (as DDP does for gradients)
-    equals the loss on the global batch.
+    equals the loss on the global batch. It is :func:`~mmssl.core.losses.multi_view_nt_xent` with two
+    views (the one implementation; bit for bit the former cross-entropy form).
     """
-    with torch.autocast(device_type=z1.device.type, enabled=False):
-        a1 = F.normalize(z1.float(), dim=1)
-        a2 = F.normalize(z2.float(), dim=1)
-        n = a1.shape[0]
-        b1, b2, offset = a1, a2, 0
-        if gather:
-            b1, b2 = gather_with_grad(a1), gather_with_grad(a2)
-            offset = get_rank() * n
-        total = b1.shape[0]  # N * world
-        anchors = torch.cat([a1, a2], dim=0)  # [2N, D], this process's views
-        candidates = torch.cat([b1, b2], dim=0)  # [2 N world, D], all views
-        logits = anchors @ candidates.t() / temperature
-
-        # Column of each anchor's own view in `candidates`, and of its positive (the other view).
-        idx = torch.arange(n, device=a1.device) + offset
-        self_col = torch.cat([idx, idx + total])
-        pos_col = torch.cat([idx + total, idx])
-        rows = torch.arange(2 * n, device=a1.device)
-        logits[rows, self_col] = float("-inf")  # exp(-inf) = 0: self-similarity leaves the denominator
-        return F.cross_entropy(logits, pos_col)
+    return multi_view_nt_xent([z1, z2], temperature=temperature, gather=gather)

@@ -51,10 +51,12 @@ def multi_view_nt_xent(views: Sequence[Tensor], temperature: float = 0.5, gather
         view = torch.arange(num_views, device=device).repeat_interleave(n)  # anchor row -> view
         rows = torch.arange(num_views * n, device=device)
         logits[rows, view * total + sample] = float("-inf")  # the anchor itself leaves the denominator
-        log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
+        log_prob = F.log_softmax(logits, dim=1)
 
         # Columns of the anchor's positives: its sample in every other view.
         others = torch.arange(num_views, device=device).expand(num_views * n, num_views)
         others = others[others != view[:, None]].view(num_views * n, num_views - 1)
         positive_cols = others * total + sample[:, None]
-        return -log_prob.gather(1, positive_cols).mean()
+        # Every anchor has V - 1 positives, so the mean over all pairs is the mean over positive slots of
+        # the per-slot cross-entropy (for V = 2 exactly nt_xent's F.cross_entropy, bit for bit).
+        return sum(F.nll_loss(log_prob, cols) for cols in positive_cols.unbind(1)) / (num_views - 1)

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from mmssl.core.losses import multi_view_nt_xent, nt_xent
+from mmssl.core.losses import multi_view_nt_xent
 from mmssl.core.two_view import TwoViewMethod
 from mmssl.data import DataBundle
 from mmssl.data.keys import VIEWS
@@ -52,6 +52,4 @@ class SimCLR(TwoViewMethod):
     def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         views = batch[VIEWS]
         projections = [self.online(x)[0] for x in views]
-        if len(projections) == 2:
-            return {"loss": nt_xent(*projections, temperature=self.temperature, gather=self.gather)}
         return {"loss": multi_view_nt_xent(projections, temperature=self.temperature, gather=self.gather)}
