@@ -25,6 +25,10 @@ class TrainConfig:
     schedule: str = "cosine"  # cosine | constant
     warmup_steps: int = 0
     min_lr_ratio: float = 0.0
+    # LARS trust coefficient and LARC clipping (mmssl.train.optim.LARS): SimCLR's reference 0.001 without
+    # clipping; solo-learn's CIFAR-10 settings 0.02 with clipping.
+    lars_eta: float = 0.001
+    lars_clip: bool = False
     exclude_bias_and_norm: bool = True  # from weight decay and LARS adaptation (SimCLR/BYOL practice)
     clip_grad: float | None = None
     accumulate: int = 1

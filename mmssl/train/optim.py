@@ -20,6 +20,12 @@ class LARS(torch.optim.Optimizer):
         v = momentum * v + trust * g'
         w = w - lr * v
 
+    ``clip`` (LARC's clipping mode, as solo-learn's ``clip_lars_lr``) replaces ``trust`` by
+    ``min(trust / lr, 1)``: the layer's step ``lr * trust`` becomes ``min(eta * ||w|| / ||g'||, lr)``, so
+    ``eta`` is then the layer's own rate and ``lr`` (with its warm-up and decay) a cap on it. solo-learn's
+    CIFAR-10 SimCLR and BYOL settings use it with ``eta = 0.02``; SimCLR's reference uses
+    ``eta = 0.001`` without clipping (the defaults).
+
     Groups with ``lars_adapt=False`` (biases and normalisation parameters, following the SimCLR
     reference) get neither weight decay nor the trust ratio: plain momentum SGD.
     """
@@ -32,11 +38,24 @@ class LARS(torch.optim.Optimizer):
         weight_decay: float = 0.0,
         eta: float = 0.001,
         nesterov: bool = False,
+        clip: bool = False,
     ) -> None:
         defaults = dict(
-            lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta, nesterov=nesterov, lars_adapt=True
+            lr=lr,
+            momentum=momentum,
+            weight_decay=weight_decay,
+            eta=eta,
+            nesterov=nesterov,
+            clip=clip,
+            lars_adapt=True,
         )
         super().__init__(params, defaults)
+
+    def __setstate__(self, state: dict) -> None:
+        # optimizer states saved before ``clip`` existed load as unclipped
+        super().__setstate__(state)
+        for group in self.param_groups:
+            group.setdefault("clip", False)
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -53,9 +72,10 @@ class LARS(torch.optim.Optimizer):
                     grad = grad.add(p, alpha=group["weight_decay"])
                     w_norm = torch.linalg.vector_norm(p)
                     g_norm = torch.linalg.vector_norm(grad)
-                    trust = torch.where(
-                        (w_norm > 0) & (g_norm > 0), group["eta"] * w_norm / g_norm, torch.ones_like(w_norm)
-                    )
+                    rate = group["eta"] * w_norm / g_norm
+                    if group["clip"] and group["lr"] > 0:
+                        rate = torch.clamp(rate / group["lr"], max=1.0)
+                    trust = torch.where((w_norm > 0) & (g_norm > 0), rate, torch.ones_like(w_norm))
                     grad = grad.mul(trust)
                 state = self.state[p]
                 if "momentum_buffer" not in state:
@@ -107,7 +127,13 @@ def build_optimizer(
         return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, nesterov=cfg.nesterov, **extra)
     if cfg.optimizer == "lars":
         return LARS(
-            groups, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=cfg.nesterov
+            groups,
+            lr=lr,
+            momentum=cfg.momentum,
+            weight_decay=cfg.weight_decay,
+            eta=cfg.lars_eta,
+            nesterov=cfg.nesterov,
+            clip=cfg.lars_clip,
         )
     if cfg.optimizer == "adamw":
         for g in groups:

@@ -66,6 +66,14 @@ def test_loading_does_not_read_the_data_folder(name, tmp_path):
     assert cfg.data["splits"]["train"] == str(missing) and not missing.exists()
 
 
+@pytest.mark.parametrize(("name", "lr", "weight_decay"), [("simclr_gpu", 0.4, 1e-4), ("byol_gpu", 1.0, 1e-5)])
+def test_gpu_profiles_use_solo_learn_lars(name, lr, weight_decay):
+    """solo-learn's cifar/{simclr,byol}.yaml: LARS with eta 0.02 and clip_lr, none on biases and norms."""
+    train = load_recipe(RECIPES / f"{name}.yaml").train
+    assert (train.optimizer, train.lr, train.weight_decay) == ("lars", lr, weight_decay)
+    assert (train.lars_eta, train.lars_clip, train.exclude_bias_and_norm) == (0.02, True, True)
+
+
 @pytest.mark.parametrize("name", ["jigsaw", "jigsaw_gpu"])
 def test_jigsaw_tiles_fit_the_image_size(name):
     cfg = load_recipe(RECIPES / f"{name}.yaml")

@@ -14,7 +14,7 @@ from mmssl.data.seeded import SeededDataset
 from mmssl.train.checkpoint import load_checkpoint
 from mmssl.train.config import TrainConfig
 from mmssl.train.data import ResumableSampler
-from mmssl.train.optim import LARS, lr_factor
+from mmssl.train.optim import LARS, build_optimizer, lr_factor
 from mmssl.train.trainer import NonFiniteLossError, Trainer
 
 
@@ -166,6 +166,39 @@ def test_lars_step_matches_formula():
     trust = 0.001 * w0.norm() / g_.norm()
     torch.testing.assert_close(w.detach(), w0 - 0.5 * trust * g_)
     assert math.isfinite(float(w.detach().sum()))
+
+
+@pytest.mark.parametrize("lr", [0.5, 1e-4])
+def test_lars_clip_caps_the_layer_rate_at_lr(lr):
+    """LARC clipping: the layer moves by min(eta ||w|| / ||g'||, lr) * g' (solo-learn's clip_lars_lr)."""
+    torch.manual_seed(0)
+    w = nn.Parameter(torch.randn(5, 3))
+    g = torch.randn(5, 3)
+    w.grad = g.clone()
+    w0 = w.detach().clone()
+    LARS([w], lr=lr, momentum=0.9, weight_decay=0.01, eta=0.02, clip=True).step()
+    g_ = g + 0.01 * w0
+    layer_rate = 0.02 * float(w0.norm() / g_.norm())
+    assert (layer_rate < lr) == (lr == 0.5)  # one case of each branch of the min
+    torch.testing.assert_close(w.detach(), w0 - min(layer_rate, lr) * g_)
+
+
+def test_lars_loads_an_optimizer_state_saved_before_clip_existed():
+    w = nn.Parameter(torch.ones(3))
+    state = LARS([w], lr=0.1).state_dict()
+    for group in state["param_groups"]:
+        del group["clip"]
+    opt = LARS([w], lr=0.1, clip=True)
+    opt.load_state_dict(state)
+    assert opt.param_groups[0]["clip"] is False
+    w.grad = torch.ones(3)
+    opt.step()
+
+
+def test_lars_options_reach_the_optimizer():
+    model = nn.Linear(3, 2)
+    opt = build_optimizer(model, TrainConfig(optimizer="lars", lars_eta=0.02, lars_clip=True))
+    assert {(g["eta"], g["clip"]) for g in opt.param_groups} == {(0.02, True)}
 
 
 class ConvPairs(Dataset):
