@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -117,8 +118,8 @@ def from_dict(raw: dict[str, Any], source: str = "<recipe>") -> RecipeConfig:
     _check_choice(train.lr_scaling, ("none", "linear"), "train.lr_scaling")
     if train.accumulate < 1 or train.steps < 0 or train.batch_size < 1:
         raise ConfigError("train.accumulate and train.batch_size must be >= 1 and train.steps >= 0")
-    if train.lars_eta <= 0:
-        raise ConfigError(f"{source}: train.lars_eta must be > 0, got {train.lars_eta}")
+    if not (math.isfinite(train.lars_eta) and train.lars_eta > 0):
+        raise ConfigError(f"{source}: train.lars_eta must be > 0 and finite, got {train.lars_eta}")
     evals = raw.pop("eval", None) or {}
     _check_eval(evals, source)
     _check_labelled(raw, evals, source)

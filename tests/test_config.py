@@ -83,8 +83,9 @@ def test_wrong_type_and_choice_are_named():
         load_recipe(QUICKSTART, ["train.optimizer=lasr"])
     with pytest.raises(ConfigError, match="unknown method 'simclrr'.*did you mean 'simclr'"):
         load_recipe(QUICKSTART, ["method.name=simclrr"])
-    with pytest.raises(ConfigError, match="train.lars_eta must be > 0"):
-        load_recipe(QUICKSTART, ["train.lars_eta=0"])
+    for bad in ("0", ".nan", ".inf"):
+        with pytest.raises(ConfigError, match="train.lars_eta must be > 0"):
+            load_recipe(QUICKSTART, [f"train.lars_eta={bad}"])
 
 
 def test_apply_overrides_does_not_mutate():

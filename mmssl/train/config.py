@@ -26,7 +26,8 @@ class TrainConfig:
     warmup_steps: int = 0
     min_lr_ratio: float = 0.0
     # LARS trust coefficient and LARC clipping (mmssl.train.optim.LARS): SimCLR's reference 0.001 without
-    # clipping; solo-learn's CIFAR-10 settings 0.02 with clipping.
+    # clipping; solo-learn's CIFAR-10 settings 0.02 with clipping. A resumed run keeps the values of its
+    # checkpoint (they are optimizer param-group options, restored by load_state_dict, as momentum is).
     lars_eta: float = 0.001
     lars_clip: bool = False
     exclude_bias_and_norm: bool = True  # from weight decay and LARS adaptation (SimCLR/BYOL practice)

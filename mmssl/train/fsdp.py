@@ -103,6 +103,16 @@ def save_sharded(
     return final
 
 
+def _drop_options_the_checkpoint_lacks(optim_state: dict[str, Any], folder: Path) -> None:
+    """Remove param-group options that the optimizer gained after ``folder`` was written (e.g. LARS ``clip``):
+    DCP loads only keys the checkpoint has, and the optimizer's ``load_state_dict`` then gives them the
+    value old states mean (its ``__setstate__`` defaults)."""
+    stored = dcp.FileSystemReader(str(folder)).read_metadata().state_dict_metadata
+    for index, group in enumerate(optim_state["param_groups"]):
+        for option in [k for k in group if f"optimizer.param_groups.{index}.{k}" not in stored]:
+            del group[option]
+
+
 def load_sharded(
     folder: Path, method: nn.Module, optimizer: torch.optim.Optimizer | None = None
 ) -> dict[str, Any]:
@@ -118,6 +128,7 @@ def load_sharded(
         set_model_state_dict(method, state["model"])
         return load_weights(meta_path)
     model_state, optim_state = get_state_dict(method, optimizer)
+    _drop_options_the_checkpoint_lacks(optim_state, folder)
     state = {"model": model_state, "optimizer": optim_state}
     with _one_process_is_intended():
         dcp.load(state, checkpoint_id=str(folder), no_dist=not dist.is_distributed())

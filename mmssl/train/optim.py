@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
@@ -51,7 +52,7 @@ class LARS(torch.optim.Optimizer):
         )
         super().__init__(params, defaults)
 
-    def __setstate__(self, state: dict) -> None:
+    def __setstate__(self, state: dict[str, Any]) -> None:
         # optimizer states saved before ``clip`` existed load as unclipped
         super().__setstate__(state)
         for group in self.param_groups:
@@ -73,7 +74,7 @@ class LARS(torch.optim.Optimizer):
                     w_norm = torch.linalg.vector_norm(p)
                     g_norm = torch.linalg.vector_norm(grad)
                     rate = group["eta"] * w_norm / g_norm
-                    if group["clip"] and group["lr"] > 0:
+                    if group["clip"]:  # at lr 0 the cap binds: rate / 0 = inf, clamped to 1
                         rate = torch.clamp(rate / group["lr"], max=1.0)
                     trust = torch.where((w_norm > 0) & (g_norm > 0), rate, torch.ones_like(w_norm))
                     grad = grad.mul(trust)

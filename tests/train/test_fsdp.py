@@ -15,8 +15,8 @@ from mmssl.core import distributed as mdist
 from mmssl.core.method import Method
 from mmssl.core.transformer import Block
 from mmssl.train.config import TrainConfig
-from mmssl.train.fsdp import META_NAME, SHARDED_NAME, load_sharded, shard_units
-from mmssl.train.optim import build_optimizer
+from mmssl.train.fsdp import META_NAME, SHARDED_NAME, load_sharded, save_sharded, shard_units
+from mmssl.train.optim import LARS, build_optimizer
 from mmssl.train.trainer import Trainer
 from tests.distributed_helpers import free_port, set_rank_environment
 
@@ -192,3 +192,25 @@ def test_one_process_fsdp_run_keeps_sharded_checkpoints_and_resumes(tmp_path):
         last_pt = tmp_path / "last.pt"
         last_pt.write_bytes(b"")
         Trainer(_cfg("fsdp"), TinyTransformerMethod(), NoisyTokens(), resume=str(last_pt)).fit()
+
+
+def test_sharded_checkpoint_from_before_an_optimizer_option_loads(tmp_path):
+    """A LARS state written before ``clip`` existed: DCP would miss the key; it loads as unclipped."""
+    written = TinyTransformerMethod()
+    old = LARS(written.parameters(), lr=0.1, eta=0.02)
+    sample = NoisyTokens(2)[0]
+    written({"views": [v[None] for v in sample["views"]]})["loss"].backward()
+    old.step()
+    for group in old.param_groups:
+        del group["clip"]  # as the optimizer was before the option
+    save_sharded(tmp_path, written, old, {"step": 1})
+    loaded = TinyTransformerMethod()
+    new = LARS(loaded.parameters(), lr=0.1, clip=True)
+    assert load_sharded(tmp_path / SHARDED_NAME, loaded, new)["step"] == 1
+    assert [g["clip"] for g in new.param_groups] == [False]
+    for key, value in written.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[key], value, rtol=0, atol=0)
+    torch.testing.assert_close(
+        [new.state[p]["momentum_buffer"] for p in loaded.parameters()],
+        [old.state[p]["momentum_buffer"] for p in written.parameters()],
+    )

@@ -183,6 +183,19 @@ def test_lars_clip_caps_the_layer_rate_at_lr(lr):
     torch.testing.assert_close(w.detach(), w0 - min(layer_rate, lr) * g_)
 
 
+def test_lars_clip_at_lr_zero_is_the_limit_of_small_lr():
+    """At the end of a cosine schedule lr reaches 0: the cap binds, so the momentum buffer takes g' itself."""
+    buffers = []
+    for lr in (0.0, 1e-30):
+        w = nn.Parameter(torch.ones(3))
+        w.grad = torch.tensor([1.0, 2.0, 3.0])
+        opt = LARS([w], lr=lr, momentum=0.9, eta=0.02, clip=True)
+        opt.step()
+        buffers.append(opt.state[w]["momentum_buffer"])
+    torch.testing.assert_close(buffers[0], torch.tensor([1.0, 2.0, 3.0]))
+    torch.testing.assert_close(buffers[0], buffers[1])
+
+
 def test_lars_loads_an_optimizer_state_saved_before_clip_existed():
     w = nn.Parameter(torch.ones(3))
     state = LARS([w], lr=0.1).state_dict()
