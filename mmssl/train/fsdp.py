@@ -106,10 +106,12 @@ def save_sharded(
 def _drop_options_the_checkpoint_lacks(optim_state: dict[str, Any], folder: Path) -> None:
     """Remove param-group options that the optimizer gained after ``folder`` was written (e.g. LARS ``clip``):
     DCP loads only keys the checkpoint has, and the optimizer's ``load_state_dict`` then gives them the
-    value old states mean (its ``__setstate__`` defaults)."""
+    value old states mean (its ``__setstate__`` defaults). ``params`` stays, so a checkpoint with other param
+    groups still fails loudly in DCP."""
     stored = dcp.FileSystemReader(str(folder)).read_metadata().state_dict_metadata
     for index, group in enumerate(optim_state["param_groups"]):
-        for option in [k for k in group if f"optimizer.param_groups.{index}.{k}" not in stored]:
+        missing = [k for k in group if f"optimizer.param_groups.{index}.{k}" not in stored]
+        for option in (k for k in missing if k != "params"):
             del group[option]
 
 
