@@ -30,6 +30,7 @@ Sections (``--sections``, all by default):
 from __future__ import annotations
 
 import argparse
+import gc
 import statistics
 import sys
 import time
@@ -231,12 +232,16 @@ def section_mae(args: argparse.Namespace, device: torch.device, peak: float | No
     )
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     flops = None
+    step = count_flops = None
     for label, compile_, recompute in (
         ("eager", False, False),
         ("compile", True, False),
         ("eager + activation checkpointing", False, True),
     ):
         try:
+            # Free the previous setting's model and optimizer state first, or they count in this peak.
+            step = count_flops = None
+            gc.collect()
             reset_peak(device)
             step, count_flops = mae_step_fn(args, device, compile_, recompute)
             flops = flops or count_flops()
@@ -257,18 +262,18 @@ def section_mae(args: argparse.Namespace, device: torch.device, peak: float | No
 # -------------------------------------------------------------------------------------------- loader
 
 
-def loader_rate(cfg, batches: int) -> float:
-    """samples/s of the trainer's own DataLoader over ``batches`` batches after one warm-up batch."""
-    from mmssl import pipeline
+def loader_rate(cfg, data, batches: int) -> float:
+    """samples/s of the trainer's own DataLoader over ``batches`` batches, timed once the batches the
+    workers prefetched while the first one was made (``prefetch_factor`` 2 each) are drained."""
     from mmssl.train.data import ResumableSampler
     from mmssl.train.trainer import pretraining_loader
 
-    data = pipeline.build_data(cfg)
     t = cfg.train
     sampler = ResumableSampler(len(data.pretrain), t.batch_size, seed=t.seed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     it = iter(pretraining_loader(data.pretrain, t, sampler, data.collate_fn, device))
-    next(it)
+    for _ in range(1 + 2 * t.num_workers):
+        next(it)
     start = time.perf_counter()
     for _ in range(batches):
         next(it)
@@ -300,8 +305,9 @@ def section_loader(args: argparse.Namespace, device: torch.device) -> None:
             ] + (["train.batch_size=16", "train.num_workers=0"] if args.quick else [])
             try:
                 cfg = load_recipe(resolve_recipe(name), overrides)
-                loaded = loader_rate(cfg, args.steps)
-                _, _, result, _ = pipeline.train(cfg)
+                data = pipeline.build_data(cfg)  # decoded once, for both measurements
+                loaded = loader_rate(cfg, data, args.steps)
+                _, _, result, _ = pipeline.train(cfg, data)
             except Exception as err:
                 print(f"| {name} | | | skipped: {type(err).__name__}: {str(err).splitlines()[0][:120]} | | |")
                 continue

@@ -49,6 +49,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # mmssl from this checkout, also where it is not pip-installed
+
 LOOPS = ("mmssl", "lightly", "bare")
 RESULT_TAG = "RESULT "
 TEMPERATURE = 0.5
@@ -351,9 +354,20 @@ def _child_command(args: argparse.Namespace, loop: str) -> list[str]:
     ]
 
 
+def default_loops() -> list[str]:
+    """Every loop whose library is installed: lightly is optional (``pip install lightly``); naming it in
+    ``--loops`` where it is missing fails loudly instead."""
+    import importlib.util
+
+    if importlib.util.find_spec("lightly") is None:
+        print("lightly is not installed: its loop is left out (pip install lightly to compare it)")
+        return [loop for loop in LOOPS if loop != "lightly"]
+    return list(LOOPS)
+
+
 def run_all(args: argparse.Namespace) -> int:
     """Run every loop in its own subprocess (``repeats`` rounds, interleaved) and print the table."""
-    loops = args.loops or list(LOOPS)
+    loops = args.loops or default_loops()
     cores = os.cpu_count() or 1
     print(f"device: {args.device}" + (f" ({torch.cuda.get_device_name()})" if args.device == "cuda" else ""))
     print(

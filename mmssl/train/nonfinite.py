@@ -10,8 +10,11 @@ is finite, since bad steps never change it).
 
 Without a host sync on CUDA: ``ok`` stays on the device; the SGD and AdamW optimizers are built fused
 there and skip their own update when ``optimizer.found_inf`` is set (the mechanism ``GradScaler`` uses);
-buffers are restored with ``torch.where``; the counters are read at log steps only. LARS (not fused) and
-the CPU read the flag every step, which costs nothing on the CPU. Several processes agree on ``ok`` with a
+buffers are restored with ``torch.where``; the counters are read at log steps only. Until one optimizer
+step has been taken, the decision is made on the host: fused SGD allocates its momentum buffers with
+``empty_like`` before its kernel sees ``found_inf``, so a first step skipped on the device would leave
+uninitialised memory as momentum. LARS (not fused) and the CPU read the flag every step, which costs
+nothing on the CPU. Several processes agree on ``ok`` with a
 MIN all-reduce (device-side), so they never diverge.
 """
 
@@ -38,6 +41,7 @@ class NonFiniteGuard:
         self.max_consecutive = max_consecutive
         self.method, self.optimizer = method, optimizer
         self.on_device = device.type == "cuda" and bool(optimizer.defaults.get("fused"))
+        self._stepped = False  # an optimizer step was taken in this process (its state exists)
         self.skipped = torch.zeros((), dtype=torch.int64, device=device)
         self.consecutive = torch.zeros((), dtype=torch.int64, device=device)
         self._saved: list[Tensor] = []
@@ -59,7 +63,7 @@ class NonFiniteGuard:
 
     def step(self, ok: Tensor) -> None:
         """The optimizer step when ``ok``; otherwise nothing changes but the counters."""
-        if self.on_device:
+        if self.on_device and self._stepped:
             self.optimizer.found_inf = (~ok).float()  # type: ignore[attr-defined]
             try:
                 self.optimizer.step()
@@ -70,6 +74,7 @@ class NonFiniteGuard:
                     buffer.copy_(torch.where(ok, buffer, saved))
         elif bool(ok):
             self.optimizer.step()
+            self._stepped = True
         else:
             with torch.no_grad():
                 for buffer, saved in zip(self.method.buffers(), self._saved):

@@ -81,3 +81,42 @@ def test_too_many_bad_steps_in_a_row_stop_with_the_last_checkpoint(tmp_path):
 def test_zero_keeps_the_stop_at_the_first_bad_step(tmp_path):
     with pytest.raises(NonFiniteLossError, match="loss is nan at step 5"):
         Trainer(_cfg(steps=8, max_nonfinite_steps=0), BadSteps(bad={5}), NoisyPairs(), run_dir=tmp_path).fit()
+
+
+def _fused_sgd_after(inputs: list[torch.Tensor]) -> tuple[dict, torch.Tensor]:
+    """Fused-SGD steps of a linear layer, one per input, through the guard's on-device path (forced here;
+    on CUDA it is the default); returns the optimizer state and the weight."""
+    from mmssl.train.nonfinite import NonFiniteGuard
+
+    torch.manual_seed(0)
+    model = nn.Linear(4, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, fused=True)
+    guard = NonFiniteGuard(model, optimizer, max_consecutive=3, device=torch.device("cpu"))
+    guard.on_device = True
+    for x in inputs:
+        optimizer.zero_grad()
+        guard.before_forward()
+        loss = model(x).pow(2).sum()
+        loss.backward()
+        guard.step(guard.check(loss))
+    return optimizer.state_dict()["state"], model.weight.detach().clone()
+
+
+def test_a_skipped_first_step_of_fused_sgd_leaves_no_momentum_behind():
+    # Fused SGD allocates its momentum buffers with empty_like before its kernel sees found_inf: a first
+    # step skipped on the device would keep that uninitialised memory as momentum. The guard decides
+    # on the host until one optimizer step was taken, so the skipped step creates none.
+    nan, ones = torch.full((2, 4), float("nan")), torch.ones(2, 4)
+    state, _ = _fused_sgd_after([nan])
+    assert state == {}
+    state, weight = _fused_sgd_after([nan, ones, ones])
+    clean_state, clean_weight = _fused_sgd_after([ones, ones])
+    assert torch.equal(weight, clean_weight)
+    assert state.keys() == clean_state.keys()
+    for key in state:
+        assert torch.equal(state[key]["momentum_buffer"], clean_state[key]["momentum_buffer"])
+    # after the first step the on-device path takes over: a later bad step changes nothing either
+    state, weight = _fused_sgd_after([ones, ones, nan])
+    assert torch.equal(weight, clean_weight)
+    for key in state:
+        assert torch.equal(state[key]["momentum_buffer"], clean_state[key]["momentum_buffer"])
