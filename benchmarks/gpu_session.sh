@@ -35,7 +35,7 @@ if [ "${1:-}" = "--prepare" ]; then
         mkdir -p "$SUBSET/$class"
         find "$class_dir" -maxdepth 1 -type f | sort | head -n "$PER_CLASS" | xargs -d '\n' cp -t "$SUBSET/$class"
     done
-    echo "gpu_session: $(find "$SUBSET" -type f | wc -l) images in $SUBSET ($(du -sh "$SUBSET" | cut -f1));" \
+    echo "gpu_session: $(find "$SUBSET" -type f | wc -l) images in $SUBSET ($(du -sh --apparent-size "$SUBSET" | cut -f1));" \
         "carry .device_data in the device call"
     exit 0
 fi

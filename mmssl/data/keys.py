@@ -1,9 +1,14 @@
 """Batch keys: the names of what a pretraining batch holds, declared once with their meaning.
 
 A batch is a plain ``dict`` (so ``default_collate``, ``move_to`` and DataLoader workers handle it);
-its keys are :class:`BatchKey` constants instead of bare strings. A data source declares the keys its
-pretraining items produce and a method declares the keys its ``forward`` consumes; the recipe loader
-checks that the second set is inside the first before anything is built (:func:`check_batch_keys`).
+its keys are :data:`BatchKey` constants declared with :func:`batch_key` instead of bare strings. A data
+source declares the keys its pretraining items produce and a method declares the keys its ``forward``
+consumes; the recipe loader checks that the second set is inside the first before anything is built
+(:func:`check_batch_keys`).
+
+At run time a key is a plain ``str`` and its description lives in :data:`DESCRIPTIONS` (:func:`describe`):
+a ``str`` subclass carrying its description broke ``torch.compile`` on torch 2.11, whose Dynamo treats
+such a key as an opaque object, so a method's ``key in batch`` read False or failed to trace.
 
 The keys below are modality-free; a modality declares its own next to its data (e.g.
 ``mmssl.modalities.video.keys.CLIP``) with :func:`batch_key`.
@@ -12,27 +17,27 @@ The keys below are modality-free; a modality declares its own next to its data (
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import NewType
 
 from mmssl.errors import ConfigError
 
+BatchKey = NewType("BatchKey", str)
+"""A batch-dictionary key: a ``str`` for type checkers and at run time."""
 
-class BatchKey(str):
-    """A batch-dictionary key (a ``str``) with a one-line description of its value."""
-
-    description: str
-
-    def __new__(cls, name: str, description: str) -> BatchKey:
-        key = super().__new__(cls, name)
-        key.description = description
-        return key
-
-    def __getnewargs__(self) -> tuple[str, str]:  # type: ignore[override]
-        # Batches cross process boundaries (DataLoader workers): unpickling must call __new__ with both.
-        return (str(self), self.description)
+DESCRIPTIONS: dict[str, str] = {}
+"""One-line description of each declared key's value, by key."""
 
 
 def batch_key(name: str, description: str) -> BatchKey:
-    return BatchKey(name, description)
+    """Declare the batch key ``name`` with a one-line description of its value (one meaning per name)."""
+    if DESCRIPTIONS.setdefault(name, description) != description:
+        raise ValueError(f"batch key '{name}' is already declared as: {DESCRIPTIONS[name]}")
+    return BatchKey(name)
+
+
+def describe(key: str) -> str:
+    """The declared description of ``key``."""
+    return DESCRIPTIONS[key]
 
 
 VIEWS = batch_key("views", "list of V augmented views of each sample, each [B, ...] (two-view methods)")

@@ -14,8 +14,8 @@ buffers are restored with ``torch.where``; the counters are read at log steps on
 step has been taken, the decision is made on the host: fused SGD allocates its momentum buffers with
 ``empty_like`` before its kernel sees ``found_inf``, so a first step skipped on the device would leave
 uninitialised memory as momentum. LARS (not fused) and the CPU read the flag every step, which costs
-nothing on the CPU. Several processes agree on ``ok`` with a
-MIN all-reduce (device-side), so they never diverge.
+nothing on the CPU. Several processes agree on ``ok`` with a MIN all-reduce (device-side), so they never
+diverge.
 """
 
 from __future__ import annotations
