@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import traceback
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,15 @@ def discover_recipes(names: list[str]) -> list[tuple[str, Path]]:
     return out
 
 
+def error_chain(err: BaseException | None) -> Iterator[BaseException]:
+    """``err`` and the exceptions it was raised from (``__cause__``, else ``__context__``), each once."""
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        yield err
+        err = err.__cause__ or err.__context__
+
+
 def is_cuda_error(err: BaseException) -> bool:
     """True when ``err`` (or an exception it was raised from) comes from CUDA / cuDNN / NCCL."""
     import torch
@@ -67,13 +77,9 @@ def is_cuda_error(err: BaseException) -> bool:
         for k in (getattr(torch.cuda, "OutOfMemoryError", None), getattr(torch, "AcceleratorError", None))
         if k
     )
-    seen: set[int] = set()
-    while err is not None and id(err) not in seen:
-        seen.add(id(err))
-        if (kinds and isinstance(err, kinds)) or any(m in str(err) for m in CUDA_MARKERS):
-            return True
-        err = err.__cause__ or err.__context__
-    return False
+    return any(
+        (kinds and isinstance(e, kinds)) or any(m in str(e) for m in CUDA_MARKERS) for e in error_chain(err)
+    )
 
 
 def is_missing_input(err: BaseException) -> bool:
@@ -86,16 +92,13 @@ def is_missing_input(err: BaseException) -> bool:
     except ImportError:  # mmssl itself does not import: a failure, found below
         DataError = None  # noqa: N806
 
-    seen: set[int] = set()
-    while err is not None and id(err) not in seen:
-        seen.add(id(err))
-        if isinstance(err, ImportError) and (err.name or "").split(".")[0] == "mmssl":
+    for e in error_chain(err):
+        if isinstance(e, ImportError) and (e.name or "").split(".")[0] == "mmssl":
             return False
-        if isinstance(err, (FileNotFoundError, ImportError)):
+        if isinstance(e, (FileNotFoundError, ImportError)):
             return True
-        if DataError is not None and isinstance(err, DataError) and "not found" in str(err):
+        if DataError is not None and isinstance(e, DataError) and "not found" in str(e):
             return True
-        err = err.__cause__ or err.__context__
     return False
 
 
