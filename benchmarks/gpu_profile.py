@@ -13,6 +13,9 @@ Sections (``--sections``, all by default):
   fp32 is PyTorch's default fp32 (TF32 off for matrix products, on for cuDNN convolutions), as a user
   gets it; ``cudnn.benchmark`` stays off, as in the trainer. Goal (issue 14): bf16 + channels_last at
   least 2x fp32.
+* ``optim``: the optimizer step alone on the same SimCLR model (random gradients): LARS against SGD
+  (fused on CUDA), with and without ``found_inf`` (the trainer's on-device skip of non-finite steps).
+  Set beside the SimCLR step time, it says whether the optimizer's kernel launches matter.
 * ``mae``: MAE ViT-B/16 at 224 px (mask 0.75, decoder 512-d x 8 blocks, AdamW; He et al. 2022), a
   plain bf16 step loop on device-resident random images. Model FLOPs of one step (forward + backward,
   matrix products and attention, as ``torch.utils.flop_counter`` counts them) divided by the step
@@ -185,6 +188,45 @@ def section_simclr(args: argparse.Namespace, device: torch.device) -> None:
         )
 
 
+# --------------------------------------------------------------------------------------------- optim
+
+
+def section_optim(args: argparse.Namespace, device: torch.device) -> None:
+    from mmssl.registry import ENCODERS, METHODS
+    from mmssl.train.optim import LARS, parameter_groups
+
+    torch.manual_seed(0)
+    encoder = ENCODERS.build("resnet18", small_stem=True)
+    method = METHODS.build("simclr", encoder, temperature=0.2, projector_hidden=2048, projector_dim=256)
+    method = method.to(device)
+    for p in method.parameters():
+        p.grad = torch.randn_like(p) * 1e-3
+    tensors = sum(1 for _ in method.parameters())
+    print(f"\n### Optimizer step alone, SimCLR ResNet-18 + projector ({tensors} parameter tensors)\n")
+    print("| optimizer | found_inf | ms per step |")
+    print("|---|---|---:|")
+    fused = device.type == "cuda"
+    makers = {
+        "LARS (eta 0.001)": lambda groups: LARS(groups, lr=0.4, weight_decay=1e-4),
+        f"SGD momentum ({'fused' if fused else 'foreach'})": lambda groups: torch.optim.SGD(
+            [{k: v for k, v in g.items() if k != "lars_adapt"} for g in groups],
+            lr=0.4,
+            momentum=0.9,
+            **({"fused": True} if fused else {"foreach": True}),
+        ),
+    }
+    iters = 3 if args.quick else 50
+    for name, make in makers.items():
+        for with_flag in (False, True):
+            if with_flag and not (fused or name.startswith("LARS")):
+                continue  # CPU SGD has no found_inf path
+            optimizer = make(parameter_groups(method, 1e-4, True))
+            if with_flag:
+                optimizer.found_inf = torch.zeros((), device=device)  # type: ignore[attr-defined]
+            ms = seconds_per_call(optimizer.step, device, warmup=3, iters=iters) * 1e3
+            print(f"| {name} | {'set (0)' if with_flag else '-'} | {ms:.2f} |")
+
+
 # ----------------------------------------------------------------------------------------------- mae
 
 
@@ -324,7 +366,7 @@ def section_loader(args: argparse.Namespace, device: torch.device) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--sections", nargs="+", default=["peak", "simclr", "mae", "loader"])
+    p.add_argument("--sections", nargs="+", default=["peak", "simclr", "optim", "mae", "loader"])
     p.add_argument("--device", default="cuda", choices=("cuda", "cpu"))
     p.add_argument("--batch-size", type=int, default=256, help="SimCLR batch")
     p.add_argument("--warmup", type=int, default=20, help="untimed steps (compile happens here)")
@@ -355,6 +397,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nmeasured matrix-product peak ({args.peak_n}^3, bf16 on CUDA): {peak:.0f} TFLOP/s")
     if "simclr" in args.sections:
         section_simclr(args, device)
+    if "optim" in args.sections:
+        section_optim(args, device)
     if "mae" in args.sections:
         section_mae(args, device, peak)
     if "loader" in args.sections:

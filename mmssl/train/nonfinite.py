@@ -8,14 +8,15 @@ is counted (``skipped_steps`` in the logs). ``max_nonfinite_steps`` bad steps in
 :class:`~mmssl.train.trainer.NonFiniteLossError`, keeping the last checkpoint (every checkpointed state
 is finite, since bad steps never change it).
 
-Without a host sync on CUDA: ``ok`` stays on the device; the SGD and AdamW optimizers are built fused
-there and skip their own update when ``optimizer.found_inf`` is set (the mechanism ``GradScaler`` uses);
-buffers are restored with ``torch.where``; the counters are read at log steps only. Until one optimizer
-step has been taken, the decision is made on the host: fused SGD allocates its momentum buffers with
-``empty_like`` before its kernel sees ``found_inf``, so a first step skipped on the device would leave
-uninitialised memory as momentum. LARS (not fused) and the CPU read the flag every step, which costs
-nothing on the CPU. Several processes agree on ``ok`` with a MIN all-reduce (device-side), so they never
-diverge.
+Without a host sync on CUDA (``on_device``): ``ok`` stays on the device; the optimizer skips its own
+update when ``optimizer.found_inf`` is set (the mechanism ``GradScaler`` uses: SGD and AdamW are built
+fused there, :class:`~mmssl.train.optim.LARS` reads it in its kernels); buffers are restored with
+``torch.where``; the counters are read at log steps only. Until one optimizer step has been taken, the
+decision is made on the host: fused SGD allocates its momentum buffers with ``empty_like`` before its
+kernel sees ``found_inf``, so a first step skipped on the device would leave uninitialised memory as
+momentum. The CPU and FSDP (whose sharded parameters the fused kernels do not take) read the flag every
+step, which costs nothing on the CPU. Several processes agree on ``ok`` with a MIN all-reduce
+(device-side), so they never diverge.
 """
 
 from __future__ import annotations
@@ -32,15 +33,20 @@ def _local(t: Tensor) -> Tensor:
 
 class NonFiniteGuard:
     """See the module docstring. ``max_consecutive`` 0 disables it (the first non-finite loss stops the
-    run, as before)."""
+    run, as before). ``on_device``: ``optimizer.step`` honours ``found_inf`` (the caller built it so)."""
 
     def __init__(
-        self, method: nn.Module, optimizer: torch.optim.Optimizer, max_consecutive: int, device: torch.device
+        self,
+        method: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        max_consecutive: int,
+        device: torch.device,
+        on_device: bool = False,
     ) -> None:
         self.enabled = max_consecutive > 0
         self.max_consecutive = max_consecutive
         self.method, self.optimizer = method, optimizer
-        self.on_device = device.type == "cuda" and bool(optimizer.defaults.get("fused"))
+        self.on_device = on_device
         self._stepped = False  # an optimizer step was taken in this process (its state exists)
         self.skipped = torch.zeros((), dtype=torch.int64, device=device)
         self.consecutive = torch.zeros((), dtype=torch.int64, device=device)

@@ -319,8 +319,10 @@ class Trainer:
             model = DistributedDataParallel(method, device_ids=ids)
         forward = torch.compile(model) if cfg.compile else model
 
-        # Fused SGD / AdamW on CUDA skip a non-finite step on the device (no host sync per step).
-        fused = self.device.type == "cuda" and not fsdp and cfg.optimizer in ("sgd", "adamw")
+        # On CUDA (unsharded) the optimizer skips a non-finite step on the device, from ``found_inf``, with
+        # no host sync per step: SGD and AdamW built fused, LARS with its own multi-tensor kernels.
+        self._skip_on_device = self.device.type == "cuda" and not fsdp
+        fused = self._skip_on_device and cfg.optimizer in ("sgd", "adamw")
         self.optimizer = build_optimizer(method, cfg, self.world_size, fused=fused)
         self.scheduler = build_scheduler(self.optimizer, cfg)
         stream = self.dataset if isinstance(self.dataset, ShardStream) else None
@@ -403,7 +405,9 @@ class Trainer:
         # Agreeing on a signal reads a value back from the device: every step on CPU, at log steps on CUDA.
         stop_check_every = 1 if self.device.type != "cuda" else cfg.log_every
         stop.install()
-        guard = NonFiniteGuard(method, self.optimizer, cfg.max_nonfinite_steps, self.device)
+        guard = NonFiniteGuard(
+            method, self.optimizer, cfg.max_nonfinite_steps, self.device, on_device=self._skip_on_device
+        )
         keep_logger = False
         try:
             for step in range(start, cfg.steps):

@@ -12,6 +12,7 @@ from torch import nn
 
 from mmssl.core.method import Method
 from mmssl.train.checkpoint import load_checkpoint
+from mmssl.train.optim import LARS
 from mmssl.train.trainer import NonFiniteLossError, Trainer
 from tests.train.test_trainer import NoisyPairs, _cfg
 
@@ -83,16 +84,25 @@ def test_zero_keeps_the_stop_at_the_first_bad_step(tmp_path):
         Trainer(_cfg(steps=8, max_nonfinite_steps=0), BadSteps(bad={5}), NoisyPairs(), run_dir=tmp_path).fit()
 
 
-def _fused_sgd_after(inputs: list[torch.Tensor]) -> tuple[dict, torch.Tensor]:
-    """Fused-SGD steps of a linear layer, one per input, through the guard's on-device path (forced here;
-    on CUDA it is the default); returns the optimizer state and the weight."""
+def _fused_sgd(model: nn.Module) -> torch.optim.Optimizer:
+    return torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, fused=True)
+
+
+def _lars(model: nn.Module) -> torch.optim.Optimizer:
+    return LARS(
+        model.parameters(), lr=0.1, momentum=0.9, weight_decay=0.01, eta=0.02, nesterov=True, clip=True
+    )
+
+
+def _steps_on_device(make_optimizer, inputs: list[torch.Tensor]) -> tuple[dict, torch.Tensor]:
+    """Steps of a linear layer, one per input, through the guard's on-device path (``found_inf``; forced
+    here, on CUDA it is the default); returns the optimizer state and the weight."""
     from mmssl.train.nonfinite import NonFiniteGuard
 
     torch.manual_seed(0)
     model = nn.Linear(4, 2)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, fused=True)
-    guard = NonFiniteGuard(model, optimizer, max_consecutive=3, device=torch.device("cpu"))
-    guard.on_device = True
+    optimizer = make_optimizer(model)
+    guard = NonFiniteGuard(model, optimizer, max_consecutive=3, device=torch.device("cpu"), on_device=True)
     for x in inputs:
         optimizer.zero_grad()
         guard.before_forward()
@@ -102,21 +112,67 @@ def _fused_sgd_after(inputs: list[torch.Tensor]) -> tuple[dict, torch.Tensor]:
     return optimizer.state_dict()["state"], model.weight.detach().clone()
 
 
-def test_a_skipped_first_step_of_fused_sgd_leaves_no_momentum_behind():
+@pytest.mark.parametrize("make_optimizer", [_fused_sgd, _lars], ids=["fused_sgd", "lars"])
+def test_a_step_skipped_on_the_device_leaves_no_trace(make_optimizer):
     # Fused SGD allocates its momentum buffers with empty_like before its kernel sees found_inf: a first
     # step skipped on the device would keep that uninitialised memory as momentum. The guard decides
     # on the host until one optimizer step was taken, so the skipped step creates none.
     nan, ones = torch.full((2, 4), float("nan")), torch.ones(2, 4)
-    state, _ = _fused_sgd_after([nan])
+    state, _ = _steps_on_device(make_optimizer, [nan])
     assert state == {}
-    state, weight = _fused_sgd_after([nan, ones, ones])
-    clean_state, clean_weight = _fused_sgd_after([ones, ones])
+    state, weight = _steps_on_device(make_optimizer, [nan, ones, ones])
+    clean_state, clean_weight = _steps_on_device(make_optimizer, [ones, ones])
     assert torch.equal(weight, clean_weight)
     assert state.keys() == clean_state.keys()
     for key in state:
         assert torch.equal(state[key]["momentum_buffer"], clean_state[key]["momentum_buffer"])
-    # after the first step the on-device path takes over: a later bad step changes nothing either
-    state, weight = _fused_sgd_after([ones, ones, nan])
+    # after the first step the optimizer skips on found_inf: a later bad step changes nothing either
+    state, weight = _steps_on_device(make_optimizer, [ones, ones, nan])
     assert torch.equal(weight, clean_weight)
     for key in state:
         assert torch.equal(state[key]["momentum_buffer"], clean_state[key]["momentum_buffer"])
+
+
+def test_lars_reads_found_inf_on_the_device_even_at_its_first_step():
+    """Set directly, as the guard does on CUDA: non-finite gradients, found_inf 1: nothing moves, and the
+    only state left is zero momentum, which the next real step treats as none (v = 0 * momentum + g')."""
+    torch.manual_seed(0)
+    skipped, clean = nn.Linear(4, 2), nn.Linear(4, 2)
+    clean.load_state_dict(skipped.state_dict())
+    before = [v.clone() for v in skipped.state_dict().values()]
+    opt_skipped, opt_clean = _lars(skipped), _lars(clean)
+    for p in skipped.parameters():
+        p.grad = torch.full_like(p, float("inf"))
+    opt_skipped.found_inf = torch.ones(())  # type: ignore[attr-defined]
+    opt_skipped.step()
+    del opt_skipped.found_inf  # type: ignore[attr-defined]
+    assert all(torch.equal(p, q) for p, q in zip(skipped.state_dict().values(), before))
+    assert all(not s["momentum_buffer"].any() for s in opt_skipped.state.values())
+    x = torch.ones(2, 4)
+    for model, opt in ((skipped, opt_skipped), (clean, opt_clean)):
+        opt.zero_grad()
+        model(x).pow(2).sum().backward()
+        opt.found_inf = torch.zeros(())  # type: ignore[attr-defined]
+        opt.step()
+    assert all(torch.equal(p, q) for p, q in zip(skipped.state_dict().values(), clean.state_dict().values()))
+
+
+def test_lars_with_found_inf_zero_steps_exactly_as_without_it():
+    """On CUDA every LARS step after the first runs with found_inf set (0 on a good step): it must round as
+    the plain step does, or GPU runs drift from the formula by an ulp a step."""
+    torch.manual_seed(0)
+    plain, flagged = nn.Linear(6, 3), nn.Linear(6, 3)
+    flagged.load_state_dict(plain.state_dict())
+    opt_plain, opt_flagged = _lars(plain), _lars(flagged)
+    for _ in range(4):
+        x = torch.randn(5, 6)
+        for model, opt in ((plain, opt_plain), (flagged, opt_flagged)):
+            opt.zero_grad()
+            model(x).pow(2).sum().backward()
+        opt_plain.step()
+        opt_flagged.found_inf = torch.zeros(())  # type: ignore[attr-defined]
+        opt_flagged.step()
+        del opt_flagged.found_inf  # type: ignore[attr-defined]
+    for p, q in zip(plain.parameters(), flagged.parameters()):
+        assert torch.equal(p, q)
+        assert torch.equal(opt_plain.state[p]["momentum_buffer"], opt_flagged.state[q]["momentum_buffer"])

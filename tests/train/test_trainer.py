@@ -168,6 +168,38 @@ def test_lars_step_matches_formula():
     assert math.isfinite(float(w.detach().sum()))
 
 
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_lars_multi_tensor_steps_match_the_formula_tensor_by_tensor(nesterov):
+    """Three steps over tensors of several shapes, one all zero (trust 1 while ||w|| = 0), one without a
+    gradient (left alone, no state) and an unadapted group (plain momentum SGD), against the formula
+    applied to each tensor on its own."""
+    torch.manual_seed(0)
+    adapted = [nn.Parameter(torch.randn(shape)) for shape in [(4, 3), (7,), (2, 3, 2)]]
+    adapted.append(nn.Parameter(torch.zeros(5)))
+    plain, idle = [nn.Parameter(torch.randn(3))], nn.Parameter(torch.randn(2))
+    lr, momentum, wd, eta = 0.5, 0.9, 0.01, 0.002
+    groups = [{"params": adapted + [idle]}, {"params": plain, "weight_decay": 0.0, "lars_adapt": False}]
+    opt = LARS(groups, lr=lr, momentum=momentum, weight_decay=wd, eta=eta, nesterov=nesterov)
+    weights = [p.detach().clone() for p in adapted + plain]
+    velocities: list[torch.Tensor | None] = [None] * len(weights)
+    idle_before = idle.detach().clone()
+    for _ in range(3):
+        grads = [torch.randn(p.shape) for p in adapted + plain]
+        for p, g in zip(adapted + plain, grads):
+            p.grad = g.clone()
+        opt.step()
+        for i, g in enumerate(grads):
+            w = weights[i]
+            if i < len(adapted):
+                g = g + wd * w
+                g = g * (eta * w.norm() / g.norm() if w.norm() > 0 else 1.0)
+            velocities[i] = g if velocities[i] is None else momentum * velocities[i] + g
+            weights[i] = w - lr * (g + momentum * velocities[i] if nesterov else velocities[i])
+    for p, w in zip(adapted + plain, weights):
+        torch.testing.assert_close(p.detach(), w)
+    assert torch.equal(idle.detach(), idle_before) and idle not in opt.state
+
+
 @pytest.mark.parametrize("lr", [0.5, 1e-4])
 def test_lars_clip_caps_the_layer_rate_at_lr(lr):
     """LARC clipping: the layer moves by min(eta ||w|| / ||g'||, lr) * g' (solo-learn's clip_lars_lr)."""
