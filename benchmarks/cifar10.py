@@ -179,9 +179,9 @@ def recipe_budget(args: argparse.Namespace, name: str) -> tuple[int, int]:
     if args.quick:
         return max(1, QUICK_IMAGES // QUICK_BATCH), QUICK_BATCH
     if args.budget_fraction is not None:
-        import yaml
+        from mmssl.config import load_raw  # with any base files the recipe names
 
-        train = yaml.safe_load((RECIPE_DIR / f"{name}.yaml").read_text())["train"]
+        train = load_raw(RECIPE_DIR / f"{name}.yaml")["train"]
         return max(1, round(args.budget_fraction * int(train["steps"]))), int(train["batch_size"])
     return max(1, args.images_seen // args.batch_size), args.batch_size
 

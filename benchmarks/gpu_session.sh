@@ -10,11 +10,13 @@
 # recipes look (../shared/data/images/cifar10/train) when that path is absent. Steps, each under `timeout`
 # and joined with `;` so that one failing step cannot hide the others' results:
 #   1. environment: nvidia-smi, python, torch, CUDA, which optional packages import (env.txt);
-#   2. benchmarks/gpu_check.py: 20 training steps of every GPU recipe and the quickstart through the real
-#      pipeline (4 recipes at a time: a smoke check; samples/s of a shared GPU) (gpu_check.log);
+#   2. benchmarks/gpu_check.py: 20 training steps through the real pipeline of every CIFAR-10 GPU profile and
+#      of the GPU profiles of the quickstart and of one recipe per other modality (procedural data; a recipe
+#      whose optional package is missing is reported skipped), 4 recipes at a time: a smoke check; samples/s
+#      of a shared GPU (gpu_check.log);
 #   3. benchmarks/throughput.py: the Trainer against the bare loop, one recipe at a time (throughput.log);
-#   4. benchmarks/gpu_profile.py: bf16 peak, SimCLR fp32/bf16/channels_last/compile matrix, MAE ViT-B/16 MFU,
-#      loader-only vs training rate (gpu_profile.log).
+#   4. benchmarks/gpu_profile.py: bf16 peak, SimCLR fp32/bf16/channels_last/compile matrix, the optimizer step
+#      alone (LARS vs SGD), MAE ViT-B/16 MFU, loader-only vs training rate (gpu_profile.log).
 # GPU_SESSION_DEVICE=cpu runs the same steps at tiny sizes on the CPU: a test of this script, not a measurement.
 # Exit status: 0 when every step exited 0, else the number of steps that failed.
 set -uo pipefail
@@ -78,7 +80,7 @@ print("missing:", ", ".join(n for n in optional if not importlib.util.find_spec(
 EOF
 } 2>&1 | tee "$OUT_DIR/env.txt"
 
-RECIPES=(quickstart)
+RECIPES=(quickstart_gpu video/crw_gpu audio/simclr_gpu pointcloud/point_mae_gpu text/mlm_gpu)
 for r in recipes/image/cifar10/*_gpu.yaml recipes/semi/cifar10/*_gpu.yaml; do RECIPES+=("$r"); done
 if [ "${GPU_SESSION_DEVICE:-cuda}" = cpu ]; then  # a test of this script on a machine without a GPU
     step gpu_check 600 "$PY" benchmarks/gpu_check.py "${RECIPES[@]}" --device cpu --steps 2 --timeout 300 --no-throughput

@@ -148,8 +148,9 @@ def run_one(args: argparse.Namespace) -> int:
 
 
 def discover(kind: str, names: list[str] | None) -> list[str]:
-    """Recipe stems in ``recipes/<kind>/`` (all, or the named subset in the given order)."""
-    found = sorted(p.stem for p in (RECIPES / kind).glob("*.yaml"))
+    """CPU recipe stems in ``recipes/<kind>/`` (all, or the named subset in the given order); the GPU
+    profiles (``*_gpu``) need CUDA."""
+    found = sorted(p.stem for p in (RECIPES / kind).glob("*.yaml") if not p.stem.endswith("_gpu"))
     if names is None:
         return found
     names = [n for n in names if n.lower() != "none"]

@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from mmssl.config import ConfigError, dump, load_recipe
+from mmssl.config import PROFILES, ConfigError, dump, load_recipe
 from mmssl.errors import CorruptFileError, DataError
 from mmssl.registry import DATASETS, ENCODERS, EVALUATORS, METHODS, RegistryError
 
@@ -49,10 +49,22 @@ def resolve_recipe(name: str) -> Path:
     raise ConfigError(f"recipe '{name}' not found (a path, or a name under recipes/: {known})")
 
 
+def recipes_in(folder: Path) -> dict[str, Path]:
+    """``{name: path}`` of the recipes under ``folder``. Files under a folder or with a name starting with
+    ``_`` are partial recipes that others name as their ``base`` (e.g. ``_profiles/gpu.yaml``), not recipes
+    of their own."""
+    found = {}
+    for path in sorted(folder.rglob("*.yaml")):
+        relative = path.relative_to(folder)
+        if not any(part.startswith("_") for part in relative.parts):
+            found[relative.with_suffix("").as_posix()] = path
+    return found
+
+
 def list_recipes() -> list[str]:
     names = set()
     for d in recipe_dirs():
-        names.update(str(p.relative_to(d).with_suffix("")) for p in d.rglob("*.yaml"))
+        names.update(recipes_in(d))
     return sorted(names)
 
 
@@ -97,9 +109,16 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    print("recipes:")
-    for r in list_recipes():
-        print(f"  {r}")
+    names = list_recipes()
+    profiles = {
+        n: [p[len(n) + 1 :] for p in names if p.startswith(n + "_") and p[len(n) + 1 :] in PROFILES]
+        for n in names
+    }
+    shown_as_profile = {f"{n}_{p}" for n, ps in profiles.items() for p in ps}
+    print("recipes (profile=NAME runs a profile of one, e.g. mmssl run image/simclr profile=gpu):")
+    for r in names:
+        if r not in shown_as_profile:
+            print(f"  {r:<32} {'profiles: ' + ', '.join(profiles[r]) if profiles[r] else ''}".rstrip())
     for title, reg in (
         ("methods", METHODS),
         ("encoders", ENCODERS),

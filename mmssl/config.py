@@ -302,7 +302,14 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return raw
 
 
-def load_raw(path: str | Path) -> dict[str, Any]:
+def load_raw(path: str | Path, _including: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The recipe mapping of one YAML file, its ``base`` files merged in (see :func:`merge_recipes`).
+
+    ``base: FILE`` or ``base: [FILE, ...]`` (paths relative to the recipe's folder) names recipes, or
+    partial recipes such as ``recipes/_profiles/gpu.yaml``, that this one starts from: the bases merge in
+    order, then the file's own keys over them. A GPU profile is written this way, as the CPU recipe plus
+    what changes.
+    """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"recipe not found: {path}")
@@ -312,12 +319,90 @@ def load_raw(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
     except UnicodeDecodeError as err:
         raise ConfigError(f"{path}: not a text file (not UTF-8: {err.reason} at byte {err.start})") from None
-    return raw or {}
+    if not isinstance(raw, dict) or "base" not in raw:
+        return raw or {}
+    bases = raw.pop("base")
+    if isinstance(bases, str):
+        bases = [bases]
+    if not isinstance(bases, list) or not bases or not all(isinstance(b, str) for b in bases):
+        raise ConfigError(
+            f"{path}: 'base' must name a recipe file or a list of them (relative to {path.parent})"
+        )
+    including = (*_including, path.resolve())
+    merged: dict[str, Any] = {}
+    for name in bases:
+        base = path.parent / name
+        if base.resolve() in including:
+            chain = " -> ".join(str(p) for p in (*including, base.resolve()))
+            raise ConfigError(f"{path}: base '{name}' includes itself ({chain})")
+        if not base.is_file():
+            raise ConfigError(f"{path}: base '{name}' not found ({base})")
+        loaded = load_raw(base, including)
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: base '{name}' is not a mapping of recipe sections ({base})")
+        merged = merge_recipes(merged, loaded)
+    return merge_recipes(merged, raw)
+
+
+def merge_recipes(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` on top of ``base``: mappings merge key by key, anything else (values, lists) is replaced; an
+    empty section (``train:`` with nothing under it) changes nothing. A component section (``method``,
+    ``encoder``, ``data``) that names another builder than the base's replaces the base's section whole,
+    since the base's options belong to the other builder."""
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        old = out.get(key)
+        if key in COMPONENT_SECTIONS:
+            old = {"name": old} if isinstance(old, str) else old
+            value = {"name": value} if isinstance(value, str) else value
+            names = [s.get("name") if isinstance(s, dict) else None for s in (old, value)]
+            if None not in names and names[0] != names[1]:
+                old = None
+        out[key] = _merge_values(old, value)
+    return out
+
+
+def _merge_values(old: Any, new: Any) -> Any:
+    if isinstance(old, dict) and new is None:
+        return copy.deepcopy(old)
+    if isinstance(old, dict) and isinstance(new, dict):
+        merged = copy.deepcopy(old)
+        for key, value in new.items():
+            merged[key] = _merge_values(merged.get(key), value)
+        return merged
+    return copy.deepcopy(new)
+
+
+PROFILES = ("gpu",)  # recipe profiles: profile=gpu loads <recipe>_gpu.yaml
+
+
+def profile_path(path: str | Path, profile: str) -> Path:
+    """The file of a recipe's ``profile`` (one of :data:`PROFILES`; ``profile=gpu``):
+    ``<recipe>_<profile>.yaml`` beside it."""
+    path = Path(path)
+    if profile not in PROFILES:
+        raise ConfigError(
+            f"unknown profile '{profile}'{closest(profile, PROFILES)}; profiles: {', '.join(PROFILES)}"
+        )
+    candidate = path.with_name(f"{path.stem}_{profile}.yaml")
+    if not candidate.is_file():
+        others = [p for p in PROFILES if path.with_name(f"{path.stem}_{p}.yaml").is_file()]
+        known = f"; its profiles: {', '.join(others)}" if others else "; it has none"
+        raise ConfigError(f"{path}: no '{profile}' profile ({candidate.name} is not beside it){known}")
+    return candidate
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> RecipeConfig:
-    """Load a YAML recipe, apply dotted overrides, validate everything."""
-    raw = apply_overrides(load_raw(path), overrides or [])
+    """Load a YAML recipe, apply dotted overrides, validate everything. The override ``profile=NAME`` loads
+    the recipe's profile instead (:func:`profile_path`; ``profile=gpu``: the GPU profile)."""
+    overrides = list(overrides or [])
+    profiles = [text for text in overrides if parse_override(text)[0] == ["profile"]]
+    if profiles:
+        if len(profiles) > 1:
+            raise ConfigError(f"{path}: one profile at a time, got {', '.join(profiles)}")
+        path = profile_path(path, str(parse_override(profiles[0])[1]))
+        overrides = [text for text in overrides if text not in profiles]
+    raw = apply_overrides(load_raw(path), overrides)
     return from_dict(raw, source=str(path))
 
 

@@ -92,3 +92,41 @@ def test_gpu_check_trains_a_recipe_from_a_checkout_without_mmssl_installed(tmp_p
 def test_gpu_session_script_is_valid_bash():
     subprocess.run(["bash", "-n", str(ROOT / "benchmarks" / "gpu_session.sh")], check=True)
     subprocess.run(["bash", "-n", str(ROOT / "benchmarks" / "gpu_check.sh")], check=True)
+
+
+def test_gpu_check_settings_set_precision_layout_and_compile_whatever_the_recipe_says():
+    from mmssl.cli import resolve_recipe
+    from mmssl.config import load_recipe
+
+    gpu_check = _load("gpu_check")
+    expected = {
+        "fp32": ("fp32", False, False),
+        "bf16": ("bf16", False, False),
+        "bf16+cl": ("bf16", True, False),
+        "bf16+cl+compile": ("bf16", True, True),
+    }
+    assert set(gpu_check.SETTINGS) == {"recipe", *expected}
+    for recipe in ("quickstart", "quickstart_gpu"):  # channels_last off in one, on in the other
+        path = resolve_recipe(recipe)
+        as_written = load_recipe(path).train
+        unchanged = load_recipe(path, gpu_check.SETTINGS["recipe"]).train
+        assert (unchanged.precision, unchanged.channels_last) == (
+            as_written.precision,
+            as_written.channels_last,
+        )
+        for name, (precision, channels_last, compiled) in expected.items():
+            train = load_recipe(path, gpu_check.SETTINGS[name]).train
+            assert (train.precision, train.channels_last, train.compile) == (
+                precision,
+                channels_last,
+                compiled,
+            )
+
+
+def test_gpu_check_prints_one_row_per_recipe_and_setting_with_the_ratio_to_the_first(capsys):
+    gpu_check = _load("gpu_check")
+    argv = ["quickstart", "--device", "cpu", "--steps", "2", "--settings", "fp32", "bf16", "--no-throughput"]
+    assert gpu_check.main(argv) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| quickstart |")]
+    assert [row.split("|")[2].strip() for row in rows] == ["fp32", "bf16"]
+    assert rows[0].split("|")[5].strip() == "1.00" and float(rows[1].split("|")[5]) > 0
