@@ -193,7 +193,8 @@ def section_simclr(args: argparse.Namespace, device: torch.device) -> None:
 
 def section_optim(args: argparse.Namespace, device: torch.device) -> None:
     from mmssl.registry import ENCODERS, METHODS
-    from mmssl.train.optim import LARS, parameter_groups
+    from mmssl.train.config import TrainConfig
+    from mmssl.train.optim import build_optimizer
 
     torch.manual_seed(0)
     encoder = ENCODERS.build("resnet18", small_stem=True)
@@ -205,26 +206,20 @@ def section_optim(args: argparse.Namespace, device: torch.device) -> None:
     print(f"\n### Optimizer step alone, SimCLR ResNet-18 + projector ({tensors} parameter tensors)\n")
     print("| optimizer | found_inf | ms per step |")
     print("|---|---|---:|")
-    fused = device.type == "cuda"
-    makers = {
-        "LARS (eta 0.001)": lambda groups: LARS(groups, lr=0.4, weight_decay=1e-4),
-        f"SGD momentum ({'fused' if fused else 'foreach'})": lambda groups: torch.optim.SGD(
-            [{k: v for k, v in g.items() if k != "lars_adapt"} for g in groups],
-            lr=0.4,
-            momentum=0.9,
-            **({"fused": True} if fused else {"foreach": True}),
-        ),
-    }
+    fused = device.type == "cuda"  # as the trainer builds SGD there
     iters = 3 if args.quick else 50
-    for name, make in makers.items():
+    for name in ("lars", "sgd"):
         for with_flag in (False, True):
-            if with_flag and not (fused or name.startswith("LARS")):
-                continue  # CPU SGD has no found_inf path
-            optimizer = make(parameter_groups(method, 1e-4, True))
+            if with_flag and name == "sgd" and not fused:
+                continue  # unfused SGD has no found_inf path
+            # The trainer's own optimizer, with the SimCLR GPU recipe's LARS settings (lr 0.4, wd 1e-4).
+            cfg = TrainConfig(optimizer=name, lr=0.4, weight_decay=1e-4)
+            optimizer = build_optimizer(method, cfg, fused=fused and name == "sgd")
             if with_flag:
                 optimizer.found_inf = torch.zeros((), device=device)  # type: ignore[attr-defined]
             ms = seconds_per_call(optimizer.step, device, warmup=3, iters=iters) * 1e3
-            print(f"| {name} | {'set (0)' if with_flag else '-'} | {ms:.2f} |")
+            label = f"{name.upper()}{' (fused)' if fused and name == 'sgd' else ''}"
+            print(f"| {label} | {'set (0)' if with_flag else '-'} | {ms:.2f} |")
 
 
 # ----------------------------------------------------------------------------------------------- mae

@@ -110,10 +110,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     names = list_recipes()
-    profiles = {
-        n: [p[len(n) + 1 :] for p in names if p.startswith(n + "_") and p[len(n) + 1 :] in PROFILES]
-        for n in names
-    }
+    profiles = {n: [p for p in PROFILES if f"{n}_{p}" in names] for n in names}
     shown_as_profile = {f"{n}_{p}" for n, ps in profiles.items() for p in ps}
     print("recipes (profile=NAME runs a profile of one, e.g. mmssl run image/simclr profile=gpu):")
     for r in names:

@@ -321,8 +321,8 @@ class Trainer:
 
         # On CUDA (unsharded) the optimizer skips a non-finite step on the device, from ``found_inf``, with
         # no host sync per step: SGD and AdamW built fused, LARS with its own multi-tensor kernels.
-        self._skip_on_device = self.device.type == "cuda" and not fsdp
-        fused = self._skip_on_device and cfg.optimizer in ("sgd", "adamw")
+        skip_on_device = self.device.type == "cuda" and not fsdp
+        fused = skip_on_device and cfg.optimizer in ("sgd", "adamw")
         self.optimizer = build_optimizer(method, cfg, self.world_size, fused=fused)
         self.scheduler = build_scheduler(self.optimizer, cfg)
         stream = self.dataset if isinstance(self.dataset, ShardStream) else None
@@ -406,7 +406,7 @@ class Trainer:
         stop_check_every = 1 if self.device.type != "cuda" else cfg.log_every
         stop.install()
         guard = NonFiniteGuard(
-            method, self.optimizer, cfg.max_nonfinite_steps, self.device, on_device=self._skip_on_device
+            method, self.optimizer, cfg.max_nonfinite_steps, self.device, on_device=skip_on_device
         )
         keep_logger = False
         try:
