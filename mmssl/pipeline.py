@@ -97,12 +97,15 @@ def evaluate(
     Each is called as ``fn(encoder, data, ctx, **options)`` with one :class:`EvalContext` (device, seed,
     the method, where figures may go, whether every rank is evaluating: :func:`ranks_share_evaluation`).
     """
+    if cfg.train.channels_last:  # as the trainer did; a baseline or a loaded checkpoint starts NCHW
+        method.to(memory_format=torch.channels_last)
     ctx = EvalContext(
         device=device,
         seed=cfg.train.seed,
         method=method,
         figures_dir=figures_dir,
         split_over_ranks=split_over_ranks,
+        channels_last=cfg.train.channels_last,
     )
     results: dict[str, float] = {}
     for name, options in cfg.eval.items():
@@ -237,7 +240,9 @@ def build_monitors(cfg: RecipeConfig, data: DataBundle) -> list[KNNMonitor]:
     options = build_dataclass(MonitorOptions, cfg.eval.get("monitor") or {}, "eval.monitor")
     if options.every <= 0:
         return []
-    return [KNNMonitor(data, options, _device(cfg), seed=cfg.train.seed)]
+    return [
+        KNNMonitor(data, options, _device(cfg), seed=cfg.train.seed, channels_last=cfg.train.channels_last)
+    ]
 
 
 def _device(cfg: RecipeConfig) -> torch.device:

@@ -229,3 +229,27 @@ def test_results_table_pairs_each_metric_with_its_std_and_fits_long_names() -> N
     assert [line.split()[0] for line in lines[2:]] == ["fewshot_10", "fewshot10_ft_class_miou", "knn_top1"]
     assert "30.0 ± 1.5" in lines[2] and "62.2 ± 0.6" in lines[3] and "40.0" in lines[4]
     assert len({len(line) for line in lines[2:]}) == 1  # columns aligned whatever the name length
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_evaluation_gives_the_encoder_the_memory_format_it_was_trained_in(tmp_path, channels_last):
+    """With ``train.channels_last`` the frozen features (trained method and random-init baseline alike)
+    are extracted from NHWC inputs with NHWC convolution weights, as the trainer ran them."""
+    from mmssl import pipeline
+    from mmssl.cli import resolve_recipe
+
+    cfg = load_recipe(
+        resolve_recipe("quickstart"),
+        [f"train.channels_last={str(channels_last).lower()}", "eval={knn: {k: 5}}", f"out_dir={tmp_path}"],
+    )
+    data = pipeline.build_data(cfg)
+    method = pipeline.build_method(cfg, pipeline.build_encoder(cfg), data)
+    conv = next(m for m in method.encoder.modules() if isinstance(m, torch.nn.Conv2d))
+    layouts: list[bool] = []
+    conv.register_forward_pre_hook(
+        lambda _m, args: layouts.append(args[0].is_contiguous(memory_format=torch.channels_last))
+    )
+    metrics = pipeline.evaluate(cfg, method, data, torch.device("cpu"))
+    assert 0.0 <= metrics["knn_top1"] <= 1.0
+    assert layouts and set(layouts) == {channels_last}
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last) is channels_last

@@ -25,13 +25,16 @@ class EvalContext:
     the trained method (or the baseline's), for evaluators of a method's own outputs (a classifier head,
     a language-model head, cross-modal towers); ``figures_dir``: where PNG figures may go (None: none);
     ``split_over_ranks``: every process of a torchrun launch runs this evaluation together, so frozen
-    features may be extracted a part per rank (evaluators that declare ``splits_over_ranks``)."""
+    features may be extracted a part per rank (evaluators that declare ``splits_over_ranks``);
+    ``channels_last``: give the encoder 4-D inputs in NHWC memory format, as it was trained
+    (``train.channels_last``)."""
 
     device: torch.device = torch.device("cpu")
     seed: int = 0
     method: Any = None
     figures_dir: Path | None = None
     split_over_ranks: bool = False
+    channels_last: bool = False
 
     @classmethod
     def on(cls, device: torch.device | str = "cpu", **kwargs: Any) -> EvalContext:

@@ -56,6 +56,7 @@ def _features(
         num_workers=options.num_workers,
         cache=options.cache,
         split_over_ranks=ctx.split_over_ranks,
+        channels_last=ctx.channels_last,
     )
     x_train, y_train = cached_features(encoder, train_set, device=device, **kw)
     x_test, y_test = cached_features(encoder, test_set, device=device, **kw)

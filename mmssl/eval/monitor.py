@@ -51,7 +51,12 @@ class KNNMonitor:
     """Callable ``monitor(method) -> {"monitor_knn_top1": float}`` on fixed subsets of a bundle's splits."""
 
     def __init__(
-        self, data: DataBundle, options: MonitorOptions, device: torch.device, seed: int = 0
+        self,
+        data: DataBundle,
+        options: MonitorOptions,
+        device: torch.device,
+        seed: int = 0,
+        channels_last: bool = False,
     ) -> None:
         if data.eval_train is None or data.eval_test is None or data.num_classes < 1:
             raise ValueError(
@@ -61,6 +66,7 @@ class KNNMonitor:
         self.options = options
         self.every = options.every
         self.device = device
+        self.channels_last = channels_last  # NHWC inputs, as the trainer gives them (train.channels_last)
         self.num_classes = data.num_classes
         self.bank = fixed_subset(data.eval_train, options.bank_size, seed)
         self.queries = fixed_subset(data.eval_test, options.query_size, seed + 1)
@@ -72,10 +78,18 @@ class KNNMonitor:
         try:
             with torch.no_grad():
                 x_bank, y_bank = extract_features(
-                    encoder, self.bank, batch_size=opts.batch_size, device=self.device
+                    encoder,
+                    self.bank,
+                    batch_size=opts.batch_size,
+                    device=self.device,
+                    channels_last=self.channels_last,
                 )
                 x_query, y_query = extract_features(
-                    encoder, self.queries, batch_size=opts.batch_size, device=self.device
+                    encoder,
+                    self.queries,
+                    batch_size=opts.batch_size,
+                    device=self.device,
+                    channels_last=self.channels_last,
                 )
         finally:
             torch.set_rng_state(cpu_rng)

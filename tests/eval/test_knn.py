@@ -152,6 +152,33 @@ def test_cached_features_reuses_and_notices_parameter_updates():
     clear_feature_cache()
 
 
+class ConvEncoder(nn.Module):
+    """A 2-D CNN that records the memory format of every input it is given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.out_dim = 5
+        self.net = nn.Sequential(nn.Conv2d(3, 5, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.nhwc_inputs: list[bool] = []
+
+    def forward(self, x):
+        self.nhwc_inputs.append(x.is_contiguous(memory_format=torch.channels_last))
+        return {"global": self.net(x)}
+
+
+def test_channels_last_extraction_changes_the_layout_not_the_features():
+    clear_feature_cache()
+    torch.manual_seed(0)
+    enc, ds = ConvEncoder(), Labelled(torch.randn(6, 3, 8, 8), torch.arange(6) % 2)
+    nchw, _ = cached_features(enc, ds, batch_size=4)
+    assert enc.nhwc_inputs == [False, False]
+    nhwc, labels = cached_features(enc, ds, batch_size=4, channels_last=True)
+    assert enc.nhwc_inputs[2:] == [True, True]  # not served from the NCHW entry of the cache
+    torch.testing.assert_close(nhwc, nchw)
+    assert labels.tolist() == [0, 1, 0, 1, 0, 1]
+    clear_feature_cache()
+
+
 def test_knn_evaluator_on_bundle_and_missing_split_error():
     gen = torch.Generator().manual_seed(4)
     x_tr, y_tr = _clusters(20, 3, 6, 0.05, gen)
