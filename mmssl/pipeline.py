@@ -45,6 +45,7 @@ from mmssl.report import format_table, plot_loss_curve
 from mmssl.safe_load import load_weights
 from mmssl.train.checkpoint import load_checkpoint
 from mmssl.train.fsdp import load_sharded
+from mmssl.train.host_memory import retain_freed_memory
 from mmssl.train.trainer import Trainer, TrainResult, pick_device, seed_everything
 
 log = logging.getLogger(__name__)
@@ -95,7 +96,9 @@ def evaluate(
     """Run every evaluator named in ``cfg.eval`` on ``method.encoder``; merged metric dict.
 
     Each is called as ``fn(encoder, data, ctx, **options)`` with one :class:`EvalContext` (device, seed,
-    the method, where figures may go, whether every rank is evaluating: :func:`ranks_share_evaluation`).
+    the method, where figures may go, whether every rank is evaluating: :func:`ranks_share_evaluation`,
+    whether the recipe trains in NHWC memory format). With ``train.channels_last`` the method's 4-D weights
+    are converted to NHWC in place first (a no-op after the trainer, which converted them already).
     """
     if cfg.train.channels_last:  # as the trainer did; a baseline or a loaded checkpoint starts NCHW
         method.to(memory_format=torch.channels_last)
@@ -202,7 +205,7 @@ def train(
     stays open as ``result.logger`` for the figures written next (:func:`~mmssl.figures.hand_new_figures_to`
     logs them and closes it).
     """
-    apply_threads(cfg)
+    apply_host_settings(cfg)
     run_dir = run_dir_for(cfg)
     data = data or build_data(cfg)
     cfg = fit_batch_to_data(cfg, data)
@@ -318,14 +321,18 @@ def report(
     return metrics
 
 
-def apply_threads(cfg: RecipeConfig) -> None:
+def apply_host_settings(cfg: RecipeConfig) -> None:
+    """Process-wide settings of a run: intra-op CPU threads (``train.num_threads``) and the C library's
+    handling of freed memory (``train.retain_freed_memory``, :mod:`mmssl.train.host_memory`)."""
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)
+    if cfg.train.retain_freed_memory:
+        retain_freed_memory()
 
 
 def run(cfg: RecipeConfig) -> dict[str, Any] | None:
     """``mmssl run``: pretrain, then evaluate against the random-init baseline."""
-    apply_threads(cfg)
+    apply_host_settings(cfg)
     data = build_data(cfg)
     preflight(cfg, data)
     method, untrained, result, run_dir = train(cfg, data, keep_logger_open=True)
@@ -359,7 +366,7 @@ def eval_checkpoint(cfg: RecipeConfig) -> dict[str, Any]:
         raise ValueError(
             "mmssl eval needs ckpt=PATH (a checkpoints/last.pt, checkpoints/last_sharded or an encoder.pt)"
         )
-    apply_threads(cfg)
+    apply_host_settings(cfg)
     data = build_data(cfg)
     seed_everything(cfg.train.seed)
     path = Path(cfg.ckpt)

@@ -240,7 +240,8 @@ def test_evaluation_gives_the_encoder_the_memory_format_it_was_trained_in(tmp_pa
 
     cfg = load_recipe(
         resolve_recipe("quickstart"),
-        [f"train.channels_last={str(channels_last).lower()}", "eval={knn: {k: 5}}", f"out_dir={tmp_path}"],
+        [f"train.channels_last={str(channels_last).lower()}", "eval={knn: {k: 5}, monitor: {every: 1}}"]
+        + ["data.train_per_class=20", "data.test_per_class=10", f"out_dir={tmp_path}"],
     )
     data = pipeline.build_data(cfg)
     method = pipeline.build_method(cfg, pipeline.build_encoder(cfg), data)
@@ -253,3 +254,7 @@ def test_evaluation_gives_the_encoder_the_memory_format_it_was_trained_in(tmp_pa
     assert 0.0 <= metrics["knn_top1"] <= 1.0
     assert layouts and set(layouts) == {channels_last}
     assert conv.weight.is_contiguous(memory_format=torch.channels_last) is channels_last
+    layouts.clear()
+    (monitor,) = pipeline.build_monitors(cfg, data)  # the online kNN monitor encodes as the trainer does
+    assert 0.0 <= monitor(method)["monitor_knn_top1"] <= 1.0
+    assert layouts and set(layouts) == {channels_last}

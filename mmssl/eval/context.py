@@ -26,8 +26,9 @@ class EvalContext:
     a language-model head, cross-modal towers); ``figures_dir``: where PNG figures may go (None: none);
     ``split_over_ranks``: every process of a torchrun launch runs this evaluation together, so frozen
     features may be extracted a part per rank (evaluators that declare ``splits_over_ranks``);
-    ``channels_last``: give the encoder 4-D inputs in NHWC memory format, as it was trained
-    (``train.channels_last``)."""
+    ``channels_last``: the recipe trains in NHWC memory format (``train.channels_last``); the
+    frozen-feature evaluators (knn, linear, few_shot and the modalities' few-shot) extract features from
+    NHWC inputs then, as the online monitor does. The others give their inputs as the data come."""
 
     device: torch.device = torch.device("cpu")
     seed: int = 0

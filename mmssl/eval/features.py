@@ -9,12 +9,11 @@ kNN, linear probe and few-shot all need the same frozen features of ``eval_train
 :func:`cached_features` memoises :func:`extract_features` under the key
 ``(id(encoder), id(dataset), device, channels_last, parameter-version stamp)``. The stamp lists, for
 every parameter and buffer, its storage pointer and autograd version counter; optimiser steps,
-``load_state_dict`` and ``p.data = ...`` all change it, so features of an updated encoder are never
-served stale. Weak
-references guard against ``id`` reuse: an entry dies with its encoder or dataset. The cache keeps at
-most :data:`CACHE_SIZE` entries (train + test for the trained and for a random-init encoder); call
-:func:`clear_feature_cache` to free it. A dataset mutated in place (e.g. a new transform) is not
-detected: pass ``cache=False`` to the evaluators in that case.
+``load_state_dict``, ``p.data = ...`` and a memory-format conversion all change it, so features of an
+updated encoder are never served stale. Weak references guard against ``id`` reuse: an entry dies with
+its encoder or dataset. The cache keeps at most :data:`CACHE_SIZE` entries (train + test for the trained
+and for a random-init encoder); call :func:`clear_feature_cache` to free it. A dataset mutated in place
+(e.g. a new transform) is not detected: pass ``cache=False`` to the evaluators in that case.
 """
 
 from __future__ import annotations

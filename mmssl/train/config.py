@@ -45,9 +45,15 @@ class TrainConfig:
     sync_bn: bool = False
     progress: bool = True
     compile: bool = False
-    # NHWC memory format for the model and every 4-D batch tensor: tensor-core convolutions run without
-    # layout transposes under bf16 (no effect on CPU fp32 results beyond rounding order).
+    # NHWC memory format for the model and every 4-D batch tensor, and for the frozen features extracted
+    # after training: tensor-core convolutions run without layout transposes under bf16, and oneDNN's
+    # CPU convolutions run faster too (context's CNN at 64 px: 1.2x training, 1.5x feature extraction on
+    # an AVX2 CPU). No effect on results beyond rounding order.
     channels_last: bool = False
+    # Keep freed host memory in the process for the next step instead of returning it to the kernel
+    # (glibc malloc settings; Linux only): fewer page faults, faster CPU steps and feature extraction,
+    # the peak memory kept until exit. See mmssl.train.host_memory.
+    retain_freed_memory: bool = True
     # How several processes share the work: ddp (every rank holds the whole model; gradients all-reduced)
     # or fsdp (FSDP2: parameters, gradients and optimizer state sharded over the ranks; sharded DCP
     # checkpoints). See mmssl.train.fsdp.

@@ -51,7 +51,9 @@ def test_recipe_loads_with_the_cifar10_protocol(name):
     assert "linear" in ev
     monitor = ev["monitor"]
     assert (monitor["bank_size"], monitor["query_size"], monitor["k"]) == (5000, 1000, 200)
-    assert 8 <= cfg.train.steps // monitor["every"] <= 12  # about 10 monitor points per run
+    # About 10 monitor points per run; 5 where encoding the 6,000 monitor images costs ~30 s on the CPU
+    # (the ViTs of MAE and inpainting, context's CNN at 64 px).
+    assert 5 <= cfg.train.steps // monitor["every"] <= 12
     if name.endswith("_gpu"):
         assert cfg.train.device == "cuda"
     else:
