@@ -3,7 +3,8 @@
 A recipe is data: a YAML file with the sections below. Fixed sections (``train``) are typed
 dataclasses; component sections (``method``, ``encoder``, ``data``) name a registered builder and
 pass it the remaining keys, which are checked against the builder's signature; ``eval`` maps
-evaluator names to their options. Every unknown key is an error that names it and suggests the
+evaluator names to their options (besides ``baselines``, ``monitor`` and ``num_threads``, see
+:data:`EVAL_RESERVED`). Every unknown key is an error that names it and suggests the
 closest valid key::
 
     name: simclr_shapes
@@ -70,7 +71,9 @@ class RecipeConfig:
 
 
 COMPONENT_SECTIONS = {"method": METHODS, "encoder": ENCODERS, "data": DATASETS}
-EVAL_RESERVED = ("baselines", "monitor")
+# The eval keys that are not evaluators: ``baselines`` (random_init, retrained variants), ``monitor`` (the
+# online kNN while training) and ``num_threads`` (intra-op CPU threads of the evaluation after training).
+EVAL_RESERVED = ("baselines", "monitor", "num_threads")
 BASELINES = ("random_init",)
 
 
@@ -244,7 +247,11 @@ def _check_eval(evals: dict[str, Any], source: str) -> None:
             except ConfigError as err:
                 raise ConfigError(f"{source}: {err}") from None
             continue
-        if key in EVAL_RESERVED:
+        if key == "num_threads":
+            if options is not None and (type(options) is not int or options < 1):
+                raise ConfigError(
+                    f"{source}: 'eval.num_threads' must be a positive integer or null, got {options!r}"
+                )
             continue
         if key not in EVALUATORS:
             raise ConfigError(

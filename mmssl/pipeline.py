@@ -17,12 +17,14 @@ parameters (:mod:`mmssl.options`).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
 import logging
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -99,24 +101,27 @@ def evaluate(
     the method, where figures may go, whether every rank is evaluating: :func:`ranks_share_evaluation`,
     whether the recipe trains in NHWC memory format). With ``train.channels_last`` the method's 4-D weights
     are converted to NHWC in place first (a no-op after the trainer, which converted them already).
+    ``eval.num_threads`` sets the intra-op CPU threads for the evaluators and restores the previous count
+    after (a recipe that trains on 1 thread beside a loader worker can evaluate on every core).
     """
-    if cfg.train.channels_last:  # as the trainer did; a baseline or a loaded checkpoint starts NCHW
-        method.to(memory_format=torch.channels_last)
-    ctx = EvalContext(
-        device=device,
-        seed=cfg.train.seed,
-        method=method,
-        figures_dir=figures_dir,
-        split_over_ranks=split_over_ranks,
-        channels_last=cfg.train.channels_last,
-    )
-    results: dict[str, float] = {}
-    for name, options in cfg.eval.items():
-        if name in EVAL_RESERVED:
-            continue
-        fn = EVALUATORS.get(name)
-        opts = builder_options(fn, options or {}, f"eval.{name}", kind="evaluator", name=name)
-        results.update(fn(method.encoder, data, ctx, **opts))
+    with intra_op_threads(cfg.eval.get("num_threads")):
+        if cfg.train.channels_last:  # as the trainer did; a baseline or a loaded checkpoint starts NCHW
+            method.to(memory_format=torch.channels_last)
+        ctx = EvalContext(
+            device=device,
+            seed=cfg.train.seed,
+            method=method,
+            figures_dir=figures_dir,
+            split_over_ranks=split_over_ranks,
+            channels_last=cfg.train.channels_last,
+        )
+        results: dict[str, float] = {}
+        for name, options in cfg.eval.items():
+            if name in EVAL_RESERVED:
+                continue
+            fn = EVALUATORS.get(name)
+            opts = builder_options(fn, options or {}, f"eval.{name}", kind="evaluator", name=name)
+            results.update(fn(method.encoder, data, ctx, **opts))
     return results
 
 
@@ -328,6 +333,21 @@ def apply_host_settings(cfg: RecipeConfig) -> None:
         torch.set_num_threads(cfg.train.num_threads)
     if cfg.train.retain_freed_memory:
         retain_freed_memory()
+
+
+@contextlib.contextmanager
+def intra_op_threads(num_threads: int | None) -> Iterator[None]:
+    """``torch.set_num_threads(num_threads)`` inside the block, the previous count restored after; ``None``
+    leaves the count as it is."""
+    if num_threads is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(num_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def run(cfg: RecipeConfig) -> dict[str, Any] | None:

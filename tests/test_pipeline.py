@@ -258,3 +258,41 @@ def test_evaluation_gives_the_encoder_the_memory_format_it_was_trained_in(tmp_pa
     (monitor,) = pipeline.build_monitors(cfg, data)  # the online kNN monitor encodes as the trainer does
     assert 0.0 <= monitor(method)["monitor_knn_top1"] <= 1.0
     assert layouts and set(layouts) == {channels_last}
+
+
+@pytest.mark.parametrize("eval_threads", [None, 2])
+def test_evaluation_runs_on_eval_num_threads_and_restores_the_training_count(tmp_path, eval_threads):
+    """``eval.num_threads`` is the intra-op thread count while the evaluators encode (here under a run
+    that trains on 1 thread); after the evaluation the training count is back. Unset: the count is kept."""
+    from mmssl import pipeline
+    from mmssl.cli import resolve_recipe
+
+    threads = "null" if eval_threads is None else eval_threads
+    cfg = load_recipe(
+        resolve_recipe("quickstart"),
+        [f"eval={{knn: {{k: 5}}, num_threads: {threads}}}", "data.train_per_class=20"]
+        + ["data.test_per_class=10", f"out_dir={tmp_path}"],
+    )
+    data = pipeline.build_data(cfg)
+    method = pipeline.build_method(cfg, pipeline.build_encoder(cfg), data)
+    seen: list[int] = []
+    method.encoder.register_forward_pre_hook(lambda _m, _args: seen.append(torch.get_num_threads()))
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        metrics = pipeline.evaluate(cfg, method, data, torch.device("cpu"))
+        after = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
+    assert 0.0 <= metrics["knn_top1"] <= 1.0
+    assert seen and set(seen) == {eval_threads or 1}
+    assert after == 1
+
+
+@pytest.mark.parametrize("bad", ["0", "-1", "two", "1.5"])
+def test_eval_num_threads_must_be_a_positive_integer(bad):
+    from mmssl.cli import resolve_recipe
+    from mmssl.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="eval.num_threads' must be a positive integer"):
+        load_recipe(resolve_recipe("quickstart"), [f"eval.num_threads={bad}"])
