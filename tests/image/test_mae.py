@@ -82,6 +82,24 @@ def test_mae_loss_is_pixel_mse_on_masked_patches():
     assert loss.item() == pytest.approx(masked.mean().item(), rel=1e-5)
 
 
+def test_inpainting_norm_pix_loss_regresses_each_block_patch_normalised():
+    # MAE's target on inpainting's block: every masked patch normalised by its own mean and
+    # (unbiased) variance, computed here independently of the loss code.
+    torch.manual_seed(2)
+    model = METHODS.build("inpainting", encoder=_vit(), norm_pix_loss=True, **TINY_DECODER)
+    assert model.norm_target
+    assert not METHODS.build("inpainting", encoder=_vit(), **TINY_DECODER).norm_target  # the paper's
+    x = torch.randn(3, 3, 16, 16)
+    loss = model({"image": x})["loss"]
+    pred, mask = model.reconstruct(x)  # the central block: the same mask without a draw
+    target = patchify(x, 4)
+    mean = target.mean(-1, keepdim=True)
+    var = ((target - mean) ** 2).sum(-1, keepdim=True) / (target.shape[-1] - 1)
+    per_patch = ((pred - (target - mean) / (var + 1e-6).sqrt()) ** 2).mean(-1)
+    masked = gather_tokens(per_patch.unsqueeze(-1), mask.ids_masked)
+    assert loss.item() == pytest.approx(masked.mean().item(), rel=1e-5)
+
+
 def test_bad_configurations_raise_clear_errors():
     with pytest.raises(ValueError, match="ViT"):
         METHODS.build("mae", encoder=ENCODERS.build("small_cnn"))
