@@ -16,7 +16,8 @@ tokens form a rectangular ``[B, K, D]`` tensor without padding. Three layouts:
 - :func:`random_mask`: a uniformly random subset per sample, drawn as MAE does: argsort of uniform
   noise, the first ``K`` of the order are kept.
 - :func:`block_mask`: one contiguous block on an ``h x w`` token grid (context-encoder inpainting,
-  Pathak et al. 2016), at the centre or at a random position per sample.
+  Pathak et al. 2016), at the centre or at a random position per sample; or several smaller
+  blocks at random, possibly overlapping positions (Pathak et al.'s "random block", their Sec. 3.3).
 - :func:`tube_mask`: one random spatial mask repeated over all ``T`` frames of ``T x S`` tokens
   (VideoMAE's tube masking, Tong et al. 2022), so a masked patch cannot be copied from a
   neighbouring frame.
@@ -31,7 +32,7 @@ import torch
 from torch import Tensor
 
 MASK_KINDS = ("random", "block", "tube")
-BLOCK_POSITIONS = ("center", "random")
+BLOCK_POSITIONS = ("center", "random", "blocks")
 
 
 @dataclass
@@ -141,6 +142,25 @@ def block_shape(grid: tuple[int, int], num_masked: int) -> tuple[int, int]:
     return bh, bw
 
 
+def _block_offsets(grid: tuple[int, int], count: int) -> tuple[Tensor, Tensor, int, int]:
+    """Row and column offsets ``[count]`` of a block of ``count`` tokens from its top-left corner,
+    and its bounding box ``(bh, bw)``: the box of :func:`block_shape` filled row by row, first
+    ``count`` cells."""
+    bh, bw = block_shape(grid, count)
+    offsets = torch.arange(bh * bw)[:count] if count else torch.zeros(0, dtype=torch.long)
+    return offsets // max(bw, 1), offsets % max(bw, 1), bh, bw
+
+
+def _random_corners(
+    batch: int, grid: tuple[int, int], box: tuple[int, int], generator: torch.Generator | None
+) -> tuple[Tensor, Tensor]:
+    """Top-left corners ``[B, 1]`` (row, column) of a ``bh x bw`` box drawn uniformly inside the grid."""
+    (h, w), (bh, bw) = grid, box
+    top = (_uniform((batch, 1), generator, "cpu") * (h - bh + 1)).long().clamp(max=h - bh)
+    left = (_uniform((batch, 1), generator, "cpu") * (w - bw + 1)).long().clamp(max=w - bw)
+    return top, left
+
+
 def block_mask(
     batch: int,
     grid: tuple[int, int],
@@ -148,38 +168,67 @@ def block_mask(
     position: str = "random",
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
+    block_tokens: int = 4,
 ) -> TokenMask:
-    """One contiguous block of ``M = round(ratio * h * w)`` tokens per sample on an ``h x w`` grid.
+    """Blocks of ``M = round(ratio * h * w)`` tokens in all per sample on an ``h x w`` grid.
 
     Tokens are numbered row-major (``n = row * w + col``), as a ViT's patch sequence.
 
-    How the count stays exact: a rectangle ``bh x bw`` rarely holds exactly ``M`` tokens (``M`` may
-    be prime), so the block fills its ``bh x bw`` bounding box (see :func:`block_shape`) row by row
-    and stops after ``M`` tokens: all rows are full except possibly the last, which holds
+    ``position``:
+
+    - ``"center"``: one block in the middle of the grid (Pathak et al.'s central region);
+    - ``"random"``: one block whose top-left corner is drawn uniformly per sample;
+    - ``"blocks"``: Pathak et al.'s "random block" (Sec. 3.3: a number of smaller, possibly
+      overlapping blocks, so that no single large hole's boundary is there to latch onto): blocks
+      of ``block_tokens`` tokens are dropped at uniformly drawn corners, all samples at once, until
+      their union holds ``M`` tokens. The paper covers "up to" a quarter; here every sample masks
+      exactly ``M`` (the encoder's input must be rectangular), so the block that would overshoot
+      adds only its first new cells in row-major order.
+
+    How one block's count stays exact: a rectangle ``bh x bw`` rarely holds exactly ``M`` tokens
+    (``M`` may be prime), so the block fills its ``bh x bw`` bounding box (see :func:`block_shape`)
+    row by row and stops after ``M`` tokens: all rows are full except possibly the last, which holds
     ``M - (bh - 1) * bw >= 1`` tokens from the left. The region is therefore 4-connected and its
     bounding box is ``bh x bw``; when ``M = bh * bw`` (e.g. 16 of 8x8) it is a plain rectangle.
-
-    ``position``: ``"center"`` puts the box in the middle of the grid (Pathak et al.'s central
-    region), ``"random"`` draws its top-left corner uniformly per sample.
     """
     if position not in BLOCK_POSITIONS:
         raise ValueError(f"block position must be one of {BLOCK_POSITIONS}, got '{position}'")
     h, w = int(grid[0]), int(grid[1])
     m = num_masked_tokens(h * w, ratio)
-    bh, bw = block_shape((h, w), m)
-    # The block's cells relative to its top-left corner, row-major, first m of the box.
-    offsets = torch.arange(bh * bw)[:m] if m else torch.zeros(0, dtype=torch.long)
-    rel_r, rel_c = offsets // max(bw, 1), offsets % max(bw, 1)
+    if position == "blocks":
+        return _scattered_blocks(batch, (h, w), m, block_tokens, generator).to(device)
+    rel_r, rel_c, bh, bw = _block_offsets((h, w), m)
     if position == "center":
         top = torch.full((batch, 1), (h - bh) // 2)
         left = torch.full((batch, 1), (w - bw) // 2)
     else:
-        top = (_uniform((batch, 1), generator, "cpu") * (h - bh + 1)).long().clamp(max=h - bh)
-        left = (_uniform((batch, 1), generator, "cpu") * (w - bw + 1)).long().clamp(max=w - bw)
+        top, left = _random_corners(batch, (h, w), (bh, bw), generator)
     cells = (top + rel_r) * w + (left + rel_c)  # [B, m]
     masked = torch.zeros(batch, h * w, dtype=torch.bool)
     masked.scatter_(1, cells, True)
     return TokenMask.from_bool(masked.to(device))
+
+
+def _scattered_blocks(
+    batch: int, grid: tuple[int, int], num_masked: int, block_tokens: int, generator: torch.Generator | None
+) -> TokenMask:
+    """The ``"blocks"`` layout of :func:`block_mask`, on the CPU."""
+    if block_tokens < 1:
+        raise ValueError(f"block_tokens must be at least 1, got {block_tokens}")
+    h, w = grid
+    rel_r, rel_c, bh, bw = _block_offsets(grid, min(block_tokens, h * w))
+    masked = torch.zeros(batch, h * w, dtype=torch.bool)
+    need = torch.full((batch, 1), num_masked)
+    # Every cell lies in some placement of the box, so each round adds a cell to every unfinished
+    # sample with positive probability: the loop ends (a few rounds at a quarter of the grid).
+    while bool((need > 0).any()):
+        top, left = _random_corners(batch, grid, (bh, bw), generator)
+        block = torch.zeros_like(masked).scatter_(1, (top + rel_r) * w + (left + rel_c), True)
+        new = block & ~masked
+        added = new & (new.long().cumsum(dim=1) <= need)  # the first `need` new cells, row-major
+        masked |= added
+        need -= added.sum(dim=1, keepdim=True)
+    return TokenMask.from_bool(masked)
 
 
 def tube_mask(
@@ -203,14 +252,16 @@ def tube_mask(
 class TokenMasker:
     """A masking recipe: ``masker(batch, num_tokens, device, generator)`` -> :class:`TokenMask`.
 
-    ``kind``: ``random`` (MAE), ``block`` (inpainting; needs ``grid``) or ``tube`` (video; needs
-    ``num_frames``; the spatial size is ``num_tokens // num_frames``).
+    ``kind``: ``random`` (MAE), ``block`` (inpainting; needs ``grid``; ``position`` and
+    ``block_tokens`` as in :func:`block_mask`) or ``tube`` (video; needs ``num_frames``; the spatial
+    size is ``num_tokens // num_frames``).
     """
 
     kind: str = "random"
     ratio: float = 0.75
     grid: tuple[int, int] | None = None
     position: str = "random"
+    block_tokens: int = 4
     num_frames: int = 1
 
     def __post_init__(self) -> None:
@@ -219,6 +270,8 @@ class TokenMasker:
         num_masked_tokens(1, self.ratio)  # validates the ratio
         if self.kind == "block" and self.grid is None:
             raise ValueError("a block mask needs the token grid (h, w)")
+        if self.block_tokens < 1:
+            raise ValueError(f"block_tokens must be at least 1, got {self.block_tokens}")
 
     def __call__(
         self,
@@ -233,7 +286,9 @@ class TokenMasker:
             h, w = self.grid  # type: ignore[misc]
             if h * w != num_tokens:
                 raise ValueError(f"block mask grid {h}x{w} does not match {num_tokens} tokens")
-            return block_mask(batch, (h, w), self.ratio, self.position, generator, device)
+            return block_mask(
+                batch, (h, w), self.ratio, self.position, generator, device, block_tokens=self.block_tokens
+            )
         if num_tokens % self.num_frames:
             raise ValueError(f"{num_tokens} tokens do not split into {self.num_frames} frames")
         return tube_mask(batch, self.num_frames, num_tokens // self.num_frames, self.ratio, generator, device)

@@ -136,6 +136,45 @@ def test_random_block_moves_between_samples():
     assert block_shape((8, 8), 16) == (4, 4) and block_shape((8, 8), 48) == (7, 7)
 
 
+def _cells_outside_full_windows(mask: torch.Tensor, grid: tuple[int, int], box: tuple[int, int]) -> int:
+    """Masked cells of one sample that no fully masked ``box`` window contains (computed by brute force)."""
+    (h, w), (bh, bw) = grid, box
+    cells = mask.view(h, w).bool()
+    covered = torch.zeros_like(cells)
+    for r in range(h - bh + 1):
+        for c in range(w - bw + 1):
+            if cells[r : r + bh, c : c + bw].all():
+                covered[r : r + bh, c : c + bw] = True
+    return int((cells & ~covered).sum())
+
+
+@pytest.mark.parametrize(
+    ("grid", "ratio", "block_tokens", "box"), [((8, 8), 0.25, 4, (2, 2)), ((6, 9), 0.4, 6, (2, 3))]
+)
+def test_scattered_blocks_are_a_union_of_small_blocks_of_exact_size(grid, ratio, block_tokens, box):
+    h, w = grid
+    m = block_mask(200, grid, ratio, position="blocks", block_tokens=block_tokens, generator=_gen(7))
+    count = round(ratio * h * w)
+    assert m.num_masked == count and (m.mask.sum(dim=1) == count).all()
+    pieces = []
+    for b in range(200):
+        # Whole blocks only, except the one that would overshoot the count (trimmed to its first new cells).
+        assert _cells_outside_full_windows(m.mask[b], grid, box) < block_tokens
+        cells = {(int(i) // w, int(i) % w) for i in m.ids_masked[b]}
+        pieces.append(not _is_4_connected(cells))
+    # Several holes, not one: most samples' masked cells fall apart into more than one region, and the
+    # layout moves between samples.
+    assert sum(pieces) > 100
+    assert len({tuple(row.tolist()) for row in m.mask}) > 150
+
+
+def test_one_scattered_block_of_the_whole_count_is_the_random_block():
+    # With blocks as large as the hole, the first block covers it: the same draws give the same mask.
+    one = block_mask(30, (8, 8), 0.25, position="random", generator=_gen(8))
+    scattered = block_mask(30, (8, 8), 0.25, position="blocks", block_tokens=16, generator=_gen(8))
+    assert torch.equal(one.mask, scattered.mask)
+
+
 def test_tube_mask_is_identical_across_frames():
     t, s = 4, 16
     m = tube_mask(6, t, s, 0.75, generator=_gen(6))
@@ -153,5 +192,8 @@ def test_token_masker_dispatches_and_validates():
         TokenMasker("random", 1.5)
     with pytest.raises(ValueError, match="grid"):
         TokenMasker("block", 0.5)
+    with pytest.raises(ValueError, match="block_tokens"):
+        TokenMasker("block", 0.5, grid=(4, 4), block_tokens=0)
+    assert TokenMasker("block", 0.5, grid=(4, 4), position="blocks", block_tokens=2)(3, 16).num_masked == 8
     with pytest.raises(ValueError, match="does not match"):
         TokenMasker("block", 0.5, grid=(4, 4))(2, 10)

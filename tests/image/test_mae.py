@@ -100,6 +100,22 @@ def test_inpainting_norm_pix_loss_regresses_each_block_patch_normalised():
     assert loss.item() == pytest.approx(masked.mean().item(), rel=1e-5)
 
 
+def test_inpainting_random_blocks_hide_the_count_in_several_holes():
+    # Pathak et al.'s "random block" with the factory's block size passed through: the default (4 patches)
+    # on this 4x4 grid would always hide one 2x2 square; single-patch blocks may hide any 4 patches.
+    model = METHODS.build("inpainting", encoder=_vit(), position="blocks", block_tokens=1, **TINY_DECODER)
+    mask = model.masker(64, 16, generator=torch.Generator().manual_seed(0))
+    assert mask.num_masked == 4 and (mask.mask.sum(dim=1) == 4).all()
+    squares = {
+        frozenset({4 * r + c, 4 * r + c + 1, 4 * r + c + 4, 4 * r + c + 5})
+        for r in range(3)
+        for c in range(3)
+    }
+    assert any(frozenset(row.tolist()) not in squares for row in mask.ids_masked)
+    loss = model({"image": torch.randn(2, 3, 16, 16)})["loss"]
+    assert torch.isfinite(loss)
+
+
 def test_bad_configurations_raise_clear_errors():
     with pytest.raises(ValueError, match="ViT"):
         METHODS.build("mae", encoder=ENCODERS.build("small_cnn"))
@@ -107,6 +123,8 @@ def test_bad_configurations_raise_clear_errors():
         METHODS.build("mae", encoder=_vit(), mask_ratio=1.0)
     with pytest.raises(ValueError, match="position"):
         METHODS.build("inpainting", encoder=_vit(), position="corner")
+    with pytest.raises(ValueError, match="method.block_tokens"):
+        METHODS.build("inpainting", encoder=_vit(), position="blocks", block_tokens=0)
     model = METHODS.build("mae", encoder=_vit(), **TINY_DECODER)
     with pytest.raises(KeyError, match="image"):
         model({"views": [torch.randn(2, 3, 16, 16)] * 2, "index": torch.arange(2)})
