@@ -237,7 +237,7 @@ def inpainting(
     fixed central hole latch onto that hole's boundary); with ``center`` a ViT also never sees the
     central tokens in training that it meets in evaluation, so the CIFAR-10 recipes use ``blocks``
     (on val it beat ``random``, which beat ``center``: docs/benchmarks.md).
-    ``norm_pix_loss``: regress every block patch normalised by its own mean / variance, MAE's target
+    ``norm_pix_loss``: regress every hidden patch normalised by its own mean / variance, MAE's target
     (not in the paper, whose L2 is on raw pixels: an ablation of what separates the two methods).
     """
     if not 0.0 < mask_ratio < 1.0:
